@@ -1,0 +1,1 @@
+//! mcast-ntp configuration (skeleton).

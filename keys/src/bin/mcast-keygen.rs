@@ -1,0 +1,2 @@
+//! mcast-keygen.
+fn main() {}

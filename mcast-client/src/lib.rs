@@ -1,0 +1,1 @@
+//! mcast-client library (skeleton).

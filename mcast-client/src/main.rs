@@ -1,0 +1,2 @@
+//! mcast-client binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! mcast-server library (skeleton).

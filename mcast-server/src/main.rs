@@ -1,0 +1,2 @@
+//! mcast-server binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! NTP wire format (skeleton).

@@ -1,0 +1,1 @@
+//! mcast-ntp test support (skeleton).
