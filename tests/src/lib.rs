@@ -1,1 +1,7 @@
-//! mcast-ntp test support (skeleton).
+//! Test support for mcast-ntp: the reference vectors captured from ntpd
+//! 4.2.8p15, and (in later work) the simulator, the network-namespace lab
+//! harness and the packet forger.
+#![forbid(unsafe_code)]
+
+pub mod vectors;
+pub mod fuzz_checks;

@@ -1,0 +1,1 @@
+//! The properties the fuzz targets check, shared with the corpus replay test.
