@@ -86,28 +86,51 @@ impl Datagram {
         loop {
             let rest = buf.get(offset..).unwrap_or_default();
             if rest.is_empty() {
-                return Ok(Datagram { header, extensions, mac: None });
+                return Ok(Datagram {
+                    header,
+                    extensions,
+                    mac: None,
+                });
             }
             if rest.len() % 4 != 0 {
-                return Err(ParseError::TrailerNotAligned { len: buf.len() - HEADER_LEN });
+                return Err(ParseError::TrailerNotAligned {
+                    len: buf.len() - HEADER_LEN,
+                });
             }
+            // `rest` is a non-empty multiple of 4 here, so it has a first word.
+            let Some((word, after)) = rest.split_first_chunk::<4>() else {
+                return Err(ParseError::TrailerNotAligned {
+                    len: buf.len() - HEADER_LEN,
+                });
+            };
             if rest.len() <= MAX_MAC_LEN {
-                let (id, digest) = rest.split_at(4);
-                let key_id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
-                let mac = Mac { key_id, digest: digest.to_vec() };
-                return Ok(Datagram { header, extensions, mac: Some(mac) });
+                let mac = Mac {
+                    key_id: u32::from_be_bytes(*word),
+                    digest: after.to_vec(),
+                };
+                return Ok(Datagram {
+                    header,
+                    extensions,
+                    mac: Some(mac),
+                });
             }
-            let field_type = u16::from_be_bytes([rest[0], rest[1]]);
-            let length = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            let [t0, t1, l0, l1] = *word;
+            let field_type = u16::from_be_bytes([t0, t1]);
+            let length = usize::from(u16::from_be_bytes([l0, l1]));
             if length < 4 || length % 4 != 0 {
                 return Err(ParseError::ExtensionFieldLength { offset, length });
             }
-            let field = rest.get(4..length).ok_or(ParseError::ExtensionFieldOverrun {
-                offset,
-                length,
-                remaining: rest.len(),
-            })?;
-            extensions.push(ExtensionField { field_type, value: field.to_vec() });
+            let field = rest
+                .get(4..length)
+                .ok_or(ParseError::ExtensionFieldOverrun {
+                    offset,
+                    length,
+                    remaining: rest.len(),
+                })?;
+            extensions.push(ExtensionField {
+                field_type,
+                value: field.to_vec(),
+            });
             offset += length;
         }
     }
@@ -115,7 +138,12 @@ impl Datagram {
     /// Number of leading bytes a MAC covers: the header and every extension
     /// field (the key id is not covered).
     pub fn signed_len(&self) -> usize {
-        HEADER_LEN + self.extensions.iter().map(ExtensionField::wire_len).sum::<usize>()
+        HEADER_LEN
+            + self
+                .extensions
+                .iter()
+                .map(ExtensionField::wire_len)
+                .sum::<usize>()
     }
 
     /// Appends the bytes a MAC covers (header and extension fields) to `out`.
@@ -233,13 +261,20 @@ mod tests {
         t.extend_from_slice(&[0; 24]);
         assert_eq!(
             Datagram::parse(&with_trailer(&t)),
-            Err(ParseError::ExtensionFieldLength { offset: 48, length: 2 })
+            Err(ParseError::ExtensionFieldLength {
+                offset: 48,
+                length: 2
+            })
         );
         let mut t = vec![0x01, 0x00, 0x01, 0x00];
         t.extend_from_slice(&[0; 24]);
         assert_eq!(
             Datagram::parse(&with_trailer(&t)),
-            Err(ParseError::ExtensionFieldOverrun { offset: 48, length: 256, remaining: 28 })
+            Err(ParseError::ExtensionFieldOverrun {
+                offset: 48,
+                length: 256,
+                remaining: 28
+            })
         );
     }
 }

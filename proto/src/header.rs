@@ -258,7 +258,12 @@ impl Header {
             return Err(ParseError::UnsupportedVersion(version));
         }
         let mode = Mode::from_bits(b0).ok_or(ParseError::ReservedMode)?;
-        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let word = |i: usize| -> [u8; 4] {
+            b.get(i..i + 4)
+                .and_then(|s| s.try_into().ok())
+                .unwrap_or_default()
+        };
+        let u32_at = |i: usize| u32::from_be_bytes(word(i));
         let ts_at = |i: usize| {
             NtpTimestamp::from_bits((u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4)))
         };
@@ -271,7 +276,7 @@ impl Header {
             precision: Log2Seconds(precision.cast_signed()),
             root_delay: NtpShort::from_bits(u32_at(4)),
             root_dispersion: NtpShort::from_bits(u32_at(8)),
-            reference_id: RefId([b[12], b[13], b[14], b[15]]),
+            reference_id: RefId(word(12)),
             reference: ts_at(16),
             origin: ts_at(24),
             receive: ts_at(32),
@@ -325,14 +330,20 @@ mod tests {
         assert_eq!(RefId::from_code("RATE").display(0), ".RATE.");
         assert_eq!(RefId::from_code("GPS").display(1), ".GPS.");
         assert_eq!(RefId([0x7f, 0x7f, 1, 0]).display(2), "127.127.1.0");
-        assert_eq!(RefId([0x7f, 0x7f, 1, 1]).display(1), ".\\x7f\\x7f\\x01\\x01.");
+        assert_eq!(
+            RefId([0x7f, 0x7f, 1, 1]).display(1),
+            ".\\x7f\\x7f\\x01\\x01."
+        );
         assert_eq!(RefId::from_code("GPS").as_ascii().as_deref(), Some("GPS"));
         assert_eq!(RefId([b'A', 0, b'B', 0]).as_ascii(), None);
     }
 
     #[test]
     fn too_short_and_bad_version_are_typed_errors() {
-        assert_eq!(Header::parse(&[0x23; 47]), Err(ParseError::TooShort { len: 47 }));
+        assert_eq!(
+            Header::parse(&[0x23; 47]),
+            Err(ParseError::TooShort { len: 47 })
+        );
         let mut b = [0u8; 48];
         b[0] = 0x05; // version 0
         assert_eq!(Header::parse(&b), Err(ParseError::UnsupportedVersion(0)));

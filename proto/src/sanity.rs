@@ -10,8 +10,11 @@ pub struct SampleLimits {
     /// Packets with stratum at or above this are refused (RFC 5905: 16;
     /// ntpd 4.2.8 clients refuse 15 and up).
     pub stratum_ceiling: u8,
-    /// Root distance (root delay / 2 + root dispersion) above this is
-    /// refused (ntpd's `maxdist` default: 1.5 s).
+    /// Root distance (root delay / 2 + root dispersion) at or above this
+    /// is refused. The default is RFC 5905's MAXDISP, 16 s, as in ntpd's
+    /// per-packet TEST7: a server that has just started reports seconds of
+    /// dispersion and is still a valid packet. Selection applies its own,
+    /// tighter limit (ntpd's `maxdist`, 1.5 s) to the association.
     pub max_root_distance: NtpDuration,
 }
 
@@ -19,7 +22,7 @@ impl Default for SampleLimits {
     fn default() -> Self {
         SampleLimits {
             stratum_ceiling: 16,
-            max_root_distance: NtpDuration::from_millis(1500),
+            max_root_distance: NtpDuration::from_secs(16),
         }
     }
 }
@@ -47,8 +50,8 @@ pub enum Unusable {
         /// The ceiling in force.
         ceiling: u8,
     },
-    /// Root distance above the limit.
-    #[error("root distance {distance} s is over the limit of {limit} s")]
+    /// Root distance at or above the limit.
+    #[error("root distance {distance} s is not below the limit of {limit} s")]
     RootDistanceTooLarge {
         /// The packet's root distance.
         distance: NtpDuration,
@@ -81,7 +84,7 @@ impl Header {
             });
         }
         let distance = self.root_distance();
-        if distance > limits.max_root_distance {
+        if distance >= limits.max_root_distance {
             return Some(Unusable::RootDistanceTooLarge {
                 distance,
                 limit: limits.max_root_distance,
@@ -125,15 +128,27 @@ mod tests {
 
         let mut h = good();
         h.stratum = 16;
-        assert!(matches!(h.unusable_reason(&l), Some(Unusable::StratumTooHigh { stratum: 16, .. })));
-        let strict = SampleLimits { stratum_ceiling: 15, ..l };
+        assert!(matches!(
+            h.unusable_reason(&l),
+            Some(Unusable::StratumTooHigh { stratum: 16, .. })
+        ));
+        let strict = SampleLimits {
+            stratum_ceiling: 15,
+            ..l
+        };
         h.stratum = 15;
-        assert!(h.unusable_reason(&strict).is_some(), "ntpd-like ceiling refuses 15");
+        assert!(
+            h.unusable_reason(&strict).is_some(),
+            "ntpd-like ceiling refuses 15"
+        );
 
         let mut h = good();
-        h.root_delay = NtpShort::from_duration(NtpDuration::from_secs(1));
-        h.root_dispersion = NtpShort::from_duration(NtpDuration::from_millis(1001));
-        assert!(matches!(h.unusable_reason(&l), Some(Unusable::RootDistanceTooLarge { .. })));
+        h.root_delay = NtpShort::from_duration(NtpDuration::from_secs(2));
+        h.root_dispersion = NtpShort::from_duration(NtpDuration::from_secs(15));
+        assert!(matches!(
+            h.unusable_reason(&l),
+            Some(Unusable::RootDistanceTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -150,7 +165,10 @@ mod tests {
         ] {
             h.reference_id = RefId::from_code(code);
             assert_eq!(h.kiss_code(), Some(kiss));
-            assert_eq!(h.unusable_reason(&SampleLimits::default()), Some(Unusable::KissOfDeath(kiss)));
+            assert_eq!(
+                h.unusable_reason(&SampleLimits::default()),
+                Some(Unusable::KissOfDeath(kiss))
+            );
         }
         h.reference_id = RefId::from_code("STEP");
         assert_eq!(h.kiss_code(), None, "STEP is unsynchronized, not a KoD");

@@ -20,7 +20,11 @@ const FRAC_PER_SEC: u128 = 1 << 32;
 
 /// `n / d` rounded to the nearest, halves away from zero (`d` > 0).
 fn div_round(n: i128, d: i128) -> i128 {
-    if n >= 0 { (n + d / 2) / d } else { (n - d / 2) / d }
+    if n >= 0 {
+        (n + d / 2) / d
+    } else {
+        (n - d / 2) / d
+    }
 }
 
 /// Converts nanoseconds (0..1e9) to a 32-bit binary fraction of a second, rounded.
@@ -116,10 +120,7 @@ impl NtpTimestamp {
         let diff = self - pivot;
         let whole = diff.to_bits() >> 32; // arithmetic shift: floor
         let frac = (diff.to_bits() & 0xFFFF_FFFF) as u32;
-        (
-            pivot_unix_secs.saturating_add(whole),
-            frac_to_nanos(frac),
-        )
+        (pivot_unix_secs.saturating_add(whole), frac_to_nanos(frac))
     }
 
     /// The `SystemTime` this timestamp stands for, in the era nearest to `pivot`.
@@ -132,7 +133,8 @@ impl NtpTimestamp {
         if secs >= 0 {
             UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
         } else {
-            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos))
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+                + Duration::from_nanos(u64::from(nanos))
         }
     }
 }
@@ -407,7 +409,10 @@ mod tests {
         assert_eq!(t.to_unix_near(-UNIX_OFFSET_SECS + 10).0, -UNIX_OFFSET_SECS);
         let last = NtpTimestamp::from_unix(ERA1_UNIX - 1, 500_000_000);
         assert_eq!(last.seconds(), u32::MAX);
-        assert_eq!(last.to_unix_near(ERA1_UNIX + 86_400), (ERA1_UNIX - 1, 500_000_000));
+        assert_eq!(
+            last.to_unix_near(ERA1_UNIX + 86_400),
+            (ERA1_UNIX - 1, 500_000_000)
+        );
     }
 
     #[test]
@@ -437,7 +442,10 @@ mod tests {
     #[test]
     fn duration_conversions() {
         assert_eq!(NtpDuration::from_millis(1500).as_seconds_f64(), 1.5);
-        assert_eq!(NtpDuration::from_std(Duration::from_millis(250)).as_nanos(), 250_000_000);
+        assert_eq!(
+            NtpDuration::from_std(Duration::from_millis(250)).as_nanos(),
+            250_000_000
+        );
         assert_eq!(NtpDuration::from_millis(-1).to_std(), None);
         assert_eq!(
             NtpDuration::from_micros(1250).to_std(),
@@ -456,8 +464,17 @@ mod tests {
         let s = NtpShort::from_bits(0x0000_0297);
         assert!((s.as_seconds_f64() - 0.010_116_577).abs() < 1e-9);
         assert_eq!(NtpShort::from_duration(s.to_duration()), s);
-        assert_eq!(NtpShort::from_duration(NtpDuration::from_nanos(1)).to_bits(), 1);
-        assert_eq!(NtpShort::from_duration(-NtpDuration::ONE_SECOND), NtpShort::ZERO);
-        assert_eq!(NtpShort::from_duration(NtpDuration::MAX).to_bits(), u32::MAX);
+        assert_eq!(
+            NtpShort::from_duration(NtpDuration::from_nanos(1)).to_bits(),
+            1
+        );
+        assert_eq!(
+            NtpShort::from_duration(-NtpDuration::ONE_SECOND),
+            NtpShort::ZERO
+        );
+        assert_eq!(
+            NtpShort::from_duration(NtpDuration::MAX).to_bits(),
+            u32::MAX
+        );
     }
 }

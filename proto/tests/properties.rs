@@ -1,5 +1,6 @@
 //! Property tests: the codec is lossless, and time arithmetic is right
 //! across the 2036 era boundary.
+#![cfg(test)]
 
 use mcast_proto::{
     Datagram, ExtensionField, Header, LeapIndicator, Log2Seconds, Mac, Mode, NtpDuration, NtpShort,
@@ -48,7 +49,12 @@ prop_compose! {
 /// extension field starts a remainder longer than 24 bytes.
 fn unambiguous(d: &Datagram) -> bool {
     let mac_len = d.mac.as_ref().map_or(0, |m| 4 + m.digest.len());
-    let mut rest: usize = d.extensions.iter().map(ExtensionField::wire_len).sum::<usize>() + mac_len;
+    let mut rest: usize = d
+        .extensions
+        .iter()
+        .map(ExtensionField::wire_len)
+        .sum::<usize>()
+        + mac_len;
     for ef in &d.extensions {
         if rest <= 24 {
             return false;

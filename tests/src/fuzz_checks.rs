@@ -1,1 +1,425 @@
-//! The properties the fuzz targets check, shared with the corpus replay test.
+//! The properties the fuzz targets check, one function per target.
+//!
+//! Each function takes the fuzzer's raw bytes and panics, with a message
+//! naming the property, when the code under test breaks it. The cargo-fuzz
+//! targets in `fuzz/fuzz_targets/` do nothing but call these; the replay test
+//! `tests/tests/fuzz_corpus.rs` runs every file of the committed corpus
+//! (`fuzz/corpus/<target>/`) through them under plain `cargo test`, so the
+//! properties are checked on stable in CI without cargo-fuzz. See
+//! `docs/FUZZING.md`.
+
+// Panicking when a property is violated is what these functions are for: the
+// fuzzer records a panic as a crash, the replay test as a failure.
+#![allow(clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::LazyLock;
+
+use mcast_config::{ClientConfig, ConfigError, ConfigErrorKind, ServerConfig};
+use mcast_keys::{KeyId, KeyStore, KeysFileError, MacVerdict};
+use mcast_proto::{Datagram, HEADER_LEN, Header, ParseError, SampleLimits, Unusable};
+
+/// Most bytes of an input quoted in a panic message (the whole input is in
+/// the fuzzer's crash artifact anyway).
+const QUOTE_MAX: usize = 96;
+
+/// `data` in hex, cut after [`QUOTE_MAX`] bytes, for panic messages.
+fn quote(data: &[u8]) -> String {
+    let head = data.get(..QUOTE_MAX).unwrap_or(data);
+    let mut s = hex::encode(head);
+    if data.len() > QUOTE_MAX {
+        s.push_str(&format!("... ({} bytes)", data.len()));
+    }
+    s
+}
+
+/// Datagram framing: `Datagram::parse` never panics on any bytes; when it
+/// accepts them,
+///
+/// * `to_bytes()` gives back exactly the input, and parsing that again gives
+///   an equal `Datagram` (lossless round trip);
+/// * `signed_len()` is at most the input length, `write_signed_part` writes
+///   exactly the first `signed_len()` input bytes, and what follows them is
+///   the MAC trailer (key id + at most 20 digest bytes) or nothing;
+/// * `Header::parse` of the same bytes gives the same header;
+/// * `kiss_code()` and `unusable_reason()` do not panic, and a recognized
+///   kiss code is reported as the reason the packet is unusable.
+///
+/// When it refuses them, the error is `TooShort` exactly for inputs shorter
+/// than the header, and its `Display` is not empty.
+pub fn datagram_round_trip(data: &[u8]) {
+    let parsed = Datagram::parse(data);
+    if data.len() < HEADER_LEN {
+        match &parsed {
+            Err(ParseError::TooShort { len }) if *len == data.len() => {}
+            other => panic!(
+                "datagram: {} bytes (< {HEADER_LEN}) must be TooShort {{ len: {} }}, got {other:?}; input {}",
+                data.len(),
+                data.len(),
+                quote(data)
+            ),
+        }
+    }
+    let datagram = match parsed {
+        Ok(d) => d,
+        Err(e) => {
+            if matches!(e, ParseError::TooShort { .. }) && data.len() >= HEADER_LEN {
+                panic!(
+                    "datagram: {} bytes reported TooShort ({e:?}); input {}",
+                    data.len(),
+                    quote(data)
+                );
+            }
+            if e.to_string().is_empty() {
+                panic!("datagram: empty Display for {e:?}; input {}", quote(data));
+            }
+            return;
+        }
+    };
+
+    let bytes = datagram.to_bytes();
+    if bytes != data {
+        panic!(
+            "datagram: round trip changed the bytes\n input  {}\n output {}\n parsed {datagram:?}",
+            quote(data),
+            quote(&bytes)
+        );
+    }
+    match Datagram::parse(&bytes) {
+        Ok(again) if again == datagram => {}
+        other => panic!(
+            "datagram: re-parsing to_bytes() gave {other:?}, first parse {datagram:?}; input {}",
+            quote(data)
+        ),
+    }
+
+    let signed_len = datagram.signed_len();
+    if signed_len > data.len() || signed_len < HEADER_LEN {
+        panic!(
+            "datagram: signed_len() {signed_len} outside {HEADER_LEN}..={}; input {}",
+            data.len(),
+            quote(data)
+        );
+    }
+    let mut signed = Vec::new();
+    datagram.write_signed_part(&mut signed);
+    if data.get(..signed_len) != Some(signed.as_slice()) {
+        panic!(
+            "datagram: write_signed_part() is not the first signed_len() = {signed_len} input bytes; input {}",
+            quote(data)
+        );
+    }
+    let trailer_len = data.len() - signed_len;
+    match &datagram.mac {
+        None if trailer_len == 0 => {}
+        Some(mac) if trailer_len == 4 + mac.digest.len() && mac.digest.len() <= 20 => {}
+        other => panic!(
+            "datagram: {trailer_len} bytes after the signed part but MAC {other:?}; input {}",
+            quote(data)
+        ),
+    }
+
+    let header = &datagram.header;
+    if Header::parse(data).as_ref() != Ok(header) {
+        panic!(
+            "datagram: Header::parse disagrees with Datagram::parse; input {}",
+            quote(data)
+        );
+    }
+    let reason = header.unusable_reason(&SampleLimits::default());
+    if let Some(code) = header.kiss_code()
+        && reason != Some(Unusable::KissOfDeath(code))
+    {
+        panic!(
+            "datagram: kiss code {code} but unusable_reason() is {reason:?}; input {}",
+            quote(data)
+        );
+    }
+    // Formatting must not panic either (it is what gets logged).
+    let _ = (
+        reason.map(|r| r.to_string()),
+        header.reference_id.display(header.stratum),
+        header.transmit.to_string(),
+        header.root_distance().to_string(),
+        header.poll.to_string(),
+    );
+}
+
+/// The name the fuzzed keys files and configurations are parsed under; every
+/// error and warning must name it.
+const ORIGIN: &str = "/fuzz/input";
+
+/// Keys-file reader: `KeyStore::parse` never panics on any text (the input is
+/// read as UTF-8, invalid sequences replaced). When it refuses the text,
+/// the error names `origin` (its `path` field, and its `Display` starts with
+/// `origin:line: `) and its line is one of the text's lines
+/// (`1..=text.lines().count()`; 0 is only for files that cannot be read).
+/// When it accepts it, every warning starts with `origin:`, and every key
+/// verifies its own digest through `KeyStore::check` and refuses that digest
+/// with one bit flipped.
+pub fn keys_file(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let origin = Path::new(ORIGIN);
+    match KeyStore::parse(&text, origin) {
+        Err(e) => check_keys_error(&e, &text, data),
+        Ok(store) => {
+            if store.path() != origin {
+                panic!(
+                    "keys_file: store path {} is not the origin; input {}",
+                    store.path().display(),
+                    quote(data)
+                );
+            }
+            if let Some(w) = store.warnings().iter().find(|w| !w.starts_with(ORIGIN)) {
+                panic!(
+                    "keys_file: warning {w:?} does not name the file; input {}",
+                    quote(data)
+                );
+            }
+            let message = data.get(..HEADER_LEN).unwrap_or(data);
+            for key in &store {
+                let id = key.id();
+                let digest = key.compute(message);
+                if digest.len() != key.mac_len() {
+                    panic!(
+                        "keys_file: key {id} computed a {}-byte digest, mac_len() is {}; input {}",
+                        digest.len(),
+                        key.mac_len(),
+                        quote(data)
+                    );
+                }
+                let wire = u32::from(id.get());
+                let verdict = store.check(wire, message, digest.as_bytes(), None);
+                if verdict != MacVerdict::Valid(id) {
+                    panic!(
+                        "keys_file: key {id} refused its own digest ({verdict:?}); input {}",
+                        quote(data)
+                    );
+                }
+                let mut flipped = digest.as_bytes().to_vec();
+                if let Some(b) = flipped.first_mut() {
+                    *b ^= 1;
+                }
+                let verdict = store.check(wire, message, &flipped, None);
+                if verdict.is_valid() {
+                    panic!(
+                        "keys_file: key {id} accepted a digest with a flipped bit; input {}",
+                        quote(data)
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_keys_error(e: &KeysFileError, text: &str, data: &[u8]) {
+    let shown = e.to_string();
+    let lines = text.lines().count();
+    if e.path != Path::new(ORIGIN) {
+        panic!(
+            "keys_file: error path {} is not the origin ({shown}); input {}",
+            e.path.display(),
+            quote(data)
+        );
+    }
+    if !shown.starts_with(&format!("{ORIGIN}:{}: ", e.line)) {
+        panic!(
+            "keys_file: error {shown:?} does not start with \"{ORIGIN}:{}: \"; input {}",
+            e.line,
+            quote(data)
+        );
+    }
+    if !(1..=lines).contains(&e.line) {
+        panic!(
+            "keys_file: error on line {} but the text has {lines} lines ({shown}); input {}",
+            e.line,
+            quote(data)
+        );
+    }
+}
+
+/// The lab keys (`tests/data/vectors/ntp.keys`), parsed once.
+static LAB_KEYS: LazyLock<KeyStore> = LazyLock::new(|| {
+    let text = include_str!("../data/vectors/ntp.keys");
+    KeyStore::parse(text, Path::new("tests/data/vectors/ntp.keys"))
+        .unwrap_or_else(|e| panic!("mac_check: the lab keys file does not parse: {e}"))
+});
+
+/// Takes the first byte of `rest`, or 0 when it is empty.
+fn take_byte(rest: &mut &[u8]) -> u8 {
+    match rest.split_first() {
+        Some((b, tail)) => {
+            *rest = tail;
+            *b
+        }
+        None => 0,
+    }
+}
+
+/// MAC check against the lab keys: `KeyStore::check` never panics on any
+/// key id, message, digest and source, and never reports `Valid` for a
+/// digest it did not compute: `Valid(id)` only when `id` is the key id on the
+/// wire, that key exists, `digest` equals `key.compute(message)` and the
+/// source (if any) is allowed. A digest it computed itself is `Valid` with
+/// no source, and not `Valid` once one bit of it is flipped.
+///
+/// Input layout: flags byte (bits 0-1: source none / 198.18.0.N / ::1 /
+/// IPv4-mapped 198.18.0.N; bit 2: sign the message with the named key and
+/// then flip the digest bit chosen by the next byte, bit value 255 meaning
+/// no flip; bit 3: a 4-byte raw key id instead of one byte taken mod 16),
+/// the key id, a host byte N, then (unless signing) a length byte L and L
+/// digest bytes (L taken mod 33), then the message.
+pub fn mac_check(data: &[u8]) {
+    let store = &*LAB_KEYS;
+    let mut rest = data;
+    let flags = take_byte(&mut rest);
+    let key_id_wire = if flags & 8 != 0 {
+        u32::from_be_bytes([
+            take_byte(&mut rest),
+            take_byte(&mut rest),
+            take_byte(&mut rest),
+            take_byte(&mut rest),
+        ])
+    } else {
+        u32::from(take_byte(&mut rest) % 16)
+    };
+    let host = take_byte(&mut rest);
+    let source = match flags & 3 {
+        0 => None,
+        1 => Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, host))),
+        2 => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        _ => Some(IpAddr::V6(Ipv4Addr::new(198, 18, 0, host).to_ipv6_mapped())),
+    };
+    let key = KeyId::new(key_id_wire).and_then(|id| store.get(id));
+
+    if flags & 4 != 0 {
+        let flip = take_byte(&mut rest);
+        let message = rest;
+        let Some(key) = key else {
+            return;
+        };
+        let mut digest = key.compute(message).as_bytes().to_vec();
+        let verdict = store.check(key_id_wire, message, &digest, None);
+        if verdict != MacVerdict::Valid(key.id()) {
+            panic!(
+                "mac_check: key {} refused its own digest ({verdict:?}); input {}",
+                key.id(),
+                quote(data)
+            );
+        }
+        if flip == u8::MAX {
+            return;
+        }
+        let bits = digest.len() * 8;
+        if let Some(b) = digest.get_mut(usize::from(flip) % bits.max(1) / 8) {
+            *b ^= 1 << (flip % 8);
+        }
+        let verdict = store.check(key_id_wire, message, &digest, source);
+        if verdict.is_valid() {
+            panic!(
+                "mac_check: key {} accepted its digest with bit {flip} flipped; input {}",
+                key.id(),
+                quote(data)
+            );
+        }
+        return;
+    }
+
+    let len = usize::from(take_byte(&mut rest) % 33);
+    let (digest, message) = rest.split_at(len.min(rest.len()));
+    let verdict = store.check(key_id_wire, message, digest, source);
+    match verdict {
+        MacVerdict::Valid(id) => {
+            let computed = key.map(|k| k.compute(message));
+            let allowed = match (key, source) {
+                (Some(k), Some(addr)) => k.allows(addr),
+                _ => true,
+            };
+            if u32::from(id.get()) != key_id_wire
+                || computed.as_ref().map(|d| d.as_bytes()) != Some(digest)
+                || !allowed
+            {
+                panic!(
+                    "mac_check: Valid({id}) for key id {key_id_wire}, digest {} (computed {computed:?}), source {source:?}; input {}",
+                    hex::encode(digest),
+                    quote(data)
+                );
+            }
+        }
+        MacVerdict::UnknownKey(wire) => {
+            if wire != key_id_wire || key.is_some() {
+                panic!(
+                    "mac_check: UnknownKey({wire}) for key id {key_id_wire}; input {}",
+                    quote(data)
+                );
+            }
+        }
+        other => {
+            if key.is_none() {
+                panic!(
+                    "mac_check: {other:?} for key id {key_id_wire}, which is not in the store; input {}",
+                    quote(data)
+                );
+            }
+        }
+    }
+}
+
+/// Checks what both configuration parsers promise of an error: it names
+/// the file, any line is one of the text's (`1..=` the number of
+/// newline-separated pieces, so a syntax error at the very end counts), it
+/// is not a read or keys error (parse does no I/O and reads no keys file)
+/// and its `Display` starts with the file name.
+fn check_config_error(what: &str, e: &ConfigError, text: &str, data: &[u8]) {
+    let shown = e.to_string();
+    let pieces = text.split('\n').count();
+    if e.file != Path::new(ORIGIN) || !shown.starts_with(ORIGIN) {
+        panic!(
+            "{what}: error does not name the file {ORIGIN}: {shown:?}; input {}",
+            quote(data)
+        );
+    }
+    if let Some(line) = e.line
+        && !(1..=pieces).contains(&line)
+    {
+        panic!(
+            "{what}: error on line {line} but the text has {pieces} lines ({shown}); input {}",
+            quote(data)
+        );
+    }
+    if matches!(e.kind, ConfigErrorKind::Read | ConfigErrorKind::Keys) {
+        panic!(
+            "{what}: parse() reported a {:?} error: {shown}; input {}",
+            e.kind,
+            quote(data)
+        );
+    }
+}
+
+/// Server configuration: `ServerConfig::parse` never panics on any text
+/// (the input is read as UTF-8, invalid sequences replaced), and its errors
+/// are well formed (see `check_config_error`: file named, line within the
+/// text, no read or keys errors from a parse).
+pub fn server_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match ServerConfig::parse(&text, Path::new(ORIGIN)) {
+        Ok(config) => {
+            let _ = format!("{config:?}");
+        }
+        Err(e) => check_config_error("server_config", &e, &text, data),
+    }
+}
+
+/// Client configuration: `ClientConfig::parse` never panics on any text
+/// (the input is read as UTF-8, invalid sequences replaced), and its errors
+/// are well formed (as for [`server_config`]).
+pub fn client_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match ClientConfig::parse(&text, Path::new(ORIGIN)) {
+        Ok(config) => {
+            let _ = format!("{config:?}");
+        }
+        Err(e) => check_config_error("client_config", &e, &text, data),
+    }
+}

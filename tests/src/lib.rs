@@ -3,5 +3,5 @@
 //! harness and the packet forger.
 #![forbid(unsafe_code)]
 
-pub mod vectors;
 pub mod fuzz_checks;
+pub mod vectors;

@@ -40,6 +40,16 @@ pub struct KeyInfo {
     pub mac_len: usize,
 }
 
+/// The key a vector names (possibly one the keys file does not have).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VectorKey {
+    /// Key id.
+    pub id: u32,
+    /// Type name, absent for a key that is not in the keys file.
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
+}
+
 /// One packet with what it must decode to.
 #[derive(Debug, Deserialize)]
 pub struct Vector {
@@ -54,7 +64,7 @@ pub struct Vector {
     /// The UDP payload in hex.
     pub udp_payload_hex: String,
     /// The key the MAC was made with, if any.
-    pub key: Option<KeyInfo>,
+    pub key: Option<VectorKey>,
     /// valid, invalid-mac, unknown-key, no-mac or crypto-nak.
     pub expected_verdict: String,
     /// Decoded fields.
