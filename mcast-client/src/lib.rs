@@ -1,1 +1,96 @@
-//! mcast-client library (skeleton).
+//! mcast-client: joins NTP multicast groups, verifies each server's
+//! broadcasts with that server's key, calibrates the path delay once per
+//! server and tracks and selects servers from their broadcasts.
+//!
+//! For now this crate holds the command line ([`cli`]) and the
+//! configuration summary ([`summary`]); the listener, calibration, selection
+//! and clock control come with issue 4.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+
+use std::fmt::Write as _;
+
+use mcast_config::{ClientConfig, ClockMode};
+use mcast_keys::KeyStore;
+
+/// Configuration file used when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/mcast-ntp/client.toml";
+
+/// A short, human-readable summary of a validated configuration, one item
+/// per line, as printed by `mcast-client check-config`.
+pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", config.file().display());
+    let _ = writeln!(out, "keys file: {}", keys.path().display());
+    let _ = writeln!(out, "port: {}", config.port);
+    for (i, l) in config.listen.iter().enumerate() {
+        let what = if l.broadcast {
+            "subnet broadcast"
+        } else {
+            "group"
+        };
+        let _ = writeln!(out, "listen[{i}]: {what} {} on {}", l.group, l.interface);
+    }
+    for (i, s) in config.servers.iter().enumerate() {
+        let name = s
+            .name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let auth = match s.key {
+            Some(id) => match keys.get(id) {
+                Some(key) => format!("key {id} ({})", key.key_type()),
+                None => format!("key {id} (not in the keys file)"),
+            },
+            None => "UNAUTHENTICATED".to_owned(),
+        };
+        let interleave = if s.interleave { ", interleaved" } else { "" };
+        let _ = writeln!(out, "server[{i}]: {}{name}, {auth}{interleave}", s.address);
+    }
+    let _ = writeln!(
+        out,
+        "discover unlisted servers: {}",
+        if config.discover { "on" } else { "off" }
+    );
+    let c = &config.calibration;
+    let source_port = match c.source_port {
+        0 => "ephemeral".to_owned(),
+        p => p.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "calibration: start within {:?}, {} requests {:?} apart, max round trip {:?}, \
+         {} retries, fallback one-way delay {:?}, source port {source_port}",
+        c.start_delay_max, c.requests, c.spacing, c.max_round_trip, c.retries, c.fallback_delay
+    );
+    let s = &config.selection;
+    let _ = writeln!(
+        out,
+        "selection: at least {} agreeing, max root distance {:?}, age out after {} silent \
+         intervals",
+        s.min_agreeing, s.max_root_distance, s.silent_intervals
+    );
+    let k = &config.clock;
+    let mode = match k.mode {
+        ClockMode::Monitor => "monitor (never adjusts the clock)",
+        ClockMode::Slew => "slew (never steps)",
+        ClockMode::Step if k.slew_only => "step (once at start-up, then slew only)",
+        ClockMode::Step => "step",
+    };
+    let _ = writeln!(
+        out,
+        "clock: {mode}; step threshold {:?}, stepout {:?}, panic threshold {:?}",
+        k.step_threshold, k.stepout, k.panic_threshold
+    );
+    let _ = writeln!(out, "control socket: {}", config.control_socket.display());
+    match config.metrics {
+        Some(addr) => {
+            let _ = writeln!(out, "metrics: {addr}");
+        }
+        None => {
+            let _ = writeln!(out, "metrics: off");
+        }
+    }
+    out
+}

@@ -1,0 +1,545 @@
+//! `mcast-client` configuration: which groups to join on which interfaces,
+//! which servers to trust with which key, and how calibration, selection and
+//! clock control behave.
+//!
+//! The annotated reference is `config/examples/client.toml`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcast_keys::{KeyId, KeyStore};
+use serde::Deserialize;
+
+use crate::common::{self, DEFAULT_GROUP_V4};
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::locate::Origin;
+use crate::units::{self, show_millis, show_secs};
+
+/// Default control socket of the client.
+pub const DEFAULT_CLIENT_CONTROL_SOCKET: &str = "/run/mcast-ntp/client.sock";
+
+/// The whole client configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientConfig {
+    /// The ntpd-format keys file (`keys`, default `/etc/mcast-ntp/ntp.keys`);
+    /// a relative path is resolved against the configuration file's directory.
+    #[serde(default = "common::default_keys")]
+    pub keys: PathBuf,
+    /// UDP port broadcasts arrive on and calibration requests go to
+    /// (`port`, default 123).
+    #[serde(default = "common::default_port")]
+    pub port: u16,
+    /// Groups to join, one per `[[listen]]` table (at least one).
+    #[serde(default)]
+    pub listen: Vec<Listen>,
+    /// Trusted servers, one per `[[server]]` table.
+    #[serde(default, rename = "server")]
+    pub servers: Vec<Server>,
+    /// Also track servers that are not listed (`discover`, default false):
+    /// a packet from an unlisted address is accepted when it verifies with a
+    /// key whose keys-file address list allows that address, and the first
+    /// key id that verifies binds the address.
+    #[serde(default)]
+    pub discover: bool,
+    /// `[calibration]`: the one-time unicast volley that measures the delay
+    /// to each server.
+    #[serde(default)]
+    pub calibration: Calibration,
+    /// `[selection]`: which servers may steer the clock.
+    #[serde(default)]
+    pub selection: Selection,
+    /// `[clock]`: what the client may do to the system clock.
+    #[serde(default)]
+    pub clock: Clock,
+    /// Unix socket of the control interface (`control-socket`, default
+    /// `/run/mcast-ntp/client.sock`); relative paths as for `keys`.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+    /// Address to serve metrics on (`metrics`); `None` (the default) serves none.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// One `[[listen]]`: a group joined on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Listen {
+    /// The multicast group (`group`, default 224.0.1.1), or with
+    /// `broadcast = true` the IPv4 broadcast address to receive on
+    /// (e.g. `"198.18.0.255"`).
+    #[serde(default = "default_group")]
+    pub group: IpAddr,
+    /// The interface to join on, by name (`interface`, required).
+    pub interface: String,
+    /// Receive IPv4 subnet broadcasts instead of joining a group
+    /// (`broadcast`, default false).
+    #[serde(default)]
+    pub broadcast: bool,
+}
+
+/// One `[[server]]`: a server whose broadcasts are trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Server {
+    /// The server's unicast source address (`address`, required).
+    pub address: IpAddr,
+    /// The key id its packets must verify with (`key`); `None` only when
+    /// `authentication = false` was set explicitly.
+    #[serde(default, deserialize_with = "units::opt_key_id")]
+    pub key: Option<KeyId>,
+    /// `authentication` (default true): must be set to false, explicitly, to
+    /// accept unauthenticated packets from this server.
+    #[serde(default = "common::yes")]
+    pub authentication: bool,
+    /// A name for logs and status (`name`, optional).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The server sends interleaved broadcasts (`interleave`, default false).
+    /// Fixed by configuration, never inferred from packets.
+    #[serde(default)]
+    pub interleave: bool,
+}
+
+/// `[calibration]`: one short authenticated unicast volley per server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Calibration {
+    /// Random delay before the first request, up to this (`start-delay-max-s`,
+    /// default 5), so clients started together do not request together.
+    #[serde(rename = "start-delay-max-s", deserialize_with = "units::secs")]
+    pub start_delay_max: Duration,
+    /// Requests per volley (`requests`, 1..=8, default 6).
+    #[serde(deserialize_with = "units::ranged::<_, u8, 1, 8>")]
+    pub requests: u8,
+    /// Time between requests (`spacing-s`, at least 2, default 2: servers
+    /// rate-limit closer requests).
+    #[serde(rename = "spacing-s", deserialize_with = "units::secs")]
+    pub spacing: Duration,
+    /// Replies with a longer round trip are discarded (`max-round-trip-ms`,
+    /// default 50, as ntpd's `broadcastdelay` cutoff).
+    #[serde(rename = "max-round-trip-ms", deserialize_with = "units::millis")]
+    pub max_round_trip: Duration,
+    /// Further volleys after a failed one (`retries`, 0..=10, default 3).
+    #[serde(deserialize_with = "units::ranged::<_, u8, 0, 10>")]
+    pub retries: u8,
+    /// One-way delay assumed when calibration fails (`fallback-delay-ms`,
+    /// default 4, ntpd 4.2.4's `broadcastdelay`).
+    #[serde(rename = "fallback-delay-ms", deserialize_with = "units::millis")]
+    pub fallback_delay: Duration,
+    /// Source port of the requests (`source-port`): 0 (default) for an
+    /// ephemeral port, 123 where a firewall only passes NTP port to port.
+    pub source_port: u16,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            start_delay_max: Duration::from_secs(5),
+            requests: 6,
+            spacing: Duration::from_secs(2),
+            max_round_trip: Duration::from_millis(50),
+            retries: 3,
+            fallback_delay: Duration::from_millis(4),
+            source_port: 0,
+        }
+    }
+}
+
+/// `[selection]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Selection {
+    /// Servers that must agree before the clock is moved (`min-agreeing`,
+    /// default 1).
+    #[serde(deserialize_with = "units::ranged::<_, usize, 1, 64>")]
+    pub min_agreeing: usize,
+    /// Servers with a larger root distance (RFC 5905 §11.2.1) are not
+    /// selectable (`max-root-distance-s`, default 1.5).
+    #[serde(rename = "max-root-distance-s", deserialize_with = "units::secs")]
+    pub max_root_distance: Duration,
+    /// A server silent for this many of its poll intervals ages out
+    /// (`silent-intervals`, 1..=1000, default 8).
+    #[serde(deserialize_with = "units::ranged::<_, u32, 1, 1000>")]
+    pub silent_intervals: u32,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            min_agreeing: 1,
+            max_root_distance: Duration::from_millis(1500),
+            silent_intervals: 8,
+        }
+    }
+}
+
+/// What the client may do to the system clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// Measure and report only; never touch the clock (the default).
+    #[default]
+    Monitor,
+    /// Discipline the clock by slewing only; never step.
+    Slew,
+    /// Slew, and step when an offset above the step threshold persists for
+    /// the stepout time.
+    Step,
+}
+
+/// `[clock]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Clock {
+    /// `mode = "monitor" | "slew" | "step"` (default monitor).
+    pub mode: ClockMode,
+    /// Offsets above this are stepped rather than slewed in `step` mode
+    /// (`step-threshold-s`, default 0.128, as ntpd).
+    #[serde(rename = "step-threshold-s", deserialize_with = "units::secs")]
+    pub step_threshold: Duration,
+    /// How long an offset above the step threshold must persist before a
+    /// step (`stepout-s`, default 900): a single spike never steps.
+    #[serde(rename = "stepout-s", deserialize_with = "units::secs")]
+    pub stepout: Duration,
+    /// Offsets above this are never corrected; the client reports and waits
+    /// for an operator (`panic-threshold-s`, default 1000).
+    #[serde(rename = "panic-threshold-s", deserialize_with = "units::secs")]
+    pub panic_threshold: Duration,
+    /// In `step` mode, step at most once, at start-up, and only slew
+    /// afterwards (`slew-only`, default false). No effect in other modes.
+    pub slew_only: bool,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            mode: ClockMode::Monitor,
+            step_threshold: Duration::from_millis(128),
+            stepout: Duration::from_secs(900),
+            panic_threshold: Duration::from_secs(1000),
+            slew_only: false,
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_CLIENT_CONTROL_SOCKET)
+}
+
+fn default_group() -> IpAddr {
+    IpAddr::V4(DEFAULT_GROUP_V4)
+}
+
+impl ClientConfig {
+    /// Reads, parses and fully validates a client configuration file,
+    /// including the keys file it names and the keys it references.
+    pub fn load(path: &Path) -> Result<ClientConfig, ConfigError> {
+        Self::load_with_keys(path).map(|(config, _)| config)
+    }
+
+    /// As [`ClientConfig::load`], and also returns the loaded keys file.
+    pub fn load_with_keys(path: &Path) -> Result<(ClientConfig, KeyStore), ConfigError> {
+        let text = common::read(path)?;
+        let config = Self::parse(&text, path)?;
+        let keys = config.load_keys()?;
+        config.validate_with_keys(&keys)?;
+        Ok((config, keys))
+    }
+
+    /// Parses and validates configuration text without touching the file
+    /// system: TOML syntax, schema, and self-consistency. `path` names the
+    /// file in errors and anchors relative paths (`keys`, `control-socket`).
+    pub fn parse(text: &str, path: &Path) -> Result<ClientConfig, ConfigError> {
+        let (mut config, origin) = common::deserialize::<ClientConfig>(text, path)?;
+        config.origin = origin;
+        config.keys = common::resolve(path, &config.keys);
+        config.control_socket = common::resolve(path, &config.control_socket);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the keys file this configuration names; errors point at the
+    /// `keys` line.
+    pub fn load_keys(&self) -> Result<KeyStore, ConfigError> {
+        common::load_keys(&self.origin, &self.keys)
+    }
+
+    /// Checks that every server's key exists in `keys` and that the keys
+    /// file allows it for that server's address.
+    pub fn validate_with_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
+        for (i, s) in self.servers.iter().enumerate() {
+            let Some(id) = s.key else { continue };
+            let field = format!("server[{i}].key");
+            let label = format!("server {}", s.address);
+            match keys.get(id) {
+                None => {
+                    return Err(self.origin.labelled(
+                        &field,
+                        label,
+                        format!("key {id} is not in {}", keys.path().display()),
+                        ConfigErrorKind::Keys,
+                    ));
+                }
+                Some(key) if !key.allows(s.address) => {
+                    return Err(self.origin.labelled(
+                        &field,
+                        label,
+                        format!(
+                            "key {id} may not be used by this address: its line in {} \
+                             lists other addresses",
+                            keys.path().display()
+                        ),
+                        ConfigErrorKind::Keys,
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration file this came from.
+    pub fn file(&self) -> &Path {
+        &self.origin.file
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        common::check_path(o, "keys", &self.keys)?;
+        common::check_path(o, "control-socket", &self.control_socket)?;
+        if self.port == 0 {
+            return Err(o.error("port", self.port, "must be 1..65535"));
+        }
+        if self.listen.is_empty() {
+            return Err(o.labelled(
+                "listen",
+                "listen",
+                "at least one [[listen]] entry (group and interface) is required",
+                ConfigErrorKind::Invalid,
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, l) in self.listen.iter().enumerate() {
+            self.validate_listen(i, l)?;
+            if !seen.insert((l.group, l.interface.as_str())) {
+                return Err(o.error(
+                    &format!("listen[{i}].group"),
+                    l.group,
+                    format!(
+                        "is already listened to on interface {} by an earlier entry",
+                        l.interface
+                    ),
+                ));
+            }
+        }
+        self.validate_servers()?;
+        self.validate_calibration()?;
+        self.validate_selection()?;
+        self.validate_clock()
+    }
+
+    fn validate_listen(&self, i: usize, l: &Listen) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        common::check_interface(o, &format!("listen[{i}].interface"), &l.interface)?;
+        let field = format!("listen[{i}].group");
+        match (l.group, l.broadcast) {
+            (g, false) if g.is_multicast() => Ok(()),
+            (g, false) => Err(o.error(
+                &field,
+                g,
+                "is not a multicast group; to receive IPv4 subnet broadcasts set \
+                 broadcast = true and group to the broadcast address",
+            )),
+            (IpAddr::V4(g), true) if !g.is_multicast() && !g.is_unspecified() => Ok(()),
+            (g, true) => Err(o.error(
+                &field,
+                g,
+                "must be an IPv4 broadcast address (e.g. \"198.18.0.255\") with broadcast = true",
+            )),
+        }
+    }
+
+    fn validate_servers(&self) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        if self.servers.is_empty() && !self.discover {
+            return Err(o.labelled(
+                "server",
+                "server",
+                "no [[server]] entries and discover = false: there is nothing to track",
+                ConfigErrorKind::Invalid,
+            ));
+        }
+        let mut addresses = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let f = |name: &str| format!("server[{i}].{name}");
+            let a = s.address;
+            let broadcast_all = a == IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+            if a.is_unspecified() || a.is_multicast() || broadcast_all {
+                return Err(o.error(
+                    &f("address"),
+                    a,
+                    "must be the server's unicast address (the source of its broadcasts)",
+                ));
+            }
+            if !addresses.insert(a) {
+                return Err(o.error(&f("address"), a, "is listed more than once"));
+            }
+            let family_heard = self.listen.iter().any(|l| l.group.is_ipv4() == a.is_ipv4());
+            if !family_heard {
+                let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                return Err(o.error(
+                    &f("address"),
+                    a,
+                    format!(
+                        "is {family} but no [[listen]] entry receives {family}: its broadcasts \
+                         would never arrive"
+                    ),
+                ));
+            }
+            match (s.key, s.authentication) {
+                (Some(_), true) | (None, false) => {}
+                (None, true) => {
+                    return Err(o.labelled(
+                        &format!("server[{i}]"),
+                        format!("server {a}"),
+                        "key is required: each server's packets must verify with that \
+                         server's key (set authentication = false on this server to accept \
+                         unauthenticated packets)",
+                        ConfigErrorKind::Invalid,
+                    ));
+                }
+                (Some(k), false) => {
+                    return Err(o.error(
+                        &f("authentication"),
+                        false,
+                        format!("contradicts key = {k}: remove one of them"),
+                    ));
+                }
+            }
+            if let Some(name) = &s.name {
+                if name.trim().is_empty() {
+                    return Err(o.error(&f("name"), "\"\"", "must not be empty"));
+                }
+                if !names.insert(name.as_str()) {
+                    return Err(o.error(
+                        &f("name"),
+                        format!("{name:?}"),
+                        "is used by an earlier server",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_calibration(&self) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        let c = &self.calibration;
+        if c.start_delay_max > Duration::from_secs(3600) {
+            return Err(o.error(
+                "calibration.start-delay-max-s",
+                show_secs(c.start_delay_max),
+                "must be at most 3600",
+            ));
+        }
+        if c.spacing < Duration::from_secs(2) || c.spacing > Duration::from_secs(64) {
+            return Err(o.error(
+                "calibration.spacing-s",
+                show_secs(c.spacing),
+                "must be 2..64: servers rate-limit requests closer than 2 s (ntpd's discard \
+                 minimum)",
+            ));
+        }
+        if c.max_round_trip.is_zero() || c.max_round_trip > Duration::from_secs(1) {
+            return Err(o.error(
+                "calibration.max-round-trip-ms",
+                show_millis(c.max_round_trip),
+                "must be more than 0 and at most 1000",
+            ));
+        }
+        if c.fallback_delay > Duration::from_secs(1) {
+            return Err(o.error(
+                "calibration.fallback-delay-ms",
+                show_millis(c.fallback_delay),
+                "must be at most 1000",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_selection(&self) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        let s = &self.selection;
+        if !self.discover && s.min_agreeing > self.servers.len() {
+            return Err(o.error(
+                "selection.min-agreeing",
+                s.min_agreeing,
+                format!(
+                    "is more than the {} configured server(s): the clock could never be moved",
+                    self.servers.len()
+                ),
+            ));
+        }
+        if s.max_root_distance.is_zero() || s.max_root_distance > Duration::from_secs(16) {
+            return Err(o.error(
+                "selection.max-root-distance-s",
+                show_secs(s.max_root_distance),
+                "must be more than 0 and at most 16",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_clock(&self) -> Result<(), ConfigError> {
+        let o = &self.origin;
+        let c = &self.clock;
+        for (field, value) in [
+            ("clock.step-threshold-s", c.step_threshold),
+            ("clock.stepout-s", c.stepout),
+            ("clock.panic-threshold-s", c.panic_threshold),
+        ] {
+            if value.is_zero() {
+                return Err(o.error(field, show_secs(value), "must be more than 0"));
+            }
+        }
+        if c.step_threshold >= c.panic_threshold {
+            // Blame whichever of the two was written (the step threshold if both).
+            let (field, value, other, other_value) =
+                if o.has("clock.step-threshold-s") || !o.has("clock.panic-threshold-s") {
+                    (
+                        "clock.step-threshold-s",
+                        c.step_threshold,
+                        "panic-threshold-s",
+                        c.panic_threshold,
+                    )
+                } else {
+                    (
+                        "clock.panic-threshold-s",
+                        c.panic_threshold,
+                        "step-threshold-s",
+                        c.step_threshold,
+                    )
+                };
+            let relation = if field == "clock.step-threshold-s" {
+                "less"
+            } else {
+                "more"
+            };
+            return Err(o.error(
+                field,
+                show_secs(value),
+                format!(
+                    "must be {relation} than {other} = {}",
+                    show_secs(other_value)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! Client configuration: defaults, validation, and error messages that name
+//! file, line, field and value.
+
+// Test helpers outside #[test] functions fail the test on purpose.
+#![allow(clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcast_config::{ClientConfig, ClockMode, ConfigError, ConfigErrorKind};
+use mcast_keys::{KeyId, KeyStore};
+
+const MINIMAL: &str = r#"
+[[listen]]
+interface = "bond0"
+
+[[server]]
+address = "198.18.0.1"
+key = 3
+"#;
+
+fn parse(text: &str) -> Result<ClientConfig, ConfigError> {
+    ClientConfig::parse(text, Path::new("client.toml"))
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    match parse(text) {
+        Ok(c) => panic!("expected an error for\n{text}\ngot {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// 1-based line of the first line containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in the test text"))
+}
+
+#[test]
+fn defaults_are_what_an_operator_expects() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.keys, PathBuf::from("/etc/mcast-ntp/ntp.keys"));
+    assert_eq!(c.port, 123);
+    assert!(!c.discover);
+    assert_eq!(
+        c.control_socket,
+        PathBuf::from("/run/mcast-ntp/client.sock")
+    );
+    assert_eq!(c.metrics, None);
+    assert_eq!(c.listen.len(), 1);
+    assert_eq!(c.listen[0].group, IpAddr::V4(Ipv4Addr::new(224, 0, 1, 1)));
+    assert_eq!(c.listen[0].interface, "bond0");
+    assert!(!c.listen[0].broadcast);
+    let s = &c.servers[0];
+    assert_eq!(s.address, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+    assert_eq!(s.key, KeyId::new(3));
+    assert!(s.authentication);
+    assert_eq!(s.name, None);
+    assert!(!s.interleave);
+    let cal = &c.calibration;
+    assert_eq!(cal.start_delay_max, Duration::from_secs(5));
+    assert_eq!(cal.requests, 6);
+    assert_eq!(cal.spacing, Duration::from_secs(2));
+    assert_eq!(cal.max_round_trip, Duration::from_millis(50));
+    assert_eq!(cal.retries, 3);
+    assert_eq!(cal.fallback_delay, Duration::from_millis(4));
+    assert_eq!(cal.source_port, 0);
+    assert_eq!(c.selection.min_agreeing, 1);
+    assert_eq!(c.selection.max_root_distance, Duration::from_millis(1500));
+    assert_eq!(c.selection.silent_intervals, 8);
+    assert_eq!(
+        c.clock.mode,
+        ClockMode::Monitor,
+        "the clock is never touched by default"
+    );
+    assert_eq!(c.clock.step_threshold, Duration::from_millis(128));
+    assert_eq!(c.clock.stepout, Duration::from_secs(900));
+    assert_eq!(c.clock.panic_threshold, Duration::from_secs(1000));
+    assert!(!c.clock.slew_only);
+}
+
+#[test]
+fn a_key_missing_from_the_keys_file_is_named_like_the_issue_says() {
+    // Line 14 is `key = 7`.
+    let text = r#"# client.toml
+keys = "/etc/mcast-ntp/ntp.keys"
+
+[[listen]]
+group = "224.0.1.1"
+interface = "bond0"
+
+[[server]]
+address = "198.18.0.2"
+key = 1
+
+[[server]]
+address = "198.18.0.1"
+key = 7
+"#;
+    assert_eq!(line_of(text, "key = 7"), 14);
+    let c = parse(text).unwrap();
+    let store = KeyStore::parse(
+        "1 MD5 LabMd5Key-0001\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .unwrap();
+    let e = c.validate_with_keys(&store).unwrap_err();
+    // With the skeleton keys crate the store is empty and server[0]'s key 1
+    // would be reported first; with real keys key 1 exists.
+    if store.get(KeyId::new(1).unwrap()).is_some() {
+        assert_eq!(
+            e.to_string(),
+            "client.toml:14: server 198.18.0.1: key 7 is not in /etc/mcast-ntp/ntp.keys"
+        );
+    } else {
+        assert_eq!(
+            e.to_string(),
+            "client.toml:10: server 198.18.0.2: key 1 is not in /etc/mcast-ntp/ntp.keys"
+        );
+    }
+    assert_eq!(e.kind, ConfigErrorKind::Keys);
+    assert_eq!(e.exit_code(), 2);
+}
+
+#[test]
+fn a_key_restricted_to_other_addresses_is_refused() {
+    // Needs the real keys crate (the 4th field of the keys file).
+    let store = KeyStore::parse(
+        "3 MD5 LabMd5Key-0003 198.18.0.9\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .unwrap();
+    let c = parse(MINIMAL).unwrap();
+    let e = c.validate_with_keys(&store).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "client.toml:{}: server 198.18.0.1: key 3 may not be used by this address",
+            line_of(MINIMAL, "key = 3")
+        )),
+        "{msg}"
+    );
+    let allowed = KeyStore::parse(
+        "3 MD5 LabMd5Key-0003 198.18.0.0/24\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .unwrap();
+    c.validate_with_keys(&allowed).unwrap();
+}
+
+#[test]
+fn at_least_one_listen_entry_is_required() {
+    let text = "[[server]]\naddress = \"198.18.0.1\"\nkey = 3\n";
+    let e = parse_err(text);
+    assert!(
+        e.to_string().contains("at least one [[listen]] entry"),
+        "{e}"
+    );
+}
+
+#[test]
+fn listen_groups_must_be_multicast_or_explicit_broadcast() {
+    let text = MINIMAL.replace(
+        "interface = \"bond0\"",
+        "group = \"198.18.0.255\"\ninterface = \"bond0\"",
+    );
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "group")));
+    assert!(
+        e.to_string()
+            .contains("listen[0].group = \"198.18.0.255\": is not a multicast group"),
+        "{e}"
+    );
+    let ok = text.replace(
+        "interface = \"bond0\"",
+        "interface = \"bond0\"\nbroadcast = true",
+    );
+    assert!(parse(&ok).unwrap().listen[0].broadcast);
+    let v6 = MINIMAL.replace(
+        "interface = \"bond0\"",
+        "group = \"ff05::101\"\ninterface = \"bond0\"\nbroadcast = true",
+    );
+    assert!(
+        parse_err(&v6)
+            .to_string()
+            .contains("must be an IPv4 broadcast address")
+    );
+    let dup = MINIMAL.replace(
+        "[[server]]",
+        "[[listen]]\ninterface = \"bond0\"\n\n[[server]]",
+    );
+    let e = parse_err(&dup);
+    assert_eq!(e.field.as_deref(), Some("listen[1].group"));
+    assert_eq!(e.line, Some(line_of(&dup, "[[server]]") - 3), "{e}");
+}
+
+#[test]
+fn server_addresses_are_unique_and_reachable_by_a_listen_family() {
+    let dup = format!("{MINIMAL}\n[[server]]\naddress = \"198.18.0.1\"\nkey = 4\n");
+    let e = parse_err(&dup);
+    assert_eq!(e.line, Some(line_of(&dup, "key = 4") - 1), "{e}");
+    assert!(
+        e.to_string()
+            .contains("server[1].address = \"198.18.0.1\": is listed more than once"),
+        "{e}"
+    );
+
+    let v6 = MINIMAL.replace("198.18.0.1", "2001:db8::1");
+    let e = parse_err(&v6);
+    assert_eq!(e.line, Some(line_of(&v6, "2001:db8::1")));
+    assert!(
+        e.to_string()
+            .contains("is IPv6 but no [[listen]] entry receives IPv6"),
+        "{e}"
+    );
+    let v6_ok = v6.replace(
+        "interface = \"bond0\"",
+        "group = \"ff05::101\"\ninterface = \"bond0\"",
+    );
+    parse(&v6_ok).unwrap();
+
+    let group = MINIMAL.replace("198.18.0.1", "224.0.1.1");
+    assert!(
+        parse_err(&group)
+            .to_string()
+            .contains("must be the server's unicast address")
+    );
+}
+
+#[test]
+fn a_server_without_key_is_refused_unless_authentication_is_off_explicitly() {
+    let text = MINIMAL.replace("key = 3\n", "");
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "[[server]]")));
+    assert!(
+        e.to_string().contains("server 198.18.0.1: key is required"),
+        "{e}"
+    );
+    let off = MINIMAL.replace("key = 3", "authentication = false");
+    assert_eq!(parse(&off).unwrap().servers[0].key, None);
+    let both = MINIMAL.replace("key = 3", "key = 3\nauthentication = false");
+    assert!(
+        parse_err(&both)
+            .to_string()
+            .contains("server[0].authentication = false: contradicts key = 3")
+    );
+}
+
+#[test]
+fn servers_or_discovery_are_required() {
+    let text = "[[listen]]\ninterface = \"lo\"\n";
+    let e = parse_err(text);
+    assert!(e.to_string().contains("nothing to track"), "{e}");
+    let c = parse(&format!("discover = true\n{text}")).unwrap();
+    assert!(c.discover);
+    assert!(c.servers.is_empty());
+}
+
+#[test]
+fn clock_thresholds_must_be_positive_and_ordered() {
+    let text = format!("{MINIMAL}\n[clock]\nmode = \"step\"\nstep-threshold-s = 2000\n");
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(line_of(&text, "step-threshold-s")));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "client.toml:{}: clock.step-threshold-s = 2000: must be less than panic-threshold-s = 1000",
+            line_of(&text, "step-threshold-s")
+        )
+    );
+    let panic_low = format!("{MINIMAL}\n[clock]\npanic-threshold-s = 0.1\n");
+    let e = parse_err(&panic_low);
+    assert_eq!(e.line, Some(line_of(&panic_low, "panic-threshold-s")));
+    assert!(
+        e.to_string()
+            .contains("clock.panic-threshold-s = 0.1: must be more than step-threshold-s = 0.128"),
+        "{e}"
+    );
+    let zero = format!("{MINIMAL}\n[clock]\nstepout-s = 0\n");
+    assert!(
+        parse_err(&zero)
+            .to_string()
+            .contains("clock.stepout-s = 0: must be more than 0")
+    );
+    let mode = format!("{MINIMAL}\n[clock]\nmode = \"jump\"\n");
+    let e = parse_err(&mode);
+    assert_eq!(e.line, Some(line_of(&mode, "jump")));
+    assert!(
+        e.to_string()
+            .contains("clock.mode = \"jump\": unknown variant `jump`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn calibration_limits() {
+    let requests = format!("{MINIMAL}\n[calibration]\nrequests = 9\n");
+    let e = parse_err(&requests);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "client.toml:{}: calibration.requests = 9: must be 1..8",
+            line_of(&requests, "requests")
+        )
+    );
+    let spacing = format!("{MINIMAL}\n[calibration]\nspacing-s = 1.5\n");
+    let e = parse_err(&spacing);
+    assert!(
+        e.to_string()
+            .contains("calibration.spacing-s = 1.5: must be 2..64"),
+        "{e}"
+    );
+    let rtt = format!("{MINIMAL}\n[calibration]\nmax-round-trip-ms = 0\n");
+    assert!(
+        parse_err(&rtt)
+            .to_string()
+            .contains("calibration.max-round-trip-ms = 0: must be more than 0")
+    );
+    let ms = format!(
+        "{MINIMAL}\n[calibration]\nmax-round-trip-ms = 12.5\nfallback-delay-ms = 0\nsource-port = 123\n"
+    );
+    let c = parse(&ms).unwrap();
+    assert_eq!(c.calibration.max_round_trip, Duration::from_micros(12_500));
+    assert_eq!(c.calibration.fallback_delay, Duration::ZERO);
+    assert_eq!(c.calibration.source_port, 123);
+    let unknown = format!("{MINIMAL}\n[calibration]\nvolley = 3\n");
+    let e = parse_err(&unknown);
+    assert_eq!(e.line, Some(line_of(&unknown, "volley")));
+    assert!(
+        e.to_string()
+            .contains("calibration.volley = 3: unknown field `volley`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn selection_limits() {
+    let text = format!("{MINIMAL}\n[selection]\nmin-agreeing = 2\n");
+    let e = parse_err(&text);
+    assert!(
+        e.to_string()
+            .contains("selection.min-agreeing = 2: is more than the 1 configured server(s)"),
+        "{e}"
+    );
+    let discover = format!("discover = true\n{text}");
+    assert_eq!(parse(&discover).unwrap().selection.min_agreeing, 2);
+    let dist = format!("{MINIMAL}\n[selection]\nmax-root-distance-s = 0\n");
+    assert!(
+        parse_err(&dist)
+            .to_string()
+            .contains("selection.max-root-distance-s = 0")
+    );
+    let silent = format!("{MINIMAL}\n[selection]\nsilent-intervals = 0\n");
+    assert!(
+        parse_err(&silent)
+            .to_string()
+            .contains("selection.silent-intervals = 0: must be 1..1000")
+    );
+}
+
+#[test]
+fn server_names_are_unique() {
+    let text = format!(
+        "{MINIMAL}name = \"a\"\n\n[[server]]\naddress = \"198.18.0.2\"\nkey = 4\nname = \"a\"\n"
+    );
+    let e = parse_err(&text);
+    assert_eq!(e.field.as_deref(), Some("server[1].name"));
+    assert_eq!(e.line, Some(text.lines().count()));
+}
+
+#[test]
+fn relative_keys_path_is_resolved_against_the_config_directory() {
+    let text = format!("keys = \"../keys/ntp.keys\"\n{MINIMAL}");
+    let c = ClientConfig::parse(&text, Path::new("/srv/ntp/conf/client.toml")).unwrap();
+    assert_eq!(c.keys, PathBuf::from("/srv/ntp/conf/../keys/ntp.keys"));
+    let bare = ClientConfig::parse(&text, Path::new("client.toml")).unwrap();
+    assert_eq!(
+        bare.keys,
+        PathBuf::from("../keys/ntp.keys"),
+        "relative to the working directory when the config is"
+    );
+}
+
+#[test]
+fn parse_never_panics_on_odd_input() {
+    for text in [
+        "",
+        "listen = 3",
+        "[[listen]]\n[[server]]",
+        "server = [1, 2]",
+        "[clock]\nstep-threshold-s = 1e300",
+        "[calibration]\nspacing-s = inf",
+    ] {
+        let _ = parse(text);
+    }
+}

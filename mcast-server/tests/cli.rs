@@ -1,0 +1,202 @@
+//! The `mcast-server` binary's command line, run as a user would.
+
+// Test helpers outside #[test] functions fail the test on purpose.
+#![allow(clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcast-server");
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/examples")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"))
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = run(&["--version"]);
+    assert!(out.status.success(), "--version failed: {out:?}");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("mcast-server {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_lists_subcommands_and_examples() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in [
+        "run",
+        "check-config",
+        "Examples:",
+        "mcast-server check-config -c",
+    ] {
+        assert!(
+            help.contains(needle),
+            "--help should mention {needle:?}:\n{help}"
+        );
+    }
+    for sub in ["run", "check-config"] {
+        let out = run(&[sub, "--help"]);
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(
+            help.contains("Example:"),
+            "{sub} --help should have an example:\n{help}"
+        );
+        assert!(help.contains(&format!("mcast-server {sub} -c ")), "{help}");
+        assert!(
+            help.contains("/etc/mcast-ntp/server.toml"),
+            "default path shown:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_lab_example_and_summarizes_it() {
+    // needs real keys
+    let path = example("lab-loopback-server.toml");
+    let out = run(&["check-config", "-c", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    for needle in [
+        "destination[0]",
+        "224.0.1.1",
+        "on lo",
+        "ttl 1",
+        "poll 3",
+        "key 3 (AES128CMAC)",
+        "stratum 8",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "summary should mention {needle:?}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn check_config_on_a_broken_file_names_file_line_field_and_exits_2() {
+    let original = std::fs::read_to_string(example("lab-loopback-server.toml")).unwrap();
+    let broken = original.replace("ttl = 1", "ttl = 300");
+    assert_ne!(broken, original, "the lab example should set ttl = 1");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.toml");
+    std::fs::write(&path, &broken).unwrap();
+
+    let out = run(&["check-config", "-c", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    let expected = format!(
+        "{}:{}: destination[0].ttl = 300: must be 1..255",
+        path.display(),
+        line_of(&broken, "ttl = 300")
+    );
+    assert!(
+        stderr.contains(&expected),
+        "stderr should contain {expected:?}:\n{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+}
+
+#[test]
+fn check_config_reports_a_key_missing_from_the_keys_file() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vectors/ntp.keys");
+    let original = std::fs::read_to_string(example("lab-loopback-server.toml")).unwrap();
+    let broken = original
+        .replace(
+            "\"../../tests/data/vectors/ntp.keys\"",
+            &format!("{:?}", keys.display().to_string()),
+        )
+        .replace("key = 3", "key = 99");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.toml");
+    std::fs::write(&path, &broken).unwrap();
+    let out = run(&["check-config", "-c", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    let expected = format!(
+        "{}:{}: destination[0] 224.0.1.1 on lo: key 99 is not in {}",
+        path.display(),
+        line_of(&broken, "key = 99"),
+        keys.display()
+    );
+    assert!(
+        stderr.contains(&expected),
+        "stderr should contain {expected:?}:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.toml");
+    for sub in ["check-config", "run"] {
+        let out = run(&[sub, "-c", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {out:?}");
+        assert!(
+            text(&out.stderr).contains(&path.display().to_string()),
+            "{sub}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_default_config_path_is_under_etc() {
+    if Path::new("/etc/mcast-ntp/server.toml").exists() {
+        return; // an installed configuration would make this test machine-dependent
+    }
+    let out = run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/etc/mcast-ntp/server.toml"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn run_validates_then_says_it_is_not_implemented() {
+    // needs real keys
+    let path = example("lab-loopback-server.toml");
+    let out = run(&["run", "-c", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("mcast-server run: not implemented yet (see issue 3)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(run(&[]).status.code(), Some(2));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+}
