@@ -6,8 +6,11 @@
 //! come with issue 3.
 #![forbid(unsafe_code)]
 
+pub mod broadcaster;
 pub mod cli;
 pub mod ratelimit;
+pub mod responder;
+pub mod state;
 
 use std::fmt::Write as _;
 

@@ -1,0 +1,304 @@
+//! Answers clients' calibration requests (mode 3 -> mode 4), sans-I/O.
+//!
+//! The order of checks follows what keeps the server cheap and safe under
+//! abuse: parse, then the per-source rate limit (before any crypto), then
+//! the MAC. A reply is never larger than its request, there is no mode 6/7
+//! service, and modes other than 3 are never answered (no KoD for mode 4
+//! or 5 packets).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
+use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
+
+use crate::ratelimit::{Mru, Observation, RateVerdict};
+use crate::state::SyncStatus;
+
+/// Counters like `ntpq -c sysstats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResponderCounters {
+    /// Every packet handed to the responder.
+    pub received: u64,
+    /// NTPv4 packets that parsed.
+    pub current_version: u64,
+    /// NTPv1-3 packets that parsed.
+    pub older_version: u64,
+    /// Packets that did not parse (length, version, mode 0, framing).
+    pub bad_format: u64,
+    /// Requests whose MAC failed or named a key we lack (answered with a crypto-NAK).
+    pub auth_failed: u64,
+    /// Packets of modes we do not answer (1, 2, 4, 5).
+    pub declined: u64,
+    /// Packets refused by policy: mode 6/7, no MAC where one is required,
+    /// a key not allowed for the source, crypto-NAKs.
+    pub restricted: u64,
+    /// Packets over the rate limit.
+    pub rate_limited: u64,
+    /// KoD RATE packets sent.
+    pub kod_sent: u64,
+    /// Normal replies sent.
+    pub replies_sent: u64,
+    /// Crypto-NAKs sent.
+    pub crypto_naks_sent: u64,
+}
+
+/// Responder settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponderConfig {
+    /// Requests without a MAC get nothing.
+    pub require_auth: bool,
+    /// Our clock's precision.
+    pub precision: Log2Seconds,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send the bytes left in the output buffer back to the source.
+    Reply(ReplyKind),
+    /// Send nothing.
+    Dropped(DropReason),
+}
+
+/// Kind of answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// A time reply, signed with this key (or unsigned).
+    Time(Option<KeyId>),
+    /// A KoD RATE.
+    KissOfDeath,
+    /// A crypto-NAK (the request's MAC failed).
+    CryptoNak,
+}
+
+/// Why nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Did not parse.
+    BadFormat,
+    /// Not a mode-3 request.
+    NotARequest,
+    /// Mode 6 or 7.
+    ControlMode,
+    /// Over the rate limit, KoD already sent.
+    RateLimited,
+    /// No MAC where one is required.
+    Unauthenticated,
+    /// A crypto-NAK sent to us.
+    CryptoNak,
+    /// The answer would be larger than the request.
+    WouldAmplify,
+}
+
+/// A received request, with what the socket layer knows of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The datagram.
+    pub bytes: &'a [u8],
+    /// Who sent it.
+    pub source: SocketAddr,
+    /// When it arrived (kernel receive timestamp where available).
+    pub received_at: NtpTimestamp,
+    /// Monotonic time of arrival, for the rate limiter.
+    pub monotonic: Duration,
+}
+
+/// The calibration responder.
+#[derive(Debug)]
+pub struct Responder {
+    config: ResponderConfig,
+    mru: Mru,
+    counters: ResponderCounters,
+}
+
+impl Responder {
+    /// A responder with an empty MRU table.
+    pub fn new(config: ResponderConfig, mru: Mru) -> Self {
+        Responder {
+            config,
+            mru,
+            counters: ResponderCounters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &ResponderCounters {
+        &self.counters
+    }
+
+    /// The MRU table.
+    pub fn mru(&self) -> &Mru {
+        &self.mru
+    }
+
+    /// Handles one datagram. On [`Outcome::Reply`] the answer is in `out`.
+    /// `clock` is read once, as late as possible, for the transmit timestamp.
+    pub fn handle(
+        &mut self,
+        req: &Request<'_>,
+        sync: &SyncStatus,
+        keys: &KeyStore,
+        clock: impl FnOnce() -> NtpTimestamp,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
+        self.counters.received += 1;
+        let Ok(d) = Datagram::parse(req.bytes) else {
+            self.counters.bad_format += 1;
+            return Outcome::Dropped(DropReason::BadFormat);
+        };
+        if d.header.version == 4 {
+            self.counters.current_version += 1;
+        } else {
+            self.counters.older_version += 1;
+        }
+        let rate = self.mru.observe(
+            Observation {
+                addr: req.source.ip(),
+                port: req.source.port(),
+                mode: d.header.mode.to_bits(),
+                version: d.header.version,
+                key_id: d.mac.as_ref().map(|m| m.key_id),
+            },
+            req.monotonic,
+        );
+        match d.header.mode {
+            Mode::Client => {}
+            Mode::Control | Mode::Private => {
+                self.counters.restricted += 1;
+                return Outcome::Dropped(DropReason::ControlMode);
+            }
+            _ => {
+                self.counters.declined += 1;
+                return Outcome::Dropped(DropReason::NotARequest);
+            }
+        }
+        let auth = packet::authenticate(keys, req.bytes, &d, Some(req.source.ip()));
+        // Which key the answer is signed with, or why there is no answer.
+        let signing: Result<Option<KeyId>, Outcome> = match auth {
+            PacketAuth::Mac(MacVerdict::Valid(k)) => Ok(Some(k)),
+            PacketAuth::NoMac if !self.config.require_auth => Ok(None),
+            PacketAuth::NoMac => {
+                self.counters.restricted += 1;
+                Err(Outcome::Dropped(DropReason::Unauthenticated))
+            }
+            PacketAuth::CryptoNak => {
+                self.counters.restricted += 1;
+                Err(Outcome::Dropped(DropReason::CryptoNak))
+            }
+            PacketAuth::Mac(MacVerdict::SourceNotAllowed { .. }) => {
+                self.counters.restricted += 1;
+                Err(Outcome::Reply(ReplyKind::CryptoNak))
+            }
+            PacketAuth::Mac(
+                MacVerdict::UnknownKey(_)
+                | MacVerdict::InvalidMac(_)
+                | MacVerdict::BadLength { .. },
+            ) => {
+                self.counters.auth_failed += 1;
+                Err(Outcome::Reply(ReplyKind::CryptoNak))
+            }
+        };
+        match rate {
+            RateVerdict::Allowed => {}
+            RateVerdict::LimitedSilent => {
+                self.counters.rate_limited += 1;
+                return Outcome::Dropped(DropReason::RateLimited);
+            }
+            RateVerdict::LimitedKod => {
+                self.counters.rate_limited += 1;
+                // Only a request we would answer gets a KoD; a forged one gets nothing.
+                let Ok(key) = signing else {
+                    return Outcome::Dropped(DropReason::RateLimited);
+                };
+                let kod = kod_rate(&d.header, self.mru.config().average_log2);
+                return self.finish(req, kod, key, keys, ReplyKind::KissOfDeath, out);
+            }
+        }
+        let key = match signing {
+            Ok(k) => k,
+            Err(Outcome::Reply(ReplyKind::CryptoNak)) => {
+                let reply = self.time_reply(&d.header, req, sync, None);
+                packet::crypto_nak(&Datagram::new(reply), out);
+                return self.check_size(req, ReplyKind::CryptoNak, out);
+            }
+            Err(other) => return other,
+        };
+        let mut reply = self.time_reply(&d.header, req, sync, None);
+        reply.transmit = clock();
+        self.finish(req, reply, key, keys, ReplyKind::Time(key), out)
+    }
+
+    fn time_reply(
+        &self,
+        request: &Header,
+        req: &Request<'_>,
+        sync: &SyncStatus,
+        transmit: Option<NtpTimestamp>,
+    ) -> Header {
+        let mut h = sync.fill(Mode::Server, request.poll, self.config.precision);
+        h.version = request.version;
+        // ntpd clients put their previous exchange in origin and receive:
+        // only the request's transmit timestamp is echoed.
+        h.origin = request.transmit;
+        h.receive = req.received_at;
+        h.transmit = transmit.unwrap_or(NtpTimestamp::ZERO);
+        h
+    }
+
+    fn finish(
+        &mut self,
+        req: &Request<'_>,
+        header: Header,
+        key: Option<KeyId>,
+        keys: &KeyStore,
+        kind: ReplyKind,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let d = Datagram::new(header);
+        match key.and_then(|k| keys.get(k)) {
+            Some(k) => packet::sign(k, &d, out),
+            None => {
+                out.clear();
+                d.write_signed_part(out);
+            }
+        }
+        self.check_size(req, kind, out)
+    }
+
+    fn check_size(&mut self, req: &Request<'_>, kind: ReplyKind, out: &mut Vec<u8>) -> Outcome {
+        if out.len() > req.bytes.len() {
+            out.clear();
+            return Outcome::Dropped(DropReason::WouldAmplify);
+        }
+        match kind {
+            ReplyKind::Time(_) => self.counters.replies_sent += 1,
+            ReplyKind::KissOfDeath => self.counters.kod_sent += 1,
+            ReplyKind::CryptoNak => self.counters.crypto_naks_sent += 1,
+        }
+        Outcome::Reply(kind)
+    }
+}
+
+/// A KoD RATE as ntpd sends it: LI 3, stratum 0, refid RATE, the request's
+/// version, precision, root delay and dispersion and reference time; poll
+/// at least our average interval; origin = receive = transmit = the
+/// request's transmit timestamp.
+fn kod_rate(request: &Header, average_log2: u8) -> Header {
+    let mut h = Header::new(Mode::Server);
+    h.leap = LeapIndicator::Unsynchronized;
+    h.version = request.version;
+    h.stratum = 0;
+    h.reference_id = RefId::from_code("RATE");
+    let min_poll = i8::try_from(average_log2).unwrap_or(i8::MAX);
+    h.poll = Log2Seconds(request.poll.0.max(min_poll));
+    h.precision = request.precision;
+    h.root_delay = request.root_delay;
+    h.root_dispersion = request.root_dispersion;
+    h.reference = request.reference;
+    h.origin = request.transmit;
+    h.receive = request.transmit;
+    h.transmit = request.transmit;
+    h
+}

@@ -1,0 +1,392 @@
+//! The server's sans-I/O core against real requests captured from ntpd
+//! 4.2.8p15 clients: what a client on the wire would see.
+#![cfg(test)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
+use mcast_proto::{
+    Datagram, KissCode, LeapIndicator, Log2Seconds, Mode, NtpShort, NtpTimestamp, RefId,
+};
+use mcast_server::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use mcast_server::ratelimit::{Mru, RateLimitConfig};
+use mcast_server::responder::{
+    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig,
+};
+use mcast_server::state::{SyncStatus, SystemHeader};
+use mcast_tests::vectors;
+
+fn keys() -> KeyStore {
+    KeyStore::load(&vectors::keys_file()).expect("lab keys")
+}
+
+fn payload(name: &str) -> Vec<u8> {
+    let m = vectors::manifest().expect("manifest");
+    m.vectors
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no vector {name}"))
+        .payload()
+}
+
+fn synced() -> SyncStatus {
+    SyncStatus::Synchronized(SystemHeader {
+        leap: LeapIndicator::NoWarning,
+        stratum: 2,
+        reference_id: RefId::from_ipv4("198.18.0.100".parse().expect("addr")),
+        root_delay: NtpShort::from_bits(0x0000_0100),
+        root_dispersion: NtpShort::from_bits(0x0000_0297),
+        reference_time: NtpTimestamp::from_unix(1_795_313_000, 0),
+    })
+}
+
+fn responder(require_auth: bool) -> Responder {
+    Responder::new(
+        ResponderConfig {
+            require_auth,
+            precision: Log2Seconds(-24),
+        },
+        Mru::new(RateLimitConfig::default()),
+    )
+}
+
+const RX: NtpTimestamp = NtpTimestamp::from_parts(0xeeac_d097, 0x1000_0000);
+const TX: NtpTimestamp = NtpTimestamp::from_parts(0xeeac_d097, 0x2000_0000);
+
+fn ask(r: &mut Responder, bytes: &[u8], from: &str, at_secs: f64, out: &mut Vec<u8>) -> Outcome {
+    let req = Request {
+        bytes,
+        source: from.parse::<SocketAddr>().expect("socket address"),
+        received_at: RX,
+        monotonic: Duration::from_secs_f64(at_secs),
+    };
+    r.handle(&req, &synced(), &keys(), || TX, out)
+}
+
+#[test]
+fn every_captured_ntpd_request_gets_a_signed_reply_with_its_key() {
+    let m = vectors::manifest().expect("manifest");
+    let store = keys();
+    let mut n = 0;
+    for v in m
+        .vectors
+        .iter()
+        .filter(|v| v.name.starts_with("calib-req-") && v.expected_verdict == "valid")
+    {
+        let mut r = responder(true);
+        let raw = v.payload();
+        let request = Datagram::parse(&raw).expect("request parses");
+        let mut out = Vec::new();
+        let outcome = ask(&mut r, &raw, "198.18.0.10:123", 10.0, &mut out);
+        let key = KeyId::new(request.mac.as_ref().expect("MAC").key_id).expect("key id");
+        assert_eq!(
+            outcome,
+            Outcome::Reply(ReplyKind::Time(Some(key))),
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            out.len(),
+            raw.len(),
+            "{}: reply has the request's length",
+            v.name
+        );
+        let reply = Datagram::parse(&out).expect("reply parses");
+        assert_eq!(
+            packet::authenticate(&store, &out, &reply, None),
+            PacketAuth::Mac(MacVerdict::Valid(key)),
+            "{}: reply verifies with the request's key",
+            v.name
+        );
+        let h = reply.header;
+        assert_eq!(h.mode, Mode::Server);
+        assert_eq!(h.version, request.header.version);
+        assert_eq!(
+            h.origin, request.header.transmit,
+            "{}: origin echoes the request's transmit",
+            v.name
+        );
+        assert_eq!((h.receive, h.transmit), (RX, TX), "{}", v.name);
+        assert_eq!((h.stratum, h.poll), (2, request.header.poll), "{}", v.name);
+        assert_eq!(
+            h.unusable_reason(&mcast_proto::SampleLimits::default()),
+            None,
+            "{}",
+            v.name
+        );
+        n += 1;
+    }
+    assert!(
+        n >= 9,
+        "expected the nine captured calibration requests, got {n}"
+    );
+}
+
+#[test]
+fn unknown_key_gets_a_crypto_nak_like_ntpd() {
+    let mut r = responder(true);
+    let mut out = Vec::new();
+    let raw = payload("unicast-req-unknownkey-k10");
+    let outcome = ask(&mut r, &raw, "198.18.0.10:40000", 1.0, &mut out);
+    assert_eq!(outcome, Outcome::Reply(ReplyKind::CryptoNak));
+    assert_eq!(out.len(), 52, "header + 4 zero bytes");
+    let d = Datagram::parse(&out).expect("parses");
+    assert!(d.is_crypto_nak());
+    assert_eq!(r.counters().auth_failed, 1);
+}
+
+#[test]
+fn unauthenticated_requests_get_nothing_unless_auth_is_off() {
+    let raw = payload("unicast-req-plain");
+    let mut out = Vec::new();
+    let mut strict = responder(true);
+    assert_eq!(
+        ask(&mut strict, &raw, "198.18.0.10:40000", 1.0, &mut out),
+        Outcome::Dropped(DropReason::Unauthenticated)
+    );
+    assert!(out.is_empty());
+    let mut open = responder(false);
+    assert_eq!(
+        ask(&mut open, &raw, "198.18.0.10:40000", 1.0, &mut out),
+        Outcome::Reply(ReplyKind::Time(None))
+    );
+    assert_eq!(out.len(), 48);
+}
+
+#[test]
+fn a_burst_gets_kod_rate_then_silence() {
+    let raw = payload("kod-rate-md5-k1-request");
+    let request = Datagram::parse(&raw).expect("parses");
+    let mut r = responder(true);
+    let mut kinds = Vec::new();
+    let mut kod_bytes = Vec::new();
+    for i in 0..10 {
+        let mut out = Vec::new();
+        kinds.push(ask(
+            &mut r,
+            &raw,
+            "198.18.0.20:123",
+            5.0 + 0.05 * f64::from(i),
+            &mut out,
+        ));
+        if kinds.last() == Some(&Outcome::Reply(ReplyKind::KissOfDeath)) {
+            kod_bytes = out;
+        }
+    }
+    assert_eq!(kinds[0], Outcome::Reply(ReplyKind::Time(KeyId::new(1))));
+    assert_eq!(kinds[1], Outcome::Reply(ReplyKind::KissOfDeath));
+    assert!(
+        kinds[2..]
+            .iter()
+            .all(|k| *k == Outcome::Dropped(DropReason::RateLimited)),
+        "{kinds:?}"
+    );
+    let kod = Datagram::parse(&kod_bytes).expect("KoD parses");
+    assert_eq!(kod.header.kiss_code(), Some(KissCode::Rate));
+    assert_eq!(kod.header.leap, LeapIndicator::Unsynchronized);
+    let t = request.header.transmit;
+    assert_eq!(
+        (kod.header.origin, kod.header.receive, kod.header.transmit),
+        (t, t, t)
+    );
+    assert!(
+        packet::authenticate(&keys(), &kod_bytes, &kod, None).is_valid(),
+        "KoD signed with the request's key"
+    );
+    assert_eq!((r.counters().kod_sent, r.counters().rate_limited), (1, 9));
+}
+
+#[test]
+fn broadcasts_and_replies_from_others_are_never_answered() {
+    let mut r = responder(true);
+    let mut out = Vec::new();
+    for name in [
+        "mcast5-md5-ascii-k1",
+        "calib-resp-md5-ascii-k1",
+        "kod-rate-noauth",
+    ] {
+        let outcome = ask(&mut r, &payload(name), "198.18.0.30:123", 1.0, &mut out);
+        assert_eq!(outcome, Outcome::Dropped(DropReason::NotARequest), "{name}");
+        assert!(out.is_empty(), "{name}: nothing sent");
+    }
+    let mut ctl = payload("unicast-req-plain");
+    ctl[0] = (ctl[0] & !7) | 6;
+    assert_eq!(
+        ask(&mut r, &ctl, "198.18.0.31:123", 1.0, &mut out),
+        Outcome::Dropped(DropReason::ControlMode)
+    );
+    assert_eq!(
+        ask(&mut r, &[0x23; 20], "198.18.0.32:123", 1.0, &mut out),
+        Outcome::Dropped(DropReason::BadFormat)
+    );
+    let c = r.counters();
+    assert_eq!(
+        (
+            c.received,
+            c.declined,
+            c.restricted,
+            c.bad_format,
+            c.replies_sent
+        ),
+        (5, 3, 1, 1, 0)
+    );
+}
+
+#[test]
+fn a_key_not_allowed_for_the_source_gets_a_crypto_nak() {
+    let store = KeyStore::parse(
+        "1 MD5 LabMd5Key-0001 198.18.0.1\n",
+        std::path::Path::new("t.keys"),
+    )
+    .expect("keys");
+    let raw = payload("calib-req-md5-ascii-k1");
+    let mut r = responder(true);
+    let mut out = Vec::new();
+    let req = Request {
+        bytes: &raw,
+        source: "198.18.0.99:123".parse().expect("addr"),
+        received_at: RX,
+        monotonic: Duration::from_secs(1),
+    };
+    assert_eq!(
+        r.handle(&req, &synced(), &store, || TX, &mut out),
+        Outcome::Reply(ReplyKind::CryptoNak)
+    );
+    assert_eq!(r.counters().restricted, 1);
+}
+
+#[test]
+fn an_unsynchronized_server_replies_with_li3() {
+    let raw = payload("calib-req-md5-ascii-k1");
+    let mut r = responder(true);
+    let mut out = Vec::new();
+    let req = Request {
+        bytes: &raw,
+        source: "198.18.0.10:123".parse().expect("addr"),
+        received_at: RX,
+        monotonic: Duration::from_secs(1),
+    };
+    let unsync = SyncStatus::Unsynchronized {
+        reason: "kernel says STA_UNSYNC".into(),
+    };
+    r.handle(&req, &unsync, &keys(), || TX, &mut out);
+    let d = Datagram::parse(&out).expect("parses");
+    assert_eq!(d.header.leap, LeapIndicator::Unsynchronized);
+    assert!(
+        d.header
+            .unusable_reason(&mcast_proto::SampleLimits::default())
+            .is_some()
+    );
+}
+
+fn bcast(key: u16, interleave: bool, send_unsync: bool) -> Broadcaster {
+    Broadcaster::new(
+        BroadcastConfig {
+            poll: Log2Seconds(6),
+            key: KeyId::new(u32::from(key)),
+            interleave,
+            send_when_unsynchronized: send_unsync,
+            precision: Log2Seconds(-24),
+        },
+        Duration::from_secs(1),
+    )
+}
+
+#[test]
+fn broadcasts_verify_and_carry_the_fields_ntpd_clients_expect() {
+    let store = keys();
+    for key in [1u16, 2, 3, 6] {
+        let mut b = bcast(key, false, false);
+        let mut out = Vec::new();
+        assert_eq!(b.build(&synced(), &store, || TX, &mut out), Build::Send);
+        let d = Datagram::parse(&out).expect("parses");
+        assert_eq!(
+            packet::authenticate(&store, &out, &d, None),
+            PacketAuth::Mac(MacVerdict::Valid(KeyId::new(u32::from(key)).expect("id")))
+        );
+        let h = d.header;
+        assert_eq!(
+            (h.mode, h.version, h.poll, h.stratum),
+            (Mode::Broadcast, 4, Log2Seconds(6), 2)
+        );
+        assert_eq!(
+            (h.origin, h.receive, h.transmit),
+            (NtpTimestamp::ZERO, NtpTimestamp::ZERO, TX)
+        );
+    }
+}
+
+#[test]
+fn the_schedule_is_never_sooner_than_two_to_the_poll() {
+    let mut b = bcast(1, false, false);
+    let mut now = b.due();
+    let mut previous: Option<Duration> = None;
+    for random in [0u16, 65535, 1, 30000, 12345, 0] {
+        if let Some(p) = previous {
+            let gap = now - p;
+            assert!(gap >= Duration::from_secs(64), "gap {gap:?}");
+            assert!(
+                gap < Duration::from_secs(64 + 4 + 1),
+                "jitter stays small: {gap:?}"
+            );
+        }
+        previous = Some(now);
+        b.advance(now, true, random, None);
+        now = b.due();
+    }
+    assert_eq!(b.sent(), 6);
+}
+
+#[test]
+fn unsynchronized_means_silence_or_an_alarm_as_configured() {
+    let store = keys();
+    let unsync = SyncStatus::Unsynchronized {
+        reason: "upstream unreachable".into(),
+    };
+    let mut out = Vec::new();
+    let mut quiet = bcast(1, false, false);
+    match quiet.build(&unsync, &store, || TX, &mut out) {
+        Build::Silent(why) => assert!(why.contains("upstream unreachable"), "{why}"),
+        Build::Send => panic!("an unsynchronized server must stay silent by default"),
+    }
+    assert!(out.is_empty());
+    let mut loud = bcast(1, false, true);
+    assert_eq!(loud.build(&unsync, &store, || TX, &mut out), Build::Send);
+    let d = Datagram::parse(&out).expect("parses");
+    assert_eq!(
+        (d.header.leap, d.header.stratum),
+        (LeapIndicator::Unsynchronized, 16)
+    );
+}
+
+#[test]
+fn a_missing_key_silences_rather_than_sending_unauthenticated() {
+    let store = keys();
+    let mut b = bcast(42, false, false);
+    let mut out = Vec::new();
+    assert!(matches!(
+        b.build(&synced(), &store, || TX, &mut out),
+        Build::Silent(_)
+    ));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn interleaved_origin_carries_the_previous_kernel_transmit_time() {
+    let store = keys();
+    let mut b = bcast(3, true, false);
+    let mut out = Vec::new();
+    b.build(&synced(), &store, || TX, &mut out);
+    assert_eq!(
+        Datagram::parse(&out).expect("parses").header.origin,
+        NtpTimestamp::ZERO
+    );
+    let kernel_tx = NtpTimestamp::from_parts(0xeeac_d097, 0x2000_1000);
+    b.advance(b.due(), true, 0, Some(kernel_tx));
+    b.build(&synced(), &store, || TX, &mut out);
+    assert_eq!(
+        Datagram::parse(&out).expect("parses").header.origin,
+        kernel_tx
+    );
+}
