@@ -45,6 +45,26 @@ pub enum Command {
                       field = value: problem) to stderr and exits 2 when it is not."
     )]
     CheckConfig(ConfigArg),
+    /// Show a running server's state: sync, destinations, counters, clients.
+    #[command(
+        after_help = "Examples:\n  mcast-server status -c /etc/mcast-ntp/server.toml\n  \
+                      mcast-server status --json --socket /run/mcast-ntp/server.sock"
+    )]
+    Status(StatusArgs),
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Configuration file whose control socket to ask.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Control socket to ask (overrides the one in the configuration).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The `-c FILE` option.
@@ -73,13 +93,56 @@ pub fn execute(cli: &Cli) -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Run(arg) => match load(arg) {
-            Ok((config, _keys)) => {
+            Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                eprintln!("mcast-server run: not implemented yet (see issue 3)");
-                ExitCode::FAILURE
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("mcast-server: cannot start the runtime: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match runtime.block_on(crate::daemon::run(config, keys)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("mcast-server: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => config_error(&e),
         },
+        Command::Status(args) => status(args),
+    }
+}
+
+fn status(args: &StatusArgs) -> ExitCode {
+    let socket = match &args.socket {
+        Some(p) => p.clone(),
+        None => match ServerConfig::load(&args.config) {
+            Ok(c) => c.control_socket.clone(),
+            Err(e) => return config_error(&e),
+        },
+    };
+    match crate::daemon::query_status(&socket) {
+        Ok(s) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            print!("{}", crate::daemon::format_status(&s));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "mcast-server: no answer from {}: {e}; is the server running?",
+                socket.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

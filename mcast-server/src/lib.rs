@@ -8,9 +8,12 @@
 
 pub mod broadcaster;
 pub mod cli;
+pub mod daemon;
+pub mod privileges;
 pub mod ratelimit;
 pub mod responder;
 pub mod state;
+pub mod timesource;
 
 use std::fmt::Write as _;
 

@@ -16,7 +16,7 @@ use crate::ratelimit::{Mru, Observation, RateVerdict};
 use crate::state::SyncStatus;
 
 /// Counters like `ntpq -c sysstats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResponderCounters {
     /// Every packet handed to the responder.
     pub received: u64,

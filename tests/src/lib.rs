@@ -4,4 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod fuzz_checks;
+pub mod netns;
+pub mod refntpd;
 pub mod vectors;

@@ -1,0 +1,665 @@
+//! The I/O shell of `mcast-server run`: sockets, timers, signals and the
+//! control socket around the sans-I/O [`Broadcaster`] and [`Responder`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mcast_config::{ServerConfig, TimeSourceKind, Unsynchronized};
+use mcast_keys::KeyStore;
+use mcast_proto::{Log2Seconds, NtpTimestamp};
+use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use crate::ratelimit::{Mru, RateLimitConfig};
+use crate::responder::{Outcome, Request, Responder, ResponderConfig};
+use crate::state::SyncStatus;
+use crate::timesource;
+
+/// DSCP EF, what ntpd marks its packets with.
+const TOS_EF: u8 = 0xb8;
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A socket or interface problem, with what we were doing.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The system error.
+        source: std::io::Error,
+    },
+    /// The configuration cannot be served.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Status of one destination, as `status` shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DestinationStatus {
+    /// Group or broadcast address.
+    pub address: IpAddr,
+    /// Interface name.
+    pub interface: String,
+    /// Source address the packets leave from.
+    pub source: IpAddr,
+    /// Poll exponent.
+    pub poll: i8,
+    /// Key id, if signed.
+    pub key: Option<u16>,
+    /// Packets sent.
+    pub sent: u64,
+    /// Intervals skipped (not synchronized, key missing, send error).
+    pub skipped: u64,
+    /// Why the last interval was skipped, if it was.
+    pub last_problem: Option<String>,
+}
+
+/// What `mcast-server status --json` prints.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Status {
+    /// Program version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Whether we vouch for our time.
+    pub synchronized: bool,
+    /// Why not, when not.
+    pub unsynchronized_reason: Option<String>,
+    /// Stratum advertised.
+    pub stratum: Option<u8>,
+    /// Each destination.
+    pub destinations: Vec<DestinationStatus>,
+    /// Responder counters.
+    pub counters: crate::responder::ResponderCounters,
+    /// Sources remembered by the rate limiter.
+    pub mru_entries: usize,
+    /// The busiest sources.
+    pub top_clients: Vec<ClientStatus>,
+    /// Clients that keep polling by unicast after their calibration volley.
+    pub unicast_polling_clients: Vec<PollerStatus>,
+}
+
+/// One source in the MRU table.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ClientStatus {
+    /// Address.
+    pub address: IpAddr,
+    /// Packets.
+    pub count: u64,
+    /// Average interval, seconds.
+    pub average_interval_s: Option<f64>,
+    /// Seconds since last seen.
+    pub last_seen_ago_s: f64,
+    /// Mode of the last packet.
+    pub mode: u8,
+    /// Key id of the last packet.
+    pub key_id: Option<u32>,
+}
+
+/// A client that fell back to unicast polling.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PollerStatus {
+    /// Address.
+    pub address: IpAddr,
+    /// Requests.
+    pub requests: u32,
+    /// Average interval between them, seconds.
+    pub average_interval_s: f64,
+    /// Seconds since the last one.
+    pub last_request_ago_s: f64,
+}
+
+struct Shared {
+    start: Instant,
+    keys: RwLock<Arc<KeyStore>>,
+    sync: RwLock<SyncStatus>,
+    responder: Mutex<Responder>,
+    destinations: Mutex<Vec<DestinationStatus>>,
+}
+
+impl Shared {
+    fn mono(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn keys(&self) -> Arc<KeyStore> {
+        self.keys
+            .read()
+            .map(|k| Arc::clone(&k))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    fn sync(&self) -> SyncStatus {
+        self.sync
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn status(&self) -> Status {
+        let sync = self.sync();
+        let now = self.mono();
+        let secs = |d: Duration| d.as_secs_f64();
+        let (counters, mru_entries, top, pollers) = match self.responder.lock() {
+            Ok(r) => {
+                let top = r
+                    .mru()
+                    .top(10)
+                    .into_iter()
+                    .map(|e| ClientStatus {
+                        address: e.addr,
+                        count: e.count,
+                        average_interval_s: e.average_interval().map(secs),
+                        last_seen_ago_s: secs(now.saturating_sub(e.last_seen)),
+                        mode: e.last_mode,
+                        key_id: e.last_key_id,
+                    })
+                    .collect();
+                let pollers = r
+                    .mru()
+                    .unicast_pollers(now)
+                    .into_iter()
+                    .map(|p| PollerStatus {
+                        address: p.addr,
+                        requests: p.requests,
+                        average_interval_s: secs(p.average_interval),
+                        last_request_ago_s: secs(p.last_request_ago),
+                    })
+                    .collect();
+                (*r.counters(), r.mru().len(), top, pollers)
+            }
+            Err(_) => Default::default(),
+        };
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: secs(now),
+            synchronized: sync.header().is_some(),
+            unsynchronized_reason: match &sync {
+                SyncStatus::Unsynchronized { reason } => Some(reason.clone()),
+                SyncStatus::Synchronized(_) => None,
+            },
+            stratum: sync.header().map(|h| h.stratum),
+            destinations: self
+                .destinations
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
+            counters,
+            mru_entries,
+            top_clients: top,
+            unicast_polling_clients: pollers,
+        }
+    }
+}
+
+fn now_ntp() -> NtpTimestamp {
+    NtpTimestamp::from_system_time(RealClock::now())
+}
+
+fn current_sync(config: &ServerConfig) -> SyncStatus {
+    let ts = &config.time_source;
+    match ts.kind {
+        TimeSourceKind::Local => timesource::local(ts, now_ntp()),
+        TimeSourceKind::Kernel => match mcast_sys::kernel_time_status() {
+            Ok(k) => timesource::kernel(
+                ts,
+                &timesource::KernelSync {
+                    synchronized: k.synchronized,
+                    maxerror: mcast_proto::NtpDuration::from_std(k.maxerror),
+                    leap: mcast_proto::LeapIndicator::NoWarning,
+                },
+                now_ntp(),
+            ),
+            Err(e) => SyncStatus::Unsynchronized {
+                reason: format!("cannot read the kernel's time status: {e}"),
+            },
+        },
+        other => timesource::unsupported(other),
+    }
+}
+
+/// The source address of an interface for a destination's family.
+fn source_address(interface: &str, v6: bool) -> Result<IpAddr, DaemonError> {
+    let addrs = mcast_sys::interface_addresses(interface)
+        .map_err(io_err(format!("interface {interface}")))?;
+    addrs
+        .into_iter()
+        .find(|a| a.is_ipv6() == v6)
+        .ok_or_else(|| {
+            let fam = if v6 { "IPv6" } else { "IPv4" };
+            DaemonError::Config(format!(
+                "interface {interface} has no {fam} address to send from"
+            ))
+        })
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError> {
+    let precision = Log2Seconds(mcast_sys::measure_precision(64));
+    let rate = &config.rate_limit;
+    let mru = Mru::new(RateLimitConfig {
+        min_interval: rate.min_interval,
+        average_log2: rate.average_interval_log2,
+        capacity: rate.mru_size,
+        kod: rate.kod,
+        ..RateLimitConfig::default()
+    });
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        keys: RwLock::new(Arc::new(keys)),
+        sync: RwLock::new(current_sync(&config)),
+        responder: Mutex::new(Responder::new(
+            ResponderConfig {
+                require_auth: config.responder.require_auth,
+                precision,
+            },
+            mru,
+        )),
+        destinations: Mutex::new(Vec::new()),
+    });
+
+    // One socket per destination, bound to the interface's address and the
+    // NTP port, so broadcasts leave from the address clients calibrate with
+    // and requests to that address are answered from it.
+    let mut endpoints: Vec<Arc<UdpEndpoint>> = Vec::new();
+    let mut senders = Vec::new();
+    for (i, d) in config.destinations.iter().enumerate() {
+        let v6 = d.address.is_ipv6();
+        let ifindex = mcast_sys::interface_index(&d.interface).map_err(io_err(format!(
+            "destination[{i}]: interface {}",
+            d.interface
+        )))?;
+        let src = source_address(&d.interface, v6)?;
+        let opts = EndpointOptions::new().reuse_addr(true).reuse_port(true);
+        let ep = UdpEndpoint::bind(SocketAddr::new(src, config.port), &opts).map_err(io_err(
+            format!("destination[{i}]: bind {src} port {}", config.port),
+        ))?;
+        let what = format!("destination[{i}]: socket options");
+        if v6 {
+            ep.set_multicast_if_v6(ifindex)
+                .map_err(io_err(what.clone()))?;
+            ep.set_multicast_hops_v6(u32::from(d.ttl))
+                .map_err(io_err(what.clone()))?;
+        } else {
+            ep.set_multicast_if_v4_index(ifindex)
+                .map_err(io_err(what.clone()))?;
+            ep.set_multicast_ttl_v4(u32::from(d.ttl))
+                .map_err(io_err(what.clone()))?;
+            ep.set_broadcast(d.broadcast)
+                .map_err(io_err(what.clone()))?;
+            ep.set_tos(TOS_EF).map_err(io_err(what.clone()))?;
+        }
+        ep.set_multicast_loop(d.multicast_loop)
+            .map_err(io_err(what.clone()))?;
+        ep.enable_rx_metadata().map_err(io_err(what.clone()))?;
+        if d.interleave {
+            ep.enable_tx_timestamps().map_err(io_err(what))?;
+        }
+        let ep = Arc::new(ep);
+        endpoints.push(Arc::clone(&ep));
+        let poll = i8::try_from(d.poll.log2()).unwrap_or(6);
+        if let Ok(mut list) = shared.destinations.lock() {
+            list.push(DestinationStatus {
+                address: d.address,
+                interface: d.interface.clone(),
+                source: src,
+                poll,
+                key: d.key.map(|k| k.get()),
+                sent: 0,
+                skipped: 0,
+                last_problem: None,
+            });
+        }
+        let b = Broadcaster::new(
+            BroadcastConfig {
+                poll: Log2Seconds(poll),
+                key: d.key,
+                interleave: d.interleave,
+                send_when_unsynchronized: config.time_source.unsynchronized
+                    == Unsynchronized::SendAlarm,
+                precision,
+            },
+            shared.mono(),
+        );
+        senders.push((i, ep, SocketAddr::new(d.address, config.port), b));
+    }
+    if config.destinations.is_empty() {
+        let opts = EndpointOptions::new().reuse_addr(true).v6_only(false);
+        let any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port);
+        let ep = UdpEndpoint::bind(any, &opts)
+            .or_else(|_| {
+                UdpEndpoint::bind(
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
+                    &opts,
+                )
+            })
+            .map_err(io_err(format!("bind port {}", config.port)))?;
+        ep.enable_rx_metadata().map_err(io_err("socket options"))?;
+        endpoints.push(Arc::new(ep));
+    }
+
+    let control = bind_control(&config.control_socket)?;
+    if let Some(user) = &config.user {
+        crate::privileges::drop_to(user)
+            .map_err(|e| DaemonError::Config(format!("user {user}: {e}")))?;
+    }
+    tracing::info!(
+        destinations = config.destinations.len(),
+        port = config.port,
+        precision = precision.0,
+        "mcast-server running"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.responder.enabled {
+        for ep in &endpoints {
+            tasks.spawn(responder_loop(Arc::clone(&shared), Arc::clone(ep)));
+        }
+    }
+    for (i, ep, dest, b) in senders {
+        tasks.spawn(broadcast_loop(
+            Arc::clone(&shared),
+            config.clone(),
+            i,
+            ep,
+            dest,
+            b,
+        ));
+    }
+    tasks.spawn(sync_loop(Arc::clone(&shared), config.clone()));
+    tasks.spawn(control_loop(Arc::clone(&shared), control));
+
+    let result = wait_for_signals(&shared, &config).await;
+    tasks.abort_all();
+    let _ = std::fs::remove_file(&config.control_socket);
+    tracing::info!("mcast-server stopped");
+    result
+}
+
+async fn wait_for_signals(shared: &Shared, config: &ServerConfig) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match config.load_keys() {
+                Ok(k) => {
+                    tracing::info!(keys = %k.path().display(), count = k.len(), "SIGHUP: keys reloaded");
+                    if let Ok(mut slot) = shared.keys.write() {
+                        *slot = Arc::new(k);
+                    }
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
+            },
+        }
+    }
+}
+
+async fn sync_loop(shared: Arc<Shared>, config: ServerConfig) {
+    let mut last_synced = None;
+    loop {
+        let s = current_sync(&config);
+        let synced = s.header().is_some();
+        if last_synced != Some(synced) {
+            match &s {
+                SyncStatus::Synchronized(h) => {
+                    tracing::info!(stratum = h.stratum, "time source synchronized")
+                }
+                SyncStatus::Unsynchronized { reason } => {
+                    tracing::warn!("not synchronized: {reason}")
+                }
+            }
+            last_synced = Some(synced);
+        }
+        if let Ok(mut slot) = shared.sync.write() {
+            *slot = s;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn broadcast_loop(
+    shared: Arc<Shared>,
+    config: ServerConfig,
+    index: usize,
+    ep: Arc<UdpEndpoint>,
+    dest: SocketAddr,
+    mut b: Broadcaster,
+) {
+    let mut buf = Vec::with_capacity(72);
+    loop {
+        tokio::time::sleep_until(shared.start + b.due()).await;
+        // Fresh state right before the send.
+        let sync = current_sync(&config);
+        let keys = shared.keys();
+        let problem = match b.build(&sync, &keys, now_ntp, &mut buf) {
+            Build::Send => match ep.send_to(&buf, dest).await {
+                Ok(_) => None,
+                Err(e) => Some(format!("send to {dest} failed: {e}")),
+            },
+            Build::Silent(why) => Some(why),
+        };
+        let kernel_tx = if b.config().interleave && problem.is_none() {
+            ep.take_tx_timestamp()
+                .await
+                .ok()
+                .flatten()
+                .map(NtpTimestamp::from_system_time)
+        } else {
+            None
+        };
+        b.advance(
+            shared.mono(),
+            problem.is_none(),
+            rand::random::<u16>(),
+            kernel_tx,
+        );
+        if let Some(p) = &problem {
+            tracing::warn!(destination = %dest, "skipped a broadcast: {p}");
+        }
+        if let Ok(mut list) = shared.destinations.lock()
+            && let Some(d) = list.get_mut(index)
+        {
+            d.sent = b.sent();
+            d.skipped = b.silent_intervals();
+            d.last_problem = problem;
+        }
+    }
+}
+
+async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
+    let mut buf = vec![0u8; 2048];
+    let mut out = Vec::with_capacity(72);
+    loop {
+        let meta = match ep.recv(&mut buf).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("receive error: {e}");
+                continue;
+            }
+        };
+        let received_at =
+            NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
+        let bytes = buf.get(..meta.len).unwrap_or_default();
+        let req = Request {
+            bytes,
+            source: meta.source,
+            received_at,
+            monotonic: shared.mono(),
+        };
+        let sync = shared.sync();
+        let keys = shared.keys();
+        let outcome = match shared.responder.lock() {
+            Ok(mut r) => r.handle(&req, &sync, &keys, now_ntp, &mut out),
+            Err(_) => continue,
+        };
+        if let Outcome::Reply(_) = outcome {
+            let sent = match meta.dest {
+                Some(local) if !local.is_multicast() => {
+                    ep.send_from(&out, meta.source, local).await
+                }
+                _ => ep.send_to(&out, meta.source).await,
+            };
+            if let Err(e) = sent {
+                tracing::debug!(to = %meta.source, "reply failed: {e}");
+            }
+        }
+    }
+}
+
+fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // A socket file left by a previous run that no one listens on.
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    tokio::net::UnixListener::bind(path)
+        .map_err(io_err(format!("control socket {}", path.display())))
+}
+
+async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut req = [0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
+                .trim()
+                .to_string();
+            let reply = match command.as_str() {
+                "status" => serde_json::to_string(&shared.status()).unwrap_or_default(),
+                other => format!("{{\"error\":\"unknown command {other:?}\"}}"),
+            };
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Asks a running server for its status over the control socket.
+pub fn query_status(socket: &std::path::Path) -> std::io::Result<Status> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"status\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Human-readable status, like `ntpq -c sysstats` plus the destinations.
+pub fn format_status(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "mcast-server {} up {:.0} s", s.version, s.uptime_s);
+    match (&s.unsynchronized_reason, s.stratum) {
+        (None, Some(st)) => {
+            let _ = writeln!(o, "synchronized, stratum {st}");
+        }
+        (Some(r), _) => {
+            let _ = writeln!(o, "NOT synchronized: {r}");
+        }
+        _ => {}
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<24} {:<10} {:<18} {:>4} {:>4} {:>8} {:>8}  problem",
+        "destination", "interface", "source", "poll", "key", "sent", "skipped"
+    );
+    for d in &s.destinations {
+        let key = d.key.map_or("-".to_string(), |k| k.to_string());
+        let _ = writeln!(
+            o,
+            "{:<24} {:<10} {:<18} {:>4} {:>4} {:>8} {:>8}  {}",
+            d.address.to_string(),
+            d.interface,
+            d.source.to_string(),
+            d.poll,
+            key,
+            d.sent,
+            d.skipped,
+            d.last_problem.as_deref().unwrap_or("")
+        );
+    }
+    let c = &s.counters;
+    let rows: BTreeMap<usize, (&str, u64)> = [
+        ("packets received", c.received),
+        ("current version", c.current_version),
+        ("older version", c.older_version),
+        ("bad length or format", c.bad_format),
+        ("authentication failed", c.auth_failed),
+        ("declined", c.declined),
+        ("restricted", c.restricted),
+        ("rate limited", c.rate_limited),
+        ("KoD responses", c.kod_sent),
+        ("replies sent", c.replies_sent),
+        ("crypto-NAKs sent", c.crypto_naks_sent),
+    ]
+    .into_iter()
+    .enumerate()
+    .collect();
+    let _ = writeln!(o);
+    for (label, n) in rows.values() {
+        let _ = writeln!(o, "{:<24} {n}", format!("{label}:"));
+    }
+    let _ = writeln!(o, "{:<24} {}", "sources remembered:", s.mru_entries);
+    if !s.unicast_polling_clients.is_empty() {
+        let _ = writeln!(o, "\nclients polling by unicast after their volley:");
+        for p in &s.unicast_polling_clients {
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>6} requests, every {:.0} s, last {:.0} s ago",
+                p.address.to_string(),
+                p.requests,
+                p.average_interval_s,
+                p.last_request_ago_s
+            );
+        }
+    }
+    if !s.top_clients.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<40} {:>8} {:>8} {:>8} {:>4} {:>5}",
+            "top sources", "count", "avgint", "lstint", "mode", "key"
+        );
+        for t in &s.top_clients {
+            let _ = writeln!(
+                o,
+                "{:<40} {:>8} {:>8} {:>8.0} {:>4} {:>5}",
+                t.address.to_string(),
+                t.count,
+                t.average_interval_s
+                    .map_or("-".to_string(), |a| format!("{a:.0}")),
+                t.last_seen_ago_s,
+                t.mode,
+                t.key_id.map_or("-".to_string(), |k| k.to_string())
+            );
+        }
+    }
+    o
+}

@@ -1,0 +1,66 @@
+//! Where the server's time comes from, turned into the header fields it
+//! advertises ([`SyncStatus`]). Sans-I/O: the caller reads the kernel or
+//! the upstream daemon and hands the result in.
+
+use mcast_config::{RefId as ConfigRefId, TimeSource, TimeSourceKind};
+use mcast_proto::{LeapIndicator, NtpDuration, NtpShort, NtpTimestamp, RefId};
+
+use crate::state::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
+
+/// The kernel's view of its synchronization, as adjtimex(2) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSync {
+    /// False when STA_UNSYNC is set or adjtimex returned TIME_ERROR.
+    pub synchronized: bool,
+    /// Maximum error, which becomes our root dispersion.
+    pub maxerror: NtpDuration,
+    /// Pending leap second from the kernel status bits.
+    pub leap: LeapIndicator,
+}
+
+fn refid_of(source: &TimeSource, default: &str) -> RefId {
+    match source.refid {
+        Some(ConfigRefId::Code(b)) => RefId(b),
+        Some(ConfigRefId::Address(a)) => RefId::from_ipv4(a),
+        None => RefId::from_code(default),
+    }
+}
+
+/// The status of a `local` (lab) time source: always synchronized at the
+/// configured stratum, reference time `now`.
+pub fn local(source: &TimeSource, now: NtpTimestamp) -> SyncStatus {
+    SyncStatus::Synchronized(SystemHeader {
+        leap: LeapIndicator::NoWarning,
+        stratum: source.stratum.unwrap_or(8).min(MAX_ADVERTISED_STRATUM),
+        reference_id: refid_of(source, "LOCL"),
+        root_delay: NtpShort::ZERO,
+        root_dispersion: NtpShort::from_duration(NtpDuration::from_micros(10)),
+        reference_time: now,
+    })
+}
+
+/// The status of a `kernel` time source from a read of adjtimex(2).
+pub fn kernel(source: &TimeSource, k: &KernelSync, now: NtpTimestamp) -> SyncStatus {
+    if !k.synchronized {
+        return SyncStatus::Unsynchronized {
+            reason: "the kernel reports the clock unsynchronized (STA_UNSYNC or TIME_ERROR); \
+                     is chronyd, ntpd or phc2sys disciplining it?"
+                .into(),
+        };
+    }
+    SyncStatus::Synchronized(SystemHeader {
+        leap: k.leap,
+        stratum: source.stratum.unwrap_or(2).min(MAX_ADVERTISED_STRATUM),
+        reference_id: refid_of(source, "KERN"),
+        root_delay: NtpShort::ZERO,
+        root_dispersion: NtpShort::from_duration(k.maxerror),
+        reference_time: now,
+    })
+}
+
+/// The status of a time source kind this build cannot serve yet.
+pub fn unsupported(kind: TimeSourceKind) -> SyncStatus {
+    SyncStatus::Unsynchronized {
+        reason: format!("time source {kind:?} is not implemented yet"),
+    }
+}

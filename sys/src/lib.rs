@@ -1,0 +1,28 @@
+//! System calls for mcast-ntp (Linux): the one crate of the project allowed
+//! `unsafe`, and that only in the private `ffi` module.
+//!
+//! - [`UdpEndpoint`]: a tokio-registered UDP socket with receive metadata
+//!   (destination address, arrival interface, kernel receive timestamp),
+//!   per-datagram source address, multicast options and kernel transmit
+//!   timestamps.
+//! - [`interface_index`], [`interface_by_index`], [`interface_addresses`]:
+//!   interfaces by name and index.
+//! - [`kernel_time_status`]: the kernel's NTP state, read-only;
+//!   [`adjust_clock`]: the client's real clock control (needs
+//!   `CAP_SYS_TIME`; never called by tests).
+//! - [`RealClock`] and [`measure_precision`]: reading the clocks.
+//!
+//! Everything else goes through `nix` and `socket2`.
+
+mod clock;
+mod endpoint;
+mod ffi;
+mod iface;
+mod kernel_time;
+mod msg;
+
+pub use clock::{RealClock, measure_precision};
+pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
+pub use iface::{interface_addresses, interface_by_index, interface_index};
+pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
+pub use msg::{RecvMeta, TxTimestamp};

@@ -1,0 +1,179 @@
+//! Unicast receive metadata and source-address selection, on loopback only.
+#![cfg(test)]
+
+mod common;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use common::{assert_recent, bind, lo_index, recv_one};
+
+async fn metadata_roundtrip(receiver_addr: &str, sender_addr: &str, dest_ip: IpAddr) {
+    let rx = bind(receiver_addr);
+    rx.enable_rx_metadata().expect("enable rx metadata");
+    let tx = bind(sender_addr);
+    let dest = SocketAddr::new(dest_ip, rx.local_addr().expect("local addr").port());
+
+    let sent = tx.send_to(b"hello", dest).await.expect("send_to");
+    assert_eq!(sent, 5, "the whole datagram should be sent");
+
+    let mut buf = [0u8; 64];
+    let meta = recv_one(&rx, &mut buf).await;
+    assert_eq!(buf.get(..meta.len), Some(&b"hello"[..]), "payload");
+    assert!(!meta.truncated, "a 5-byte datagram fits a 64-byte buffer");
+    assert_eq!(meta.source, tx.local_addr().expect("sender addr"), "source");
+    assert_eq!(meta.dest, Some(dest_ip), "destination address from PKTINFO");
+    assert_eq!(
+        meta.ifindex,
+        Some(lo_index()),
+        "arrival interface should be lo"
+    );
+    let rx_time = meta
+        .kernel_rx
+        .expect("SO_TIMESTAMPNS receive timestamp present");
+    assert_recent(rx_time, "kernel receive timestamp");
+    assert!(
+        rx_time <= std::time::SystemTime::now(),
+        "the kernel stamped the datagram before we read it"
+    );
+}
+
+#[tokio::test]
+async fn ipv4_unicast_metadata() {
+    metadata_roundtrip("127.0.0.1:0", "127.0.0.1:0", Ipv4Addr::LOCALHOST.into()).await;
+}
+
+#[tokio::test]
+async fn ipv4_wildcard_receiver_sees_which_loopback_address_was_used() {
+    // 127.0.0.0/8 is all local on lo; a wildcard socket learns the address.
+    metadata_roundtrip(
+        "0.0.0.0:0",
+        "127.0.0.1:0",
+        Ipv4Addr::new(127, 0, 0, 3).into(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ipv6_unicast_metadata() {
+    metadata_roundtrip("[::1]:0", "[::1]:0", Ipv6Addr::LOCALHOST.into()).await;
+}
+
+#[tokio::test]
+async fn without_metadata_the_fields_are_empty() {
+    let rx = bind("127.0.0.1:0");
+    let tx = bind("127.0.0.1:0");
+    tx.send_to(b"x", rx.local_addr().unwrap()).await.unwrap();
+    let mut buf = [0u8; 8];
+    let meta = recv_one(&rx, &mut buf).await;
+    assert_eq!(
+        (meta.dest, meta.ifindex, meta.kernel_rx),
+        (None, None, None)
+    );
+}
+
+#[tokio::test]
+async fn try_recv_would_block_then_truncates_long_datagram() {
+    let rx = bind("127.0.0.1:0");
+    let mut buf = [0u8; 4];
+    let err = rx.try_recv(&mut buf).expect_err("nothing queued yet");
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::WouldBlock,
+        "empty queue means WouldBlock"
+    );
+
+    let tx = bind("127.0.0.1:0");
+    tx.send_to(b"0123456789", rx.local_addr().unwrap())
+        .await
+        .unwrap();
+    let meta = recv_one(&rx, &mut buf).await;
+    assert_eq!(meta.len, 4, "only the buffer's worth is returned");
+    assert!(meta.truncated, "MSG_TRUNC must be reported");
+}
+
+#[tokio::test]
+async fn recv_many_gets_a_batch() {
+    let rx = bind("127.0.0.1:0");
+    rx.enable_rx_metadata().unwrap();
+    let tx = bind("127.0.0.1:0");
+    let dest = rx.local_addr().unwrap();
+    for i in 0..5u8 {
+        tx.send_to(&[i; 3], dest).await.unwrap();
+    }
+    let mut bufs = vec![[0u8; 16]; 8];
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let batch = tokio::time::timeout(common::ARRIVAL, rx.recv_many(&mut bufs))
+            .await
+            .expect("a batch within the timeout")
+            .expect("recvmmsg");
+        assert!(!batch.is_empty(), "recv_many returns at least one datagram");
+        for (meta, buf) in batch.iter().zip(&bufs) {
+            assert_eq!(meta.ifindex, Some(common::lo_index()));
+            assert_recent(meta.kernel_rx.expect("timestamp"), "batched rx timestamp");
+            got.push(buf.get(..meta.len).unwrap().to_vec());
+        }
+    }
+    let expected: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+    assert_eq!(got, expected, "all five datagrams, in order");
+}
+
+#[tokio::test]
+async fn send_from_sets_the_ipv4_source_address() {
+    let rx = bind("127.0.0.1:0");
+    let tx = bind("0.0.0.0:0");
+    let source_ip: IpAddr = Ipv4Addr::new(127, 0, 0, 2).into();
+    tx.send_from(b"reply", rx.local_addr().unwrap(), source_ip)
+        .await
+        .expect("send_from 127.0.0.2");
+    let mut buf = [0u8; 16];
+    let meta = recv_one(&rx, &mut buf).await;
+    assert_eq!(
+        meta.source,
+        SocketAddr::new(source_ip, tx.local_addr().unwrap().port()),
+        "the reply must come from the requested address, port unchanged"
+    );
+}
+
+#[tokio::test]
+async fn send_from_sets_the_ipv6_source_address() {
+    let rx = bind("[::1]:0");
+    let tx = bind("[::]:0");
+    tx.send_from(
+        b"reply",
+        rx.local_addr().unwrap(),
+        Ipv6Addr::LOCALHOST.into(),
+    )
+    .await
+    .expect("send_from ::1");
+    let mut buf = [0u8; 16];
+    let meta = recv_one(&rx, &mut buf).await;
+    assert_eq!(meta.source.ip(), IpAddr::from(Ipv6Addr::LOCALHOST));
+    assert_eq!(meta.source.port(), tx.local_addr().unwrap().port());
+}
+
+#[tokio::test]
+async fn send_from_refuses_a_foreign_source_and_a_family_mismatch() {
+    let rx = bind("127.0.0.1:0");
+    let tx = bind("0.0.0.0:0");
+    let dest = rx.local_addr().unwrap();
+    // 192.0.2.1 (TEST-NET-1) is not an address of this host: the kernel
+    // refuses before anything is sent (and the destination is loopback anyway).
+    let err = tx
+        .send_from(b"x", dest, Ipv4Addr::new(192, 0, 2, 1).into())
+        .await
+        .expect_err("a non-local source address must be refused");
+    // Linux 6.x says ENETUNREACH (no route from that source); older kernels
+    // said EINVAL.
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::ENETUNREACH | libc::EINVAL)),
+        "expected ENETUNREACH or EINVAL, got {err}"
+    );
+
+    let err = tx
+        .send_from(b"x", dest, Ipv6Addr::LOCALHOST.into())
+        .await
+        .expect_err("IPv6 source on an IPv4 socket");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
