@@ -22,7 +22,9 @@
 //! Processes are only ever signalled by the PID of a child this module
 //! started and has not yet reaped. Dropping a [`Lan`] kills its remaining
 //! children and deletes its namespaces (their veths go with them), also
-//! while a test panics; [`cleanup_stale`] removes what a killed run left.
+//! while a test panics; if the test process itself is killed, its children
+//! die with it (parent-death signal) and [`cleanup_stale`] (called by every
+//! [`Lan::new`]) removes the namespaces it left.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -479,6 +481,10 @@ impl Host {
     /// Starts `program args..` in the namespace without `CAP_SYS_TIME`,
     /// stdout and stderr to `log_path`. Fails (and kills it) if the process
     /// still holds `CAP_SYS_TIME` once it runs its program.
+    ///
+    /// The process also gets SIGKILL when the *thread* that started it
+    /// ends (`setpriv --pdeathsig`), so a killed test run leaves no daemon
+    /// behind; start long-lived processes from the test's own thread.
     pub fn spawn<S: AsRef<OsStr>>(
         &self,
         program: &str,
@@ -1086,8 +1092,11 @@ fn ns_command(ns: &str, program: &str) -> Command {
     let setpriv = find_program("setpriv").unwrap_or_else(|| PathBuf::from("setpriv"));
     let program = find_program(program).unwrap_or_else(|| PathBuf::from(program));
     let mut cmd = Command::new(ip);
+    // --pdeathsig: should this process die (even by SIGKILL), what it
+    // started dies too instead of running on in a forgotten namespace.
     cmd.args(["netns", "exec", ns])
         .arg(setpriv)
+        .args(["--pdeathsig", "SIGKILL"])
         .args(DROP_SYS_TIME)
         .arg(program);
     cmd

@@ -266,14 +266,14 @@ impl RefNtpd {
         }
     }
 
-    /// `ntpq -pn`, parsed (hides associations ntpd considers unusable).
+    /// `ntpq -w -pn`, parsed (full remote addresses; hides associations ntpd considers unusable).
     pub fn peers(&self) -> io::Result<Vec<PeerRow>> {
-        Ok(parse_peers(&self.ntpq(&["-pn"])?))
+        Ok(parse_peers(&self.ntpq(&["-w", "-pn"])?))
     }
 
-    /// `ntpq -n -c lpeers`, parsed (every association).
+    /// `ntpq -w -n -c lpeers`, parsed (every association).
     pub fn lpeers(&self) -> io::Result<Vec<PeerRow>> {
-        Ok(parse_peers(&self.ntpq(&["-n", "-c", "lpeers"])?))
+        Ok(parse_peers(&self.ntpq(&["-w", "-n", "-c", "lpeers"])?))
     }
 
     /// `ntpq -c "rv 0"`: the system variables.
@@ -470,12 +470,26 @@ pub fn parse_vars(text: &str) -> BTreeMap<String, String> {
                 }
                 continue;
             }
-            // `associd=0 status=0615 leap_none`: several pairs and bare
-            // words (the status decoded) in one item.
+            // `associd=0 status=0615 leap_none` holds several pairs and bare
+            // words (the status decoded); a timestamp is `hex  date` (the
+            // date is dropped) or `(no time)` (kept whole).
+            let mut open: Option<(String, String)> = None;
             for word in item.split_whitespace() {
                 if let Some((k, v)) = word.split_once('=') {
-                    vars.insert(k.to_owned(), v.to_owned());
+                    if let Some((k, v)) = open.take() {
+                        vars.insert(k, v);
+                    }
+                    open = Some((k.to_owned(), v.to_owned()));
+                } else if let Some((_, v)) = open.as_mut()
+                    && v.starts_with('(')
+                    && !v.ends_with(')')
+                {
+                    v.push(' ');
+                    v.push_str(word);
                 }
+            }
+            if let Some((k, v)) = open {
+                vars.insert(k, v);
             }
         }
     }
@@ -544,7 +558,8 @@ mod tests {
         let rv = "associd=0 status=0615 leap_none, sync_ntp, 1 event, clock_sync,
 version=\"ntpd 4.2.8p15@1.3728-o Wed Sep 23 11:46:38 UTC 2020 (1)\",
 processor=\"x86_64\", system=\"Linux/6.1\", leap=00, stratum=2,
-refid=LOCAL(0), tc=3";
+refid=LOCAL(0), tc=3, reftime=(no time),
+clock=eeae6d73.123c1571  Sun, Nov 23 2025  7:45:23.071, peer=0";
         let v = parse_vars(rv);
         assert_eq!(v["stratum"], "2");
         assert_eq!(v["leap"], "00");
@@ -553,6 +568,9 @@ refid=LOCAL(0), tc=3";
         assert_eq!(v["system"], "Linux/6.1");
         assert_eq!(v["associd"], "0");
         assert_eq!(v["status"], "0615");
+        assert_eq!(v["reftime"], "(no time)");
+        assert_eq!(v["clock"], "eeae6d73.123c1571");
+        assert_eq!(v["peer"], "0");
         let stats = "uptime:                 40\npackets received:       93\n";
         let s = parse_vars(stats);
         assert_eq!(s["uptime"], "40");
