@@ -7,6 +7,8 @@
 //! and clock control come with issue 4.
 #![forbid(unsafe_code)]
 
+pub mod association;
+pub mod calibration;
 pub mod cli;
 
 use std::fmt::Write as _;

@@ -3,7 +3,9 @@
 //! harness and the packet forger.
 #![forbid(unsafe_code)]
 
+pub mod bins;
 pub mod fuzz_checks;
 pub mod netns;
+pub mod probe;
 pub mod refntpd;
 pub mod vectors;

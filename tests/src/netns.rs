@@ -578,6 +578,29 @@ impl Host {
     pub fn capture(&self, port: u16, path: &Path) -> io::Result<Capture> {
         Capture::start(&self.shared, self.name(), &self.iface(), port, path)
     }
+
+    /// Adds secondary addresses to the LAN interface (`/prefix_len` each),
+    /// all in one `ip -batch` run. Addresses must lie in this Lan's subnet
+    /// (DESIGN.md: hosts stay in 198.18.0.0/15).
+    pub fn add_ipv4_addresses(&self, addrs: &[Ipv4Addr], prefix_len: u8) -> io::Result<()> {
+        let net = slot_net(self.shared.slot).octets();
+        if let Some(a) = addrs
+            .iter()
+            .find(|a| a.octets().get(..3) != net.get(..3)) {
+            return Err(invalid(format!(
+                "{a} is outside this Lan's subnet {}/24",
+                slot_net(self.shared.slot)
+            )));
+        }
+        let iface = self.iface();
+        let mut batch = tempfile::NamedTempFile::new()?;
+        for a in addrs {
+            writeln!(batch, "addr add {a}/{prefix_len} dev {iface}")?;
+        }
+        batch.flush()?;
+        let path = batch.path().to_string_lossy().into_owned();
+        run_ip(&["-n", self.name(), "-batch", &path]).map(drop)
+    }
 }
 
 impl NsChild {

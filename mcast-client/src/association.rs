@@ -1,0 +1,368 @@
+//! One configured (or discovered) server: the trust checks its broadcasts
+//! must pass, its calibration, and what tracking it has learnt.
+//!
+//! Order of checks (security model R2-R6): parse, source address, MAC with
+//! *this server's* key id and address list; only then replay (strictly
+//! increasing transmit), rate (one packet per 2^poll, with an allowance)
+//! and poll consistency; and only a packet that passed all of them updates
+//! the state those checks compare against. A rejected packet is counted by
+//! reason and changes nothing else.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
+use mcast_proto::{Datagram, Header, Mode, NtpDuration, NtpTimestamp, SampleLimits};
+
+use crate::calibration::{Calibration, CalibrationConfig, Phase};
+
+/// How a server is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Its address (the source address of its broadcasts).
+    pub address: IpAddr,
+    /// The key its packets must be signed with; `None` only when
+    /// authentication is explicitly off for it.
+    pub key: Option<KeyId>,
+    /// Display name.
+    pub name: String,
+}
+
+/// Why a packet from this server was not used. Counted, never acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    /// No MAC, and this server requires one.
+    Unauthenticated,
+    /// A crypto-NAK.
+    CryptoNak,
+    /// Signed with a key id other than this server's.
+    WrongKey,
+    /// A key id the keys file does not have.
+    UnknownKey,
+    /// The MAC did not verify (or had the wrong length).
+    BadMac,
+    /// The key's address list does not include this source.
+    SourceNotAllowed,
+    /// Transmit timestamp not later than the last accepted one.
+    Replay,
+    /// Sooner than 2^poll after the last accepted packet.
+    TooEarly,
+    /// Poll field differs from the one this server has been sending.
+    PollChanged,
+    /// Never time: zero transmit, LI 3, stratum 0/16, root distance.
+    Unusable,
+}
+
+impl Rejection {
+    /// Label for counters and status.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Unauthenticated => "unauthenticated",
+            Rejection::CryptoNak => "crypto-nak",
+            Rejection::WrongKey => "wrong-key",
+            Rejection::UnknownKey => "unknown-key",
+            Rejection::BadMac => "bad-mac",
+            Rejection::SourceNotAllowed => "source-not-allowed",
+            Rejection::Replay => "replay",
+            Rejection::TooEarly => "too-early",
+            Rejection::PollChanged => "poll-changed",
+            Rejection::Unusable => "unusable",
+        }
+    }
+}
+
+/// The association's mode, as status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Configured, nothing verified heard yet.
+    Listening,
+    /// Heard; measuring the path delay by unicast (ntpq's `u`).
+    Calibrating,
+    /// Tracking from broadcasts alone (ntpq's `b`). Never goes back to unicast.
+    Tracking,
+}
+
+/// A broadcast that passed every check, ready to become a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its header.
+    pub header: Header,
+    /// T3 - T4.
+    pub apparent_offset: NtpDuration,
+}
+
+/// Consecutive verified packets that must agree before a changed poll or a
+/// backward step of the server's clock is believed.
+const CONFIRMATIONS: u8 = 4;
+
+/// One server.
+#[derive(Debug, Clone)]
+pub struct Association {
+    spec: ServerSpec,
+    calibration_config: CalibrationConfig,
+    calibration: Option<Calibration>,
+    /// Transmit timestamp of the last accepted packet.
+    last_transmit: Option<NtpTimestamp>,
+    /// Monotonic arrival of the last accepted packet.
+    last_accepted: Option<Duration>,
+    /// Poll the server has been sending.
+    poll: Option<i8>,
+    /// A different poll seen in consecutive verified packets, and how often.
+    poll_candidate: Option<(i8, u8)>,
+    /// Consecutive verified packets that were behind `last_transmit` but
+    /// increasing among themselves (a server clock stepped back).
+    backstep: Option<(NtpTimestamp, u8)>,
+    reach: u8,
+    /// Monotonic time the reach register last shifted.
+    reach_shifted_at: Option<Duration>,
+    rejected: BTreeMap<Rejection, u64>,
+    accepted: u64,
+    last_header: Option<Header>,
+    unicast_sent: u64,
+}
+
+impl Association {
+    /// A new association in the Listening state.
+    pub fn new(spec: ServerSpec, calibration_config: CalibrationConfig) -> Self {
+        Association {
+            spec,
+            calibration_config,
+            calibration: None,
+            last_transmit: None,
+            last_accepted: None,
+            poll: None,
+            poll_candidate: None,
+            backstep: None,
+            reach: 0,
+            reach_shifted_at: None,
+            rejected: BTreeMap::new(),
+            accepted: 0,
+            last_header: None,
+            unicast_sent: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        match &self.calibration {
+            None => State::Listening,
+            Some(c) if c.is_done() => State::Tracking,
+            Some(_) => State::Calibrating,
+        }
+    }
+
+    /// The calibration, once started.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// The calibration, mutably (for the core's volley driving).
+    pub fn calibration_mut(&mut self) -> Option<&mut Calibration> {
+        self.calibration.as_mut()
+    }
+
+    /// The poll exponent the server sends.
+    pub fn poll(&self) -> Option<i8> {
+        self.poll
+    }
+
+    /// The poll interval, 2^poll (64 s until known).
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(1u64 << self.poll.unwrap_or(6).clamp(0, 17))
+    }
+
+    /// Reachability register (one bit per expected interval, newest lowest).
+    pub fn reach(&self) -> u8 {
+        self.reach
+    }
+
+    /// Monotonic time of the last accepted packet.
+    pub fn last_accepted(&self) -> Option<Duration> {
+        self.last_accepted
+    }
+
+    /// Header of the last accepted packet.
+    pub fn last_header(&self) -> Option<&Header> {
+        self.last_header.as_ref()
+    }
+
+    /// Packets accepted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Packets rejected, by reason.
+    pub fn rejected(&self) -> &BTreeMap<Rejection, u64> {
+        &self.rejected
+    }
+
+    /// Unicast packets this client sent to this server.
+    pub fn unicast_sent(&self) -> u64 {
+        self.unicast_sent
+    }
+
+    /// Counts one unicast request sent.
+    pub fn count_unicast(&mut self) {
+        self.unicast_sent += 1;
+    }
+
+    fn reject(&mut self, r: Rejection) -> Result<Accepted, Rejection> {
+        *self.rejected.entry(r).or_insert(0) += 1;
+        Err(r)
+    }
+
+    /// Checks a broadcast that came from this server's address. On success
+    /// the association's replay/rate/poll state moves on; on failure
+    /// nothing but the rejection counter changes.
+    pub fn check_broadcast(
+        &mut self,
+        raw: &[u8],
+        d: &Datagram,
+        keys: &KeyStore,
+        rx: NtpTimestamp,
+        now: Duration,
+        limits: &SampleLimits,
+    ) -> Result<Accepted, Rejection> {
+        debug_assert_eq!(d.header.mode, Mode::Broadcast);
+        match (self.spec.key, packet::authenticate(keys, raw, d, Some(self.spec.address))) {
+            (_, PacketAuth::CryptoNak) => return self.reject(Rejection::CryptoNak),
+            (Some(want), PacketAuth::Mac(MacVerdict::Valid(k))) if k == want => {}
+            (Some(_), PacketAuth::Mac(MacVerdict::Valid(_))) => return self.reject(Rejection::WrongKey),
+            (Some(_), PacketAuth::NoMac) => return self.reject(Rejection::Unauthenticated),
+            (None, PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_))) => {}
+            (_, PacketAuth::Mac(MacVerdict::UnknownKey(_))) => return self.reject(Rejection::UnknownKey),
+            (_, PacketAuth::Mac(MacVerdict::InvalidMac(_) | MacVerdict::BadLength { .. })) => {
+                return self.reject(Rejection::BadMac);
+            }
+            (_, PacketAuth::Mac(MacVerdict::SourceNotAllowed { .. })) => {
+                return self.reject(Rejection::SourceNotAllowed);
+            }
+        }
+        // Authenticated from here on. Each check compares against state
+        // that only authenticated, accepted packets have set.
+        let h = d.header;
+        let mut adopt_poll = false;
+        if let Some(p) = self.poll
+            && h.poll.0 != p
+        {
+            let seen = match self.poll_candidate {
+                Some((c, n)) if c == h.poll.0 => n + 1,
+                _ => 1,
+            };
+            if seen < CONFIRMATIONS {
+                self.poll_candidate = Some((h.poll.0, seen));
+                return self.reject(Rejection::PollChanged);
+            }
+            adopt_poll = true;
+        }
+        if self.poll == Some(h.poll.0) {
+            self.poll_candidate = None;
+        }
+        if self.last_transmit == Some(h.transmit) {
+            return self.reject(Rejection::Replay);
+        }
+        let mut backstepped = false;
+        if let Some(last) = self.last_transmit
+            && (h.transmit - last).is_negative()
+        {
+            // Behind the last accepted packet: a replay, unless the server
+            // really stepped back and keeps sending consistently.
+            let seen = match self.backstep {
+                Some((prev, n)) if (h.transmit - prev) > NtpDuration::ZERO => n + 1,
+                _ => 1,
+            };
+            self.backstep = Some((h.transmit, seen));
+            if seen < CONFIRMATIONS {
+                return self.reject(Rejection::Replay);
+            }
+            backstepped = true;
+        }
+        if let Some(prev) = self.last_accepted {
+            let interval = Duration::from_secs(1u64 << h.poll.0.clamp(0, 17));
+            let allowance = (interval / 8).max(Duration::from_millis(250));
+            if now.saturating_sub(prev) + allowance < interval {
+                return self.reject(Rejection::TooEarly);
+            }
+        }
+        if h.unusable_reason(limits).is_some() {
+            // Verified, so it may move the replay state on, but it is never time.
+            self.last_transmit = Some(h.transmit);
+            self.last_accepted = Some(now);
+            return self.reject(Rejection::Unusable);
+        }
+        if adopt_poll || self.poll.is_none() {
+            self.poll = Some(h.poll.0);
+            self.poll_candidate = None;
+        }
+        if backstepped {
+            tracing::warn!(server = %self.spec.address, "server clock stepped back; following it");
+        }
+        self.backstep = None;
+        self.last_transmit = Some(h.transmit);
+        self.last_accepted = Some(now);
+        self.last_header = Some(h);
+        self.accepted += 1;
+        self.reach |= 1;
+        Ok(Accepted { header: h, apparent_offset: h.transmit - rx })
+    }
+
+    /// Starts calibration after the first accepted broadcast (`random`
+    /// picks the start within the configured window). No-op afterwards.
+    pub fn start_calibration(&mut self, now: Duration, random: u32) {
+        if self.calibration.is_none() {
+            self.calibration = Some(Calibration::new(self.calibration_config, now, random));
+        }
+    }
+
+    /// Uses a fixed delay instead of calibrating (no responder to ask).
+    pub fn skip_calibration(&mut self, one_way: NtpDuration, reason: &str) {
+        self.calibration = Some(Calibration::fixed(self.calibration_config, one_way, reason));
+    }
+
+    /// Shifts the reachability register once per expected interval, so a
+    /// silent server's reach decays.
+    pub fn tick_reach(&mut self, now: Duration) {
+        let interval = self.interval();
+        let last = *self.reach_shifted_at.get_or_insert(now);
+        if now.saturating_sub(last) >= interval {
+            let steps = (now - last).as_secs() / interval.as_secs().max(1);
+            for _ in 0..steps.min(8) {
+                self.reach <<= 1;
+            }
+            self.reach_shifted_at = Some(last + interval * u32::try_from(steps).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Whether it has been silent for `intervals` of its poll interval.
+    pub fn is_silent(&self, now: Duration, intervals: u32) -> bool {
+        match self.last_accepted {
+            Some(t) => now.saturating_sub(t) > self.interval() * intervals,
+            None => true,
+        }
+    }
+
+    /// Short description of the calibration result for status.
+    pub fn calibration_summary(&self) -> String {
+        match self.calibration.as_ref().map(Calibration::phase) {
+            None => "waiting for the first authenticated broadcast".into(),
+            Some(Phase::Waiting { attempt: 0, .. }) => "calibration starts shortly".into(),
+            Some(Phase::Waiting { attempt, .. }) => format!("retry {attempt} pending"),
+            Some(Phase::Volley { attempt, sent, .. }) => format!("volley {}: {sent} requests sent", attempt + 1),
+            Some(Phase::Calibrated { one_way, exchanges }) => format!(
+                "calibrated: one-way delay {:.3} ms from {exchanges} exchanges",
+                one_way.as_seconds_f64() * 1e3
+            ),
+            Some(Phase::Fallback { one_way, reason }) => format!(
+                "UNCALIBRATED (using {:.3} ms): {reason}",
+                one_way.as_seconds_f64() * 1e3
+            ),
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! The one-time measurement of a server's broadcast path delay, sans-I/O.
+//!
+//! After the first authenticated broadcast from a server, the client waits a
+//! random 0..N s (so hundreds of clients that start together do not hit the
+//! server at once), then sends a short volley of authenticated mode-3
+//! requests. Each valid reply gives the clock offset θ (server minus client)
+//! at that moment. A broadcast received at T4 (our clock) that the server
+//! sent at T3 (its clock) travelled `d = θ - (T3 - T4)`; that one-way delay
+//! is what every later broadcast sample adds (ntpd computes the same as
+//! `delay = 2·|θ - (T3 - T4)|`). θ is taken from the lowest-delay replies and
+//! carried to each broadcast's arrival time along the trend of the volley,
+//! and our own clock adjustments between the two are subtracted, so a step
+//! or slew during calibration does not corrupt it.
+//!
+//! The state machine is explicit and bounded: a volley, then up to
+//! `retries` more volleys with backoff, then the configured fallback delay.
+//! Nothing here ever leads to polling a server by unicast for good.
+
+use std::time::Duration;
+
+use mcast_proto::{KissCode, NtpDuration, NtpTimestamp};
+
+/// Calibration settings (the `[calibration]` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalibrationConfig {
+    /// Upper bound of the random wait before the first request.
+    pub start_delay_max: Duration,
+    /// Requests per volley.
+    pub requests: u8,
+    /// Spacing between requests (at least 2 s, ntpd's default minimum).
+    pub spacing: Duration,
+    /// A calibrated round trip (2 x one-way delay) above this is rejected.
+    pub max_round_trip: Duration,
+    /// Volleys after the first one that failed.
+    pub retries: u8,
+    /// One-way delay assumed when calibration fails.
+    pub fallback_delay: Duration,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            start_delay_max: Duration::from_secs(5),
+            requests: 6,
+            spacing: Duration::from_secs(2),
+            max_round_trip: Duration::from_millis(50),
+            retries: 3,
+            fallback_delay: Duration::from_millis(4),
+        }
+    }
+}
+
+/// One valid unicast exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    /// Clock offset, server minus client: ((T2-T1) + (T3-T4)) / 2.
+    pub offset: NtpDuration,
+    /// Round-trip delay: (T4-T1) - (T3-T2).
+    pub delay: NtpDuration,
+    /// When the reply arrived (monotonic).
+    pub at: Duration,
+    /// Our cumulative clock adjustment (what we have added to our clock by
+    /// steps and slews since start) when the reply arrived. An observed
+    /// offset plus the adjustment is the offset free of our own corrections.
+    pub adjustment: NtpDuration,
+}
+
+/// A broadcast seen during calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastObservation {
+    /// T3 - T4 of the broadcast.
+    pub apparent_offset: NtpDuration,
+    /// When it arrived (monotonic).
+    pub at: Duration,
+    /// Our cumulative clock adjustment when it arrived.
+    pub adjustment: NtpDuration,
+}
+
+/// Why a volley, or the whole calibration, failed: in plain words for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No reply at all.
+    NoReply {
+        /// Requests sent.
+        requests: u32,
+    },
+    /// The calibrated round trip exceeds the bound.
+    DelayTooLarge {
+        /// The round trip measured.
+        round_trip: NtpDuration,
+        /// The bound.
+        bound: Duration,
+    },
+    /// Replies came, but none was usable (bad MAC, crypto-NAK, unusable time).
+    NoUsableReply {
+        /// What was wrong with them.
+        detail: String,
+    },
+    /// The server said DENY or RSTR: no more unicast to it.
+    Refused(KissCode),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoReply { requests } => write!(f, "no reply to {requests} requests"),
+            Failure::DelayTooLarge { round_trip, bound } => write!(
+                f,
+                "calibrated round trip {:.1} ms exceeds the {:.1} ms bound",
+                round_trip.as_seconds_f64() * 1e3,
+                bound.as_secs_f64() * 1e3
+            ),
+            Failure::NoUsableReply { detail } => write!(f, "no usable reply: {detail}"),
+            Failure::Refused(code) => write!(f, "the server refused unicast (KoD {code})"),
+        }
+    }
+}
+
+/// Where the calibration stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting until `at` before the first request of volley `attempt`.
+    Waiting {
+        /// When the volley starts.
+        at: Duration,
+        /// Volley number, 0 for the first.
+        attempt: u8,
+    },
+    /// A volley is under way.
+    Volley {
+        /// Volley number.
+        attempt: u8,
+        /// Requests sent so far in this volley.
+        sent: u8,
+        /// When the next request is due.
+        next_at: Duration,
+    },
+    /// Done: the delay was measured.
+    Calibrated {
+        /// The one-way delay.
+        one_way: NtpDuration,
+        /// Valid exchanges it rests on.
+        exchanges: usize,
+    },
+    /// Done: calibration failed; the fallback delay is in use.
+    Fallback {
+        /// The one-way delay assumed.
+        one_way: NtpDuration,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the calibration wants done now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Send a request now.
+    SendRequest,
+    /// Nothing until this monotonic time.
+    WaitUntil(Duration),
+    /// Finished (calibrated or fallback): never any more unicast.
+    Done,
+}
+
+/// What a reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyEffect {
+    /// A valid exchange was recorded.
+    Recorded,
+    /// The reply was a KoD RATE: the rest of the volley is spaced further apart.
+    BackedOff,
+    /// DENY or RSTR: calibration ended with the fallback.
+    Refused,
+}
+
+/// The calibration of one server.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    config: CalibrationConfig,
+    phase: Phase,
+    exchanges: Vec<Exchange>,
+    broadcasts: Vec<BroadcastObservation>,
+    replies_this_volley: u32,
+    problems: Vec<String>,
+    requests_sent: u32,
+    spacing: Duration,
+    failures: Vec<Failure>,
+}
+
+/// Most broadcasts kept for pairing.
+const MAX_BROADCASTS: usize = 16;
+
+impl Calibration {
+    /// A calibration starting after the first authenticated broadcast at
+    /// `now`; `random` in 0..=u32::MAX picks the start within the window.
+    pub fn new(config: CalibrationConfig, now: Duration, random: u32) -> Self {
+        let wait = config.start_delay_max.mul_f64(f64::from(random) / f64::from(u32::MAX));
+        Calibration {
+            config,
+            phase: Phase::Waiting { at: now + wait, attempt: 0 },
+            exchanges: Vec::new(),
+            broadcasts: Vec::new(),
+            replies_this_volley: 0,
+            problems: Vec::new(),
+            requests_sent: 0,
+            spacing: config.spacing,
+            failures: Vec::new(),
+        }
+    }
+
+    /// A calibration that is already done with a fixed delay (no volley,
+    /// like ntpd's `broadcastdelay D`).
+    pub fn fixed(config: CalibrationConfig, one_way: NtpDuration, reason: &str) -> Self {
+        let mut c = Calibration::new(config, Duration::ZERO, 0);
+        c.phase = Phase::Fallback { one_way, reason: reason.into() };
+        c
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Total requests sent, all volleys.
+    pub fn requests_sent(&self) -> u32 {
+        self.requests_sent
+    }
+
+    /// Failures of earlier volleys, oldest first.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// When something is next due (a request, or the end of a volley), if
+    /// anything still is.
+    pub fn next_event(&self) -> Option<Duration> {
+        match self.phase {
+            Phase::Waiting { at, .. } => Some(at),
+            Phase::Volley { next_at, .. } => Some(next_at),
+            Phase::Calibrated { .. } | Phase::Fallback { .. } => None,
+        }
+    }
+
+    /// Whether no more unicast will ever be sent.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Calibrated { .. } | Phase::Fallback { .. })
+    }
+
+    /// The one-way delay to use for broadcast samples now: final when done,
+    /// provisional once a reply has been paired with a broadcast, else none.
+    pub fn one_way_delay(&self) -> Option<NtpDuration> {
+        match &self.phase {
+            Phase::Calibrated { one_way, .. } | Phase::Fallback { one_way, .. } => Some(*one_way),
+            _ => self.estimate().filter(|d| self.within_bound(*d)),
+        }
+    }
+
+    /// Records a broadcast from this server (apparent offset T3 - T4).
+    pub fn observe_broadcast(&mut self, b: BroadcastObservation) {
+        if self.is_done() {
+            return;
+        }
+        if self.broadcasts.len() == MAX_BROADCASTS {
+            self.broadcasts.remove(0);
+        }
+        self.broadcasts.push(b);
+    }
+
+    /// What to do at monotonic time `now`. On [`Step::SendRequest`] the
+    /// caller sends one request and calls [`Calibration::request_sent`].
+    pub fn poll(&mut self, now: Duration) -> Step {
+        loop {
+            match self.phase.clone() {
+                Phase::Waiting { at, attempt } => {
+                    if now < at {
+                        return Step::WaitUntil(at);
+                    }
+                    self.replies_this_volley = 0;
+                    self.problems.clear();
+                    self.phase = Phase::Volley { attempt, sent: 0, next_at: at };
+                }
+                Phase::Volley { attempt, sent, next_at } => {
+                    if sent < self.config.requests {
+                        if now < next_at {
+                            return Step::WaitUntil(next_at);
+                        }
+                        return Step::SendRequest;
+                    }
+                    // The last request's reply gets one spacing to arrive.
+                    if now < next_at {
+                        return Step::WaitUntil(next_at);
+                    }
+                    self.end_volley(now, attempt);
+                }
+                Phase::Calibrated { .. } | Phase::Fallback { .. } => return Step::Done,
+            }
+        }
+    }
+
+    /// Records that a request was sent at `now`.
+    pub fn request_sent(&mut self, now: Duration) {
+        if let Phase::Volley { attempt, sent, .. } = self.phase {
+            self.requests_sent += 1;
+            self.phase = Phase::Volley { attempt, sent: sent + 1, next_at: now + self.spacing };
+        }
+    }
+
+    /// Records a reply that matched an outstanding request (origin equals
+    /// our transmit) and whose MAC verified.
+    pub fn reply(&mut self, ex: Exchange) -> ReplyEffect {
+        self.replies_this_volley += 1;
+        self.exchanges.push(ex);
+        ReplyEffect::Recorded
+    }
+
+    /// Records a reply that matched a request but cannot be used, and why
+    /// (bad MAC, crypto-NAK, unsynchronized server ...).
+    pub fn unusable_reply(&mut self, why: String) {
+        self.replies_this_volley += 1;
+        if !self.problems.contains(&why) {
+            self.problems.push(why);
+        }
+    }
+
+    /// Records a validated Kiss-o'-Death.
+    pub fn kiss_of_death(&mut self, code: KissCode, now: Duration) -> ReplyEffect {
+        self.replies_this_volley += 1;
+        match code {
+            KissCode::Deny | KissCode::Rstr => {
+                let failure = Failure::Refused(code);
+                self.phase = Phase::Fallback {
+                    one_way: self.fallback(),
+                    reason: failure.to_string(),
+                };
+                self.failures.push(failure);
+                ReplyEffect::Refused
+            }
+            KissCode::Rate | KissCode::Experimental(_) => {
+                // Back off: double the spacing for the rest of calibration.
+                self.spacing = (self.spacing * 2).min(Duration::from_secs(64));
+                if let Phase::Volley { attempt, sent, .. } = self.phase {
+                    self.phase = Phase::Volley { attempt, sent, next_at: now + self.spacing };
+                }
+                ReplyEffect::BackedOff
+            }
+        }
+    }
+
+    /// Starts a new calibration on request (`mcast-client recalibrate`):
+    /// one volley plus the configured retries, as at startup.
+    pub fn restart(&mut self, now: Duration) {
+        self.exchanges.clear();
+        self.broadcasts.clear();
+        self.failures.clear();
+        self.spacing = self.config.spacing;
+        self.phase = Phase::Waiting { at: now, attempt: 0 };
+    }
+
+    fn fallback(&self) -> NtpDuration {
+        NtpDuration::from_std(self.config.fallback_delay)
+    }
+
+    fn within_bound(&self, one_way: NtpDuration) -> bool {
+        one_way * 2 <= NtpDuration::from_std(self.config.max_round_trip)
+    }
+
+    fn end_volley(&mut self, now: Duration, attempt: u8) {
+        let failure = match self.estimate() {
+            Some(d) if self.within_bound(d) => {
+                self.phase = Phase::Calibrated { one_way: d, exchanges: self.exchanges.len() };
+                return;
+            }
+            Some(d) => Failure::DelayTooLarge {
+                round_trip: d * 2,
+                bound: self.config.max_round_trip,
+            },
+            None if self.replies_this_volley == 0 => Failure::NoReply {
+                requests: u32::from(self.config.requests),
+            },
+            None if !self.exchanges.is_empty() => Failure::NoUsableReply {
+                detail: "no broadcast arrived close enough in time to pair with the replies".into(),
+            },
+            None => Failure::NoUsableReply { detail: self.problems.join("; ") },
+        };
+        self.failures.push(failure.clone());
+        if attempt < self.config.retries {
+            // Backoff: 16 s, 32 s, 64 s ... after the failed volley.
+            let backoff = Duration::from_secs(16u64 << attempt.min(6));
+            self.exchanges.clear();
+            self.phase = Phase::Waiting { at: now + backoff, attempt: attempt + 1 };
+        } else {
+            let tries = u32::from(attempt) + 1;
+            self.phase = Phase::Fallback {
+                one_way: self.fallback(),
+                reason: format!("{failure} (after {tries} volleys)"),
+            };
+        }
+    }
+
+    /// The one-way delay from the exchanges and broadcasts so far: θ from
+    /// the lowest-delay half of the exchanges, carried along the volley's
+    /// offset trend to each broadcast's arrival, minus our own adjustments
+    /// in between; the median over the broadcasts within one volley span
+    /// plus 2 minutes of the replies.
+    fn estimate(&self) -> Option<NtpDuration> {
+        let mut best: Vec<&Exchange> = self.exchanges.iter().collect();
+        best.sort_by_key(|e| e.delay);
+        best.truncate(best.len().div_ceil(2).max(1));
+        let first = *best.first()?;
+        // Offset trend (s/s) from the first to the last exchange of the
+        // volley, when they are far enough apart to say anything.
+        let trend = match (self.exchanges.first(), self.exchanges.last()) {
+            (Some(a), Some(b)) if b.at.saturating_sub(a.at) >= Duration::from_secs(4) => {
+                let dt = (b.at - a.at).as_secs_f64();
+                let d_off = ((b.offset + b.adjustment) - (a.offset + a.adjustment)).as_seconds_f64();
+                (d_off / dt).clamp(-500e-6, 500e-6)
+            }
+            _ => 0.0,
+        };
+        let reference_at = first.at;
+        let theta_at_ref = best
+            .iter()
+            .map(|e| (e.offset + e.adjustment).as_seconds_f64() - trend * signed_secs(e.at, reference_at))
+            .sum::<f64>()
+            / best.len() as f64;
+        let window = Duration::from_secs(120);
+        let mut delays: Vec<NtpDuration> = self
+            .broadcasts
+            .iter()
+            .filter(|b| b.at.abs_diff(reference_at) <= window)
+            .map(|b| {
+                // θ (free of our adjustments) at the broadcast's arrival,
+                // then back into the clock as it was at that moment.
+                let theta = theta_at_ref + trend * signed_secs(b.at, reference_at);
+                let theta_then = NtpDuration::from_seconds_f64(theta) - b.adjustment;
+                theta_then - b.apparent_offset
+            })
+            .collect();
+        if delays.is_empty() {
+            return None;
+        }
+        delays.sort();
+        let mid = delays.len() / 2;
+        let median = *delays.get(mid)?;
+        // A negative one-way delay is measurement noise: clamp to zero.
+        Some(if median.is_negative() { NtpDuration::ZERO } else { median })
+    }
+}
+
+fn signed_secs(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() - b.as_secs_f64()
+}
+
+/// Offset and delay of a client/server exchange (RFC 5905 section 8).
+pub fn exchange(t1: NtpTimestamp, t2: NtpTimestamp, t3: NtpTimestamp, t4: NtpTimestamp) -> (NtpDuration, NtpDuration) {
+    let offset = ((t2 - t1) + (t3 - t4)) / 2;
+    let delay = (t4 - t1) - (t3 - t2);
+    (offset, delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn ms(m: f64) -> NtpDuration {
+        NtpDuration::from_seconds_f64(m / 1e3)
+    }
+
+    /// Drives one volley where the true offset is `theta` ms and the
+    /// broadcast one-way delay is `one_way` ms.
+    fn run_volley(c: &mut Calibration, start: f64, theta: f64, one_way: f64) -> f64 {
+        let mut t = start;
+        c.observe_broadcast(BroadcastObservation {
+            apparent_offset: ms(theta - one_way),
+            at: secs(start),
+            adjustment: NtpDuration::ZERO,
+        });
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    c.request_sent(secs(t));
+                    c.reply(Exchange {
+                        offset: ms(theta),
+                        delay: ms(0.4),
+                        at: secs(t + 0.001),
+                        adjustment: NtpDuration::ZERO,
+                    });
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => return t,
+            }
+            if t > start + 1000.0 {
+                panic!("calibration did not finish");
+            }
+        }
+    }
+
+    #[test]
+    fn a_volley_measures_the_one_way_delay() {
+        let mut c = Calibration::new(CalibrationConfig::default(), secs(100.0), u32::MAX / 2);
+        assert!(matches!(c.poll(secs(100.0)), Step::WaitUntil(at) if at > secs(102.0) && at < secs(103.0)));
+        run_volley(&mut c, 100.0, 5.0, 0.3);
+        match c.phase() {
+            Phase::Calibrated { one_way, exchanges } => {
+                assert!((one_way.as_seconds_f64() - 0.0003).abs() < 1e-6, "{one_way}");
+                assert_eq!(*exchanges, 6);
+            }
+            other => panic!("expected calibrated, got {other:?}"),
+        }
+        assert_eq!(c.requests_sent(), 6);
+        assert_eq!(c.poll(secs(10_000.0)), Step::Done, "never any more unicast");
+    }
+
+    #[test]
+    fn no_reply_retries_with_backoff_then_falls_back() {
+        let cfg = CalibrationConfig::default();
+        let mut c = Calibration::new(cfg, secs(0.0), 0);
+        let mut t = 0.0;
+        let mut sent_at = Vec::new();
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    sent_at.push(t);
+                    c.request_sent(secs(t));
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => break,
+            }
+            assert!(t < 10_000.0, "bounded");
+        }
+        assert_eq!(sent_at.len(), 4 * 6, "one volley and three retries of six requests");
+        match c.phase() {
+            Phase::Fallback { one_way, reason } => {
+                assert_eq!(*one_way, NtpDuration::from_millis(4));
+                assert!(reason.contains("no reply to 6 requests"), "{reason}");
+            }
+            other => panic!("expected the fallback, got {other:?}"),
+        }
+        // Backoff between volleys grows.
+        let gaps: Vec<f64> = sent_at.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 3.0).collect();
+        assert_eq!(gaps.len(), 3);
+        assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "{gaps:?}");
+    }
+
+    #[test]
+    fn a_delay_over_the_bound_is_rejected() {
+        let cfg = CalibrationConfig { retries: 0, ..CalibrationConfig::default() };
+        let mut c = Calibration::new(cfg, secs(0.0), 0);
+        run_volley(&mut c, 0.0, 1.0, 30.0); // 60 ms round trip > 50 ms
+        match c.phase() {
+            Phase::Fallback { reason, .. } => assert!(reason.contains("exceeds the 50.0 ms bound"), "{reason}"),
+            other => panic!("expected the fallback, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deny_stops_unicast_at_once() {
+        let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
+        assert_eq!(c.poll(secs(0.0)), Step::SendRequest);
+        c.request_sent(secs(0.0));
+        assert_eq!(c.kiss_of_death(KissCode::Deny, secs(0.01)), ReplyEffect::Refused);
+        assert_eq!(c.poll(secs(1.0)), Step::Done);
+        assert_eq!(c.requests_sent(), 1);
+    }
+
+    #[test]
+    fn rate_kod_spaces_requests_further() {
+        let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
+        assert_eq!(c.poll(secs(0.0)), Step::SendRequest);
+        c.request_sent(secs(0.0));
+        assert_eq!(c.kiss_of_death(KissCode::Rate, secs(0.01)), ReplyEffect::BackedOff);
+        assert_eq!(c.poll(secs(0.02)), Step::WaitUntil(secs(4.01)));
+    }
+
+    #[test]
+    fn our_own_step_during_calibration_does_not_bias_it() {
+        // True offset 5 ms, one-way 0.3 ms. We step our clock by +100 ms
+        // between the broadcast and the replies: replies see offset -95 ms.
+        let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
+        c.observe_broadcast(BroadcastObservation {
+            apparent_offset: ms(5.0 - 0.3),
+            at: secs(0.0),
+            adjustment: NtpDuration::ZERO,
+        });
+        let mut t = 0.0;
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    c.request_sent(secs(t));
+                    c.reply(Exchange { offset: ms(-95.0), delay: ms(0.4), at: secs(t), adjustment: ms(100.0) });
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => break,
+            }
+        }
+        match c.phase() {
+            Phase::Calibrated { one_way, .. } => {
+                assert!((one_way.as_seconds_f64() - 0.0003).abs() < 1e-6, "{one_way}")
+            }
+            other => panic!("expected calibrated, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exchange_arithmetic() {
+        let t1 = NtpTimestamp::from_unix(1_000, 0);
+        let t2 = t1 + ms(10.0 + 1.0); // offset +10 ms, path 1 ms each way
+        let t3 = t2 + ms(0.1);
+        let t4 = t3 - ms(10.0) + ms(1.0);
+        let (off, del) = exchange(t1, t2, t3, t4);
+        assert!((off.as_seconds_f64() - 0.010).abs() < 1e-9, "{off}");
+        assert!((del.as_seconds_f64() - 0.002).abs() < 1e-9, "{del}");
+    }
+}

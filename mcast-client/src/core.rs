@@ -1,0 +1,458 @@
+//! The client's protocol core, sans-I/O: broadcasts and calibration replies
+//! come in with their arrival times, timer ticks come in with the current
+//! time, and out come actions (send this request, this is the clock
+//! decision). The daemon and the simulator drive the same code.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
+use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits};
+
+use crate::association::{Association, ServerSpec, State};
+use crate::calibration::{self, BroadcastObservation, CalibrationConfig, Exchange, Step};
+use crate::discipline::{Decision, Discipline, DisciplineConfig};
+use crate::filter::{ClockFilter, FilterResult, Sample};
+use crate::select::{Candidate, SelectOutcome, SelectParams, select};
+
+/// Settings of the core (from the client configuration).
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Configured servers.
+    pub servers: Vec<ServerSpec>,
+    /// Accept new sources that sign with a trusted key, binding them to it.
+    pub discover: bool,
+    /// Calibration settings.
+    pub calibration: CalibrationConfig,
+    /// Selection settings.
+    pub select: SelectParams,
+    /// Intervals of silence after which a server leaves selection.
+    pub silent_intervals: u32,
+    /// Per-packet sanity limits.
+    pub limits: SampleLimits,
+    /// Port the servers answer calibration requests on.
+    pub server_port: u16,
+    /// Our clock's precision.
+    pub precision: Log2Seconds,
+    /// Clock discipline settings.
+    pub discipline: DisciplineConfig,
+}
+
+/// A datagram handed to the core.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Who sent it.
+    pub source: SocketAddr,
+    /// Arrival time on our clock (kernel receive timestamp where possible).
+    pub rx: NtpTimestamp,
+    /// Arrival on the monotonic clock.
+    pub mono: Duration,
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a calibration request from the calibration socket.
+    Send {
+        /// Destination.
+        to: SocketAddr,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// The clock decision of this update (monitor mode: `Decision::Monitor`).
+    Clock(Decision),
+    /// Something worth a log line.
+    Event(String),
+}
+
+#[derive(Debug, Clone)]
+struct Outstanding {
+    t1: NtpTimestamp,
+    sent: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    assoc: Association,
+    filter: ClockFilter,
+    outstanding: Vec<Outstanding>,
+    /// Offset of the last accepted sample (for status).
+    last_offset: Option<NtpDuration>,
+}
+
+/// The client core.
+#[derive(Debug)]
+pub struct ClientCore {
+    config: CoreConfig,
+    keys: KeyStore,
+    peers: Vec<Peer>,
+    global_rejects: BTreeMap<&'static str, u64>,
+    discipline: Discipline,
+    /// Everything we have added to our clock since start.
+    adjustment: NtpDuration,
+    selection: Option<SelectOutcome>,
+    last_decision: Option<Decision>,
+    calibration_port: Option<u16>,
+}
+
+impl ClientCore {
+    /// A core with one association per configured server, all listening.
+    pub fn new(config: CoreConfig, keys: KeyStore) -> Self {
+        let precision = config.precision.to_duration();
+        let peers = config
+            .servers
+            .iter()
+            .map(|s| Peer {
+                assoc: Association::new(s.clone(), config.calibration),
+                filter: ClockFilter::new(precision),
+                outstanding: Vec::new(),
+                last_offset: None,
+            })
+            .collect();
+        let discipline = Discipline::new(config.discipline);
+        ClientCore {
+            config,
+            keys,
+            peers,
+            global_rejects: BTreeMap::new(),
+            discipline,
+            adjustment: NtpDuration::ZERO,
+            selection: None,
+            last_decision: None,
+            calibration_port: None,
+        }
+    }
+
+    /// Replaces the keys (SIGHUP). Associations keep their bound key ids.
+    pub fn set_keys(&mut self, keys: KeyStore) {
+        self.keys = keys;
+    }
+
+    /// Tells the core which local port calibration requests leave from, so
+    /// failures can name it.
+    pub fn set_calibration_port(&mut self, port: u16) {
+        self.calibration_port = Some(port);
+    }
+
+    /// The associations.
+    pub fn associations(&self) -> impl Iterator<Item = &Association> {
+        self.peers.iter().map(|p| &p.assoc)
+    }
+
+    /// Packets dropped before they could be tied to a server, by reason.
+    pub fn global_rejects(&self) -> &BTreeMap<&'static str, u64> {
+        &self.global_rejects
+    }
+
+    /// The last selection.
+    pub fn selection(&self) -> Option<&SelectOutcome> {
+        self.selection.as_ref()
+    }
+
+    /// The last clock decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.last_decision.as_ref()
+    }
+
+    /// Our cumulative clock adjustment.
+    pub fn adjustment(&self) -> NtpDuration {
+        self.adjustment
+    }
+
+    fn count(&mut self, reason: &'static str) {
+        *self.global_rejects.entry(reason).or_insert(0) += 1;
+    }
+
+    fn peer_index(&self, addr: IpAddr) -> Option<usize> {
+        self.peers.iter().position(|p| p.assoc.spec().address == addr)
+    }
+
+    /// A broadcast arrived on a multicast (or subnet broadcast) socket.
+    /// `random` seeds the calibration start.
+    pub fn on_broadcast(&mut self, inc: Incoming<'_>, random: u32) -> Vec<Action> {
+        let Ok(d) = Datagram::parse(inc.bytes) else {
+            self.count("bad-format");
+            return Vec::new();
+        };
+        if d.header.mode != Mode::Broadcast {
+            self.count("not-broadcast");
+            return Vec::new();
+        }
+        let src = inc.source.ip();
+        let idx = match self.peer_index(src) {
+            Some(i) => i,
+            None => match self.discover(src, inc.bytes, &d) {
+                Some(i) => i,
+                None => return Vec::new(),
+            },
+        };
+        let limits = self.config.limits;
+        let adjustment = self.adjustment;
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return Vec::new();
+        };
+        let Ok(acc) = peer.assoc.check_broadcast(inc.bytes, &d, &self.keys, inc.rx, inc.mono, &limits) else {
+            return Vec::new();
+        };
+        let mut actions = Vec::new();
+        if peer.assoc.state() == State::Listening {
+            peer.assoc.start_calibration(inc.mono, random);
+            actions.push(Action::Event(format!(
+                "{}: first authenticated broadcast; calibrating",
+                peer.assoc.spec().name
+            )));
+        }
+        if let Some(c) = peer.assoc.calibration_mut() {
+            c.observe_broadcast(BroadcastObservation {
+                apparent_offset: acc.apparent_offset,
+                at: inc.mono,
+                adjustment,
+            });
+        }
+        if let Some(one_way) = peer.assoc.calibration().and_then(calibration::Calibration::one_way_delay) {
+            let sample = Sample {
+                offset: acc.apparent_offset + one_way,
+                delay: one_way * 2,
+                dispersion: acc.header.precision.to_duration() + self.config.precision.to_duration(),
+                time: inc.mono,
+            };
+            peer.last_offset = Some(sample.offset);
+            if let FilterResult::Accepted(_) = peer.filter.add(sample) {
+                actions.extend(self.update_clock(inc.mono));
+            }
+        }
+        actions
+    }
+
+    /// Discovery: a new source signing with a trusted key is bound to it.
+    fn discover(&mut self, src: IpAddr, raw: &[u8], d: &Datagram) -> Option<usize> {
+        if !self.config.discover {
+            self.count("unknown-source");
+            return None;
+        }
+        match packet::authenticate(&self.keys, raw, d, Some(src)) {
+            PacketAuth::Mac(MacVerdict::Valid(key)) => {
+                let spec = ServerSpec { address: src, key: Some(key), name: src.to_string() };
+                let precision = self.config.precision.to_duration();
+                self.peers.push(Peer {
+                    assoc: Association::new(spec, self.config.calibration),
+                    filter: ClockFilter::new(precision),
+                    outstanding: Vec::new(),
+                    last_offset: None,
+                });
+                Some(self.peers.len() - 1)
+            }
+            _ => {
+                self.count("unknown-source");
+                None
+            }
+        }
+    }
+
+    /// A datagram arrived on the calibration socket.
+    pub fn on_reply(&mut self, inc: Incoming<'_>) -> Vec<Action> {
+        let Ok(d) = Datagram::parse(inc.bytes) else {
+            self.count("bad-format");
+            return Vec::new();
+        };
+        let Some(idx) = self.peer_index(inc.source.ip()) else {
+            self.count("reply-from-unknown-source");
+            return Vec::new();
+        };
+        if d.header.mode != Mode::Server || inc.source.port() != self.config.server_port {
+            self.count("not-a-reply");
+            return Vec::new();
+        }
+        let keys = &self.keys;
+        let Some(peer) = self.peers.get_mut(idx) else {
+            return Vec::new();
+        };
+        let origin = d.header.origin;
+        let Some(pos) = peer.outstanding.iter().position(|o| o.t1 == origin) else {
+            self.count("bogus-origin");
+            return Vec::new();
+        };
+        let out = peer.outstanding.swap_remove(pos);
+        let name = peer.assoc.spec().name.clone();
+        let want = peer.assoc.spec().key;
+        let Some(cal) = peer.assoc.calibration_mut() else {
+            return Vec::new();
+        };
+        // A KoD counts only when it echoes our transmit in all three fields.
+        if let Some(code) = d.header.kiss_code() {
+            let h = &d.header;
+            if h.receive == out.t1 && h.transmit == out.t1 {
+                cal.kiss_of_death(code, inc.mono);
+                return vec![Action::Event(format!("{name}: kiss-o'-death {code} in reply to calibration"))];
+            }
+            self.count("bogus-kod");
+            return Vec::new();
+        }
+        let auth = packet::authenticate(keys, inc.bytes, &d, Some(inc.source.ip()));
+        let ok = match (want, auth) {
+            (Some(k), PacketAuth::Mac(MacVerdict::Valid(got))) => k == got,
+            (None, PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_))) => true,
+            _ => false,
+        };
+        if !ok {
+            let why = match (auth, want) {
+                (PacketAuth::CryptoNak, Some(k)) => format!("the server answered with a crypto-NAK: it does not accept key {k}"),
+                (PacketAuth::NoMac, _) => "the reply was not signed".to_string(),
+                (other, _) => format!("the reply failed authentication ({other})"),
+            };
+            cal.unusable_reply(why);
+            return Vec::new();
+        }
+        if let Some(r) = d.header.unusable_reason(&self.config.limits) {
+            cal.unusable_reply(format!("the server's reply is not usable time: {r}"));
+            return Vec::new();
+        }
+        let (offset, delay) = calibration::exchange(out.t1, d.header.receive, d.header.transmit, inc.rx);
+        cal.reply(Exchange { offset, delay, at: inc.mono, adjustment: self.adjustment });
+        Vec::new()
+    }
+
+    /// Timer tick at monotonic `mono`, with our clock reading `clock_now`
+    /// (the transmit timestamp of any request sent now).
+    pub fn on_tick(&mut self, mono: Duration, clock_now: NtpTimestamp) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let port = self.config.server_port;
+        let spacing = self.config.calibration.spacing;
+        let local_port = self.calibration_port;
+        for peer in &mut self.peers {
+            peer.assoc.tick_reach(mono);
+            // Requests unanswered for two spacings are lost.
+            peer.outstanding.retain(|o| mono.saturating_sub(o.sent) <= spacing * 2);
+            let was_done = peer.assoc.calibration().is_some_and(calibration::Calibration::is_done);
+            let poll = peer.assoc.poll().unwrap_or(6);
+            let key = peer.assoc.spec().key;
+            let to = SocketAddr::new(peer.assoc.spec().address, port);
+            loop {
+                let Some(cal) = peer.assoc.calibration_mut() else { break };
+                match cal.poll(mono) {
+                    Step::SendRequest => {
+                        cal.request_sent(mono);
+                        let mut h = Header::new(Mode::Client);
+                        h.poll = Log2Seconds(poll);
+                        h.precision = self.config.precision;
+                        h.transmit = clock_now;
+                        let d = Datagram::new(h);
+                        let mut bytes = Vec::with_capacity(72);
+                        match key.and_then(|k| self.keys.get(k)) {
+                            Some(k) => packet::sign(k, &d, &mut bytes),
+                            None => d.write_signed_part(&mut bytes),
+                        }
+                        peer.outstanding.push(Outstanding { t1: clock_now, sent: mono });
+                        peer.assoc.count_unicast();
+                        actions.push(Action::Send { to, bytes });
+                    }
+                    Step::WaitUntil(_) | Step::Done => break,
+                }
+            }
+            let done = peer.assoc.calibration().is_some_and(calibration::Calibration::is_done);
+            if done && !was_done {
+                peer.outstanding.clear();
+                let summary = peer.assoc.calibration_summary();
+                let mut line = format!("{}: {summary}", peer.assoc.spec().name);
+                if summary.contains("no reply") {
+                    let from = local_port.map_or("an ephemeral port".to_string(), |p| format!("port {p}"));
+                    line = format!(
+                        "{}: no reply from {to} to requests sent from {from}; check that UDP replies to that port are allowed ({summary})",
+                        peer.assoc.spec().name
+                    );
+                }
+                actions.push(Action::Event(line));
+            }
+        }
+        actions
+    }
+
+    /// When the next tick is needed (monotonic), at the latest.
+    pub fn next_wakeup(&self, mono: Duration) -> Duration {
+        let mut next = mono + Duration::from_secs(1);
+        for p in &self.peers {
+            if let Some(c) = p.assoc.calibration()
+                && let Some(at) = c.next_event()
+            {
+                next = next.min(at.max(mono));
+            }
+        }
+        next
+    }
+
+    /// Reruns calibration for a server on request.
+    pub fn recalibrate(&mut self, server: IpAddr, mono: Duration) -> Result<(), String> {
+        let idx = self.peer_index(server).ok_or_else(|| format!("{server} is not a configured server"))?;
+        let peer = self.peers.get_mut(idx).ok_or("no such server")?;
+        match peer.assoc.calibration_mut() {
+            Some(c) => {
+                c.restart(mono);
+                Ok(())
+            }
+            None => Err(format!("{server} has not been heard yet; it calibrates on its first broadcast")),
+        }
+    }
+
+    /// Records that the shell changed our clock by `amount` (a step, or
+    /// the amount of a slew as it is applied). Filters are cleared on a
+    /// step: their samples were measured against the old clock.
+    pub fn clock_adjusted(&mut self, amount: NtpDuration, stepped: bool) {
+        self.adjustment += amount;
+        if stepped {
+            for p in &mut self.peers {
+                p.filter.clear();
+            }
+        }
+    }
+
+    fn update_clock(&mut self, mono: Duration) -> Vec<Action> {
+        let silent = self.config.silent_intervals;
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.assoc.is_silent(mono, silent) && p.filter.len() > 0)
+            .filter_map(|(i, p)| {
+                let h = p.assoc.last_header()?;
+                Some(Candidate {
+                    id: i,
+                    offset: p.filter.offset(),
+                    root_distance: p.filter.root_distance(
+                        h.root_delay.to_duration(),
+                        h.root_dispersion.to_duration(),
+                        mono,
+                    ),
+                    jitter: p.filter.jitter(),
+                    stratum: h.stratum,
+                })
+            })
+            .collect();
+        let outcome = select(&candidates, &self.config.select);
+        let mut actions = Vec::new();
+        if let Some(offset) = outcome.offset {
+            let decision = self.discipline.update(offset, outcome.jitter, mono);
+            self.last_decision = Some(decision.clone());
+            actions.push(Action::Clock(decision));
+        }
+        self.selection = Some(outcome);
+        actions
+    }
+
+    /// Offset of a server's last sample.
+    pub fn last_offset(&self, server: IpAddr) -> Option<NtpDuration> {
+        self.peer_index(server).and_then(|i| self.peers.get(i)).and_then(|p| p.last_offset)
+    }
+
+    /// A server's filter (offset, delay, jitter).
+    pub fn filter(&self, server: IpAddr) -> Option<&ClockFilter> {
+        self.peer_index(server).and_then(|i| self.peers.get(i)).map(|p| &p.filter)
+    }
+
+    /// The key a server is bound to.
+    pub fn key_of(&self, server: IpAddr) -> Option<KeyId> {
+        self.peer_index(server).and_then(|i| self.peers.get(i)).and_then(|p| p.assoc.spec().key)
+    }
+}

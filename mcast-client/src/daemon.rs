@@ -1,0 +1,601 @@
+//! The I/O shell of `mcast-client run`: multicast and calibration sockets,
+//! the timer, interface supervision, clock control and the control socket
+//! around the sans-I/O [`ClientCore`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcast_config::{ClientConfig, ClockMode as ConfigClockMode};
+use mcast_keys::KeyStore;
+use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp, SampleLimits};
+use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::association::{ServerSpec, State};
+use crate::calibration::CalibrationConfig;
+use crate::core::{Action, ClientCore, CoreConfig, Incoming};
+use crate::discipline::{ClockMode, Decision, DisciplineConfig};
+use crate::select::SelectParams;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A socket or interface problem, with what we were doing.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// The system error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// One server as `status` shows it (an ntpq-like row plus our details).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Address.
+    pub remote: IpAddr,
+    /// Configured name.
+    pub name: String,
+    /// Reference id as ntpq shows it.
+    pub refid: String,
+    /// Stratum.
+    pub stratum: Option<u8>,
+    /// `b` tracking, `u` calibrating, `-` listening.
+    pub t: char,
+    /// Seconds since the last accepted broadcast.
+    pub when_s: Option<f64>,
+    /// Poll interval, seconds.
+    pub poll_s: u64,
+    /// Reach register.
+    pub reach: u8,
+    /// Round-trip delay used for its samples, ms.
+    pub delay_ms: Option<f64>,
+    /// Filtered offset, ms.
+    pub offset_ms: Option<f64>,
+    /// Jitter, ms.
+    pub jitter_ms: Option<f64>,
+    /// Listening, calibrating or tracking.
+    pub state: State,
+    /// Calibration result or failure reason.
+    pub calibration: String,
+    /// Unicast packets sent to it since start.
+    pub unicast_sent: u64,
+    /// Packets rejected, by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// `*` system peer, `+` survivor, `x` falseticker, `-` excluded, ` ` not a candidate.
+    pub tally: char,
+}
+
+/// What `mcast-client status --json` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientStatus {
+    /// Program version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Clock mode.
+    pub clock_mode: String,
+    /// Selected (combined) offset, ms.
+    pub offset_ms: Option<f64>,
+    /// Why nothing is selected, when nothing is.
+    pub selection_problem: Option<String>,
+    /// Seconds since the newest accepted broadcast from any server.
+    pub freshest_s: Option<f64>,
+    /// Last clock decision, in words.
+    pub last_decision: Option<String>,
+    /// Each server.
+    pub servers: Vec<ServerStatus>,
+    /// Packets dropped before they could be tied to a server, by reason.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+struct Shared {
+    start: Instant,
+    core: Mutex<ClientCore>,
+    clock_mode: ConfigClockMode,
+}
+
+impl Shared {
+    fn mono(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+fn now_ntp() -> NtpTimestamp {
+    NtpTimestamp::from_system_time(RealClock::now())
+}
+
+fn ms(d: NtpDuration) -> f64 {
+    d.as_seconds_f64() * 1e3
+}
+
+/// The core's settings from the configuration.
+pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig {
+    let c = &config.calibration;
+    let k = &config.clock;
+    let mode = match k.mode {
+        ConfigClockMode::Monitor => ClockMode::Monitor,
+        ConfigClockMode::Slew => ClockMode::Slew,
+        ConfigClockMode::Step => ClockMode::Step,
+    };
+    CoreConfig {
+        servers: config
+            .servers
+            .iter()
+            .map(|s| ServerSpec {
+                address: s.address,
+                key: s.key,
+                name: s.name.clone().unwrap_or_else(|| s.address.to_string()),
+            })
+            .collect(),
+        discover: config.discover,
+        calibration: CalibrationConfig {
+            start_delay_max: c.start_delay_max,
+            requests: c.requests,
+            spacing: c.spacing,
+            max_round_trip: c.max_round_trip,
+            retries: c.retries,
+            fallback_delay: c.fallback_delay,
+        },
+        select: SelectParams {
+            min_agreeing: config.selection.min_agreeing,
+            max_root_distance: NtpDuration::from_std(config.selection.max_root_distance),
+            ..SelectParams::default()
+        },
+        silent_intervals: config.selection.silent_intervals,
+        limits: SampleLimits::default(),
+        server_port: config.port,
+        precision,
+        discipline: DisciplineConfig {
+            mode,
+            step_threshold: NtpDuration::from_std(k.step_threshold),
+            stepout: k.stepout,
+            panic_threshold: NtpDuration::from_std(k.panic_threshold),
+            slew_only: k.slew_only,
+            ..DisciplineConfig::default()
+        },
+    }
+}
+
+/// A status snapshot of a core.
+pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration, clock_mode: &str) -> ClientStatus {
+    let selection = core.selection();
+    let mut servers = Vec::new();
+    for (i, a) in core.associations().enumerate() {
+        let addr = a.spec().address;
+        let h = a.last_header();
+        let filter = core.filter(addr).filter(|f| f.len() > 0);
+        let one_way = a.calibration().and_then(crate::calibration::Calibration::one_way_delay);
+        let tally = match selection {
+            Some(s) if s.system_peer == Some(i) => '*',
+            Some(s) if s.survivors.contains(&i) => '+',
+            Some(s) if s.falsetickers.contains(&i) => 'x',
+            Some(s) if s.too_far.contains(&i) || s.truechimers.contains(&i) => '-',
+            _ => ' ',
+        };
+        servers.push(ServerStatus {
+            remote: addr,
+            name: a.spec().name.clone(),
+            refid: h.map_or_else(|| ".INIT.".to_string(), |h| h.reference_id.display(h.stratum)),
+            stratum: h.map(|h| h.stratum),
+            t: match a.state() {
+                State::Tracking => 'b',
+                State::Calibrating => 'u',
+                State::Listening => '-',
+            },
+            when_s: a.last_accepted().map(|t| mono.saturating_sub(t).as_secs_f64()),
+            poll_s: a.interval().as_secs(),
+            reach: a.reach(),
+            delay_ms: one_way.map(|d| ms(d * 2)),
+            offset_ms: filter.map(|f| ms(f.offset())),
+            jitter_ms: filter.map(|f| ms(f.jitter())),
+            state: a.state(),
+            calibration: a.calibration_summary(),
+            unicast_sent: a.unicast_sent(),
+            rejected: a.rejected().iter().map(|(r, n)| (r.label().to_string(), *n)).collect(),
+            tally,
+        });
+    }
+    let freshest = core
+        .associations()
+        .filter_map(|a| a.last_accepted())
+        .map(|t| mono.saturating_sub(t).as_secs_f64())
+        .reduce(f64::min);
+    ClientStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: uptime.as_secs_f64(),
+        clock_mode: clock_mode.into(),
+        offset_ms: selection.and_then(|s| s.offset).map(ms),
+        selection_problem: selection.and_then(|s| s.reason.clone()),
+        freshest_s: freshest,
+        last_decision: core.last_decision().map(|d| format!("{d:?}")),
+        servers,
+        rejected: core.global_rejects().iter().map(|(r, n)| ((*r).to_string(), *n)).collect(),
+    }
+}
+
+/// A multicast (or broadcast) listening socket and what it is bound to.
+struct Listener {
+    ep: Arc<UdpEndpoint>,
+    group: IpAddr,
+    interface: String,
+    ifindex: Mutex<u32>,
+}
+
+fn open_listener(group: IpAddr, interface: &str, port: u16, broadcast: bool) -> Result<Listener, DaemonError> {
+    let ifindex = mcast_sys::interface_index(interface).map_err(io_err(format!("interface {interface}")))?;
+    let opts = EndpointOptions::new().reuse_addr(true).reuse_port(true);
+    let ep = UdpEndpoint::bind(SocketAddr::new(group, port), &opts)
+        .map_err(io_err(format!("bind {group} port {port}")))?;
+    ep.enable_rx_metadata().map_err(io_err("receive metadata"))?;
+    if !broadcast {
+        match group {
+            IpAddr::V4(g) => {
+                ep.set_multicast_all_v4(false).map_err(io_err("IP_MULTICAST_ALL"))?;
+                ep.join_v4(g, ifindex).map_err(io_err(format!("join {g} on {interface}")))?;
+            }
+            IpAddr::V6(g) => {
+                ep.set_multicast_all_v4(false).map_err(io_err("IPV6_MULTICAST_ALL"))?;
+                ep.join_v6(g, ifindex).map_err(io_err(format!("join {g} on {interface}")))?;
+            }
+        }
+    } else {
+        ep.set_broadcast(true).map_err(io_err("SO_BROADCAST"))?;
+    }
+    Ok(Listener { ep: Arc::new(ep), group, interface: interface.to_string(), ifindex: Mutex::new(ifindex) })
+}
+
+/// Runs the client until SIGTERM or SIGINT.
+pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError> {
+    let precision = Log2Seconds(mcast_sys::measure_precision(64));
+    let mut core = ClientCore::new(core_config(&config, precision), keys);
+    let mut listeners = Vec::new();
+    for l in &config.listen {
+        listeners.push(Arc::new(open_listener(l.group, &l.interface, config.port, l.broadcast)?));
+    }
+    let cal_port = config.calibration.source_port;
+    let opts = EndpointOptions::new().reuse_addr(cal_port != 0);
+    let cal4 = UdpEndpoint::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cal_port), &opts)
+        .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
+    cal4.enable_rx_metadata().map_err(io_err("calibration socket options"))?;
+    let local_port = cal4.local_addr().map(|a| a.port()).unwrap_or(cal_port);
+    core.set_calibration_port(local_port);
+    let cal6 = UdpEndpoint::bind(
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), local_port),
+        &opts.clone().v6_only(true),
+    )
+    .ok();
+    if let Some(c) = &cal6 {
+        let _ = c.enable_rx_metadata();
+    }
+    let cal4 = Arc::new(cal4);
+    let cal6 = cal6.map(Arc::new);
+
+    let mode_name = format!("{:?}", config.clock.mode).to_lowercase();
+    let shared = Arc::new(Shared { start: Instant::now(), core: Mutex::new(core), clock_mode: config.clock.mode });
+    let control = bind_control(&config.control_socket)?;
+    tracing::info!(
+        servers = config.servers.len(),
+        listen = config.listen.len(),
+        calibration_port = local_port,
+        clock = %mode_name,
+        "mcast-client running"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in &listeners {
+        tasks.spawn(listen_loop(Arc::clone(&shared), Arc::clone(l), Arc::clone(&cal4), cal6.clone()));
+        tasks.spawn(supervise_interface(Arc::clone(l)));
+    }
+    tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(&cal4)));
+    if let Some(c6) = &cal6 {
+        tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(c6)));
+    }
+    tasks.spawn(tick_loop(Arc::clone(&shared), Arc::clone(&cal4), cal6.clone()));
+    tasks.spawn(control_loop(Arc::clone(&shared), control, mode_name));
+
+    let result = wait_for_signals(&shared, &config).await;
+    tasks.abort_all();
+    let _ = std::fs::remove_file(&config.control_socket);
+    tracing::info!("mcast-client stopped");
+    result
+}
+
+async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match config.load_keys() {
+                Ok(k) => {
+                    tracing::info!(keys = %k.path().display(), "SIGHUP: keys reloaded");
+                    if let Ok(mut core) = shared.core.lock() {
+                        core.set_keys(k);
+                    }
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
+            },
+        }
+    }
+}
+
+async fn execute(shared: &Shared, actions: Vec<Action>, cal4: &UdpEndpoint, cal6: Option<&UdpEndpoint>) {
+    for a in actions {
+        match a {
+            Action::Send { to, bytes } => {
+                let ep = if to.is_ipv6() { cal6 } else { Some(cal4) };
+                if let Some(ep) = ep
+                    && let Err(e) = ep.send_to(&bytes, to).await
+                {
+                    tracing::warn!(to = %to, "calibration request not sent: {e}");
+                }
+            }
+            Action::Event(line) => tracing::info!("{line}"),
+            Action::Clock(decision) => apply_decision(shared, &decision),
+        }
+    }
+}
+
+fn apply_decision(shared: &Shared, decision: &Decision) {
+    match decision {
+        Decision::Monitor { .. } => {}
+        Decision::Step { offset } if shared.clock_mode == ConfigClockMode::Step => {
+            match mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Step { offset_ns: offset.as_nanos() }) {
+                Ok(_) => {
+                    tracing::warn!(offset = %offset, "stepped the clock");
+                    if let Ok(mut core) = shared.core.lock() {
+                        core.clock_adjusted(*offset, true);
+                    }
+                }
+                Err(e) => tracing::error!("could not step the clock by {offset} s: {e}"),
+            }
+        }
+        Decision::Slew { offset, .. } if shared.clock_mode != ConfigClockMode::Monitor => {
+            match mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Slew { offset_ns: offset.as_nanos() }) {
+                Ok(_) => {
+                    if let Ok(mut core) = shared.core.lock() {
+                        core.clock_adjusted(*offset, false);
+                    }
+                }
+                Err(e) => tracing::error!("could not slew the clock by {offset} s: {e}"),
+            }
+        }
+        Decision::Panic { offset } => {
+            tracing::error!(offset = %offset, "offset over the panic threshold: refusing to adjust the clock; set it by hand")
+        }
+        other => tracing::debug!("clock: {other:?}"),
+    }
+}
+
+async fn listen_loop(shared: Arc<Shared>, l: Arc<Listener>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc<UdpEndpoint>>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let meta = match l.ep.recv(&mut buf).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("receive error on {}: {e}", l.interface);
+                continue;
+            }
+        };
+        // Only packets that arrived on the configured interface count.
+        let want = l.ifindex.lock().map(|i| *i).unwrap_or(0);
+        if meta.ifindex.is_some_and(|i| i != want) {
+            continue;
+        }
+        let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
+        let bytes = buf.get(..meta.len).unwrap_or_default();
+        let actions = match shared.core.lock() {
+            Ok(mut core) => core.on_broadcast(
+                Incoming { bytes, source: meta.source, rx, mono: shared.mono() },
+                rand::random::<u32>(),
+            ),
+            Err(_) => continue,
+        };
+        execute(&shared, actions, &cal4, cal6.as_deref()).await;
+    }
+}
+
+async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok(meta) = ep.recv(&mut buf).await else { continue };
+        let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
+        let bytes = buf.get(..meta.len).unwrap_or_default();
+        if let Ok(mut core) = shared.core.lock() {
+            for a in core.on_reply(Incoming { bytes, source: meta.source, rx, mono: shared.mono() }) {
+                if let Action::Event(line) = a {
+                    tracing::info!("{line}");
+                }
+            }
+        }
+    }
+}
+
+async fn tick_loop(shared: Arc<Shared>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc<UdpEndpoint>>) {
+    loop {
+        let mono = shared.mono();
+        let (actions, next) = match shared.core.lock() {
+            Ok(mut core) => {
+                let a = core.on_tick(mono, now_ntp());
+                (a, core.next_wakeup(shared.mono()))
+            }
+            Err(_) => return,
+        };
+        execute(&shared, actions, &cal4, cal6.as_deref()).await;
+        tokio::time::sleep_until(shared.start + next.max(mono + Duration::from_millis(10))).await;
+    }
+}
+
+/// Re-joins the group when the interface is recreated with a new index
+/// (what a bond reconfiguration does), within a few seconds.
+async fn supervise_interface(l: Arc<Listener>) {
+    let mut missing_logged = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let current = l.ifindex.lock().map(|i| *i).unwrap_or(0);
+        match mcast_sys::interface_index(&l.interface) {
+            Ok(idx) if idx != current => {
+                let joined = match l.group {
+                    IpAddr::V4(g) if g.is_multicast() => {
+                        let _ = l.ep.leave_v4(g, current);
+                        l.ep.join_v4(g, idx)
+                    }
+                    IpAddr::V6(g) => {
+                        let _ = l.ep.leave_v6(g, current);
+                        l.ep.join_v6(g, idx)
+                    }
+                    IpAddr::V4(_) => Ok(()),
+                };
+                match joined {
+                    Ok(()) => {
+                        tracing::warn!(interface = %l.interface, old = current, new = idx, group = %l.group, "interface recreated: re-joined the group");
+                        if let Ok(mut i) = l.ifindex.lock() {
+                            *i = idx;
+                        }
+                        missing_logged = false;
+                    }
+                    Err(e) => tracing::warn!(interface = %l.interface, "re-join failed, will retry: {e}"),
+                }
+            }
+            Ok(_) => missing_logged = false,
+            Err(e) if !missing_logged => {
+                tracing::warn!(interface = %l.interface, "interface is gone ({e}); waiting for it to return");
+                missing_logged = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    tokio::net::UnixListener::bind(path).map_err(io_err(format!("control socket {}", path.display())))
+}
+
+async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener, mode_name: String) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let shared = Arc::clone(&shared);
+        let mode_name = mode_name.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default()).trim().to_string();
+            let mono = shared.mono();
+            let reply = match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["status"] => match shared.core.lock() {
+                    Ok(core) => serde_json::to_string(&status_of(&core, mono, mono, &mode_name)).unwrap_or_default(),
+                    Err(_) => "{\"error\":\"internal\"}".into(),
+                },
+                ["recalibrate", server] => match server.parse::<IpAddr>() {
+                    Ok(addr) => match shared.core.lock().map(|mut c| c.recalibrate(addr, mono)) {
+                        Ok(Ok(())) => "{\"ok\":true}".to_string(),
+                        Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
+                        Err(_) => "{\"error\":\"internal\"}".into(),
+                    },
+                    Err(_) => serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string(),
+                },
+                _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
+            };
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Sends one command to a running client and returns its JSON answer.
+pub fn control_request(socket: &Path, command: &str) -> std::io::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(command.as_bytes())?;
+    s.write_all(b"\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// The status table, like `ntpq -pn` plus our columns.
+pub fn format_status(s: &ClientStatus) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    let _ = writeln!(
+        o,
+        "     {:<24} {:<16} {:>2} {} {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
+        "remote", "refid", "st", "t", "when", "poll", "reach", "delay", "offset", "jitter"
+    );
+    let _ = writeln!(o, "{}", "=".repeat(99));
+    for v in &s.servers {
+        let _ = writeln!(
+            o,
+            "{}    {:<24} {:<16} {:>2} {} {:>5} {:>5} {:>4o} {:>9} {:>9} {:>8}",
+            v.tally,
+            v.remote.to_string(),
+            v.refid,
+            v.stratum.map_or("-".to_string(), |s| s.to_string()),
+            v.t,
+            opt(v.when_s, 0),
+            v.poll_s,
+            v.reach,
+            opt(v.delay_ms, 3),
+            opt(v.offset_ms, 3),
+            opt(v.jitter_ms, 3),
+        );
+    }
+    let _ = writeln!(o);
+    for v in &s.servers {
+        let rejected = if v.rejected.is_empty() {
+            "none".to_string()
+        } else {
+            v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "{} ({}): {:?}; {}; unicast sent {}; rejected: {}",
+            v.remote, v.name, v.state, v.calibration, v.unicast_sent, rejected
+        );
+    }
+    let _ = writeln!(o);
+    match (s.offset_ms, &s.selection_problem) {
+        (Some(off), _) => {
+            let _ = writeln!(o, "selected offset {off:.3} ms; clock mode {}", s.clock_mode);
+        }
+        (None, Some(p)) => {
+            let _ = writeln!(o, "nothing selected: {p}; clock mode {}", s.clock_mode);
+        }
+        (None, None) => {
+            let _ = writeln!(o, "nothing selected yet; clock mode {}", s.clock_mode);
+        }
+    }
+    if !s.rejected.is_empty() {
+        let list = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+        let _ = writeln!(o, "dropped before matching a server: {list}");
+    }
+    o
+}

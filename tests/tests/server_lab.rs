@@ -1,0 +1,873 @@
+#![cfg(test)]
+//! `mcast-server run` on namespace LANs, as a datacenter would run it:
+//! interoperation with reference ntpd 4.2.8p15 multicast clients (MD5,
+//! SHA1 and AES128CMAC keys), IPv6 multicast and IPv4 subnet broadcast
+//! destinations, an unsynchronized kernel time source, and rate limiting
+//! over the wire. Needs root and `scripts/install-deps`; fails loudly
+//! (never skips) without them.
+//!
+//! Every process runs in a namespace of the test's own Lan without
+//! `CAP_SYS_TIME` (see `mcast_tests::netns`); all traffic stays on the
+//! Lan's bridge (198.18.0.0/15, fd00:198:18::/48, ff05::101, 224.0.1.1).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mcast_keys::{KeyStore, PacketAuth, packet};
+use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode};
+use mcast_server::daemon::Status;
+use mcast_tests::netns::{self, Host, Lan, NsChild, UdpDatagram, read_pcap_udp};
+use mcast_tests::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
+use mcast_tests::refntpd::{PeerRow, RefNtpd};
+use mcast_tests::{bins, vectors};
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
+const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x101);
+const NTP_PORT: u16 = 123;
+/// How long a started server may take to log "mcast-server running".
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn lab_required(test: &str) {
+    if let Err(e) = netns::require_root() {
+        panic!("{test} needs the network lab: {e}");
+    }
+}
+
+fn keys() -> KeyStore {
+    KeyStore::load(&vectors::keys_file()).expect("load tests/data/vectors/ntp.keys")
+}
+
+fn server_bin() -> PathBuf {
+    bins::bin_path("mcast-server").expect("build mcast-server")
+}
+
+fn epoch_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+}
+
+/// Polls `check` every `every` until it gives a value or `timeout` passes;
+/// then panics with `what` and `diag()`.
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    diag: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            diag()
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// One of our servers, running in a lab host.
+struct OurServer {
+    host: Host,
+    child: NsChild,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl OurServer {
+    /// Writes `<name>.toml` (keys, port 123, control socket, then `body`)
+    /// and starts `mcast-server run` in `host`; returns once it logged
+    /// that it runs.
+    fn start(host: &Host, work: &Path, name: &str, body: &str) -> OurServer {
+        let config = work.join(format!("{name}.toml"));
+        let socket = work.join(format!("{name}.sock"));
+        let log = work.join(format!("{name}.log"));
+        let text = format!(
+            "keys = {keys:?}\nport = {NTP_PORT}\ncontrol-socket = {socket:?}\n{body}",
+            keys = vectors::keys_file()
+        );
+        std::fs::write(&config, &text).expect("write server config");
+        let bin = server_bin();
+        let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
+        let child = host
+            .spawn(&bin.to_string_lossy(), &args, &log)
+            .unwrap_or_else(|e| panic!("start mcast-server in {}: {e}", host.name()));
+        let server = OurServer {
+            host: host.clone(),
+            child,
+            socket,
+            log,
+        };
+        wait_for(
+            &format!(
+                "mcast-server in {} to log \"mcast-server running\"",
+                host.name()
+            ),
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                assert!(
+                    server.child.is_running(),
+                    "mcast-server in {} exited at start ({:?}) with config\n{text}\nlog:\n{}",
+                    host.name(),
+                    server.child.exit_status(),
+                    server.log()
+                );
+                server.log().contains("mcast-server running").then_some(())
+            },
+            || server.log(),
+        );
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `mcast-server status --json --socket PATH` (a Unix socket: reachable
+    /// from outside the network namespace).
+    fn status(&self) -> Status {
+        let out = Command::new(server_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run mcast-server status");
+        assert!(
+            out.status.success(),
+            "mcast-server status for {} failed: {}\nserver log:\n{}",
+            self.host.name(),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not a Status ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+/// `[[destination]]` text.
+fn destination(address: &str, key: u16, poll: u8, extra: &str) -> String {
+    format!(
+        "[[destination]]\naddress = \"{address}\"\ninterface = \"eth0\"\nkey = {key}\n\
+         poll = {poll}\n{extra}"
+    )
+}
+
+fn local_source(stratum: u8) -> String {
+    format!("[time-source]\nkind = \"local\"\nstratum = {stratum}\n")
+}
+
+fn probe_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ntp-probe")
+}
+
+/// Runs `ntp-probe` (send mode) in `host`.
+fn probe(host: &Host, args: &ProbeArgs) -> ProbeReport {
+    let out = host
+        .exec(probe_bin(), &args.to_args())
+        .expect("run ntp-probe");
+    assert!(
+        out.status.success(),
+        "ntp-probe in {} failed: {}",
+        host.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ntp-probe prints a ProbeReport")
+}
+
+/// Runs `ntp-probe listen` in `host`.
+fn listen(host: &Host, args: &ListenArgs) -> ListenReport {
+    let mut all = vec!["listen".to_owned()];
+    all.extend(args.to_args());
+    let out = host.exec(probe_bin(), &all).expect("run ntp-probe listen");
+    assert!(
+        out.status.success(),
+        "ntp-probe listen in {} failed: {}",
+        host.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ntp-probe listen prints a ListenReport")
+}
+
+/// A captured NTP packet, parsed.
+struct Ntp<'a> {
+    udp: &'a UdpDatagram,
+    d: Datagram,
+}
+
+impl Ntp<'_> {
+    fn mode(&self) -> Mode {
+        self.d.header.mode
+    }
+    fn key_id(&self) -> Option<u32> {
+        self.d.mac.as_ref().map(|m| m.key_id)
+    }
+    fn auth(&self, keys: &KeyStore) -> PacketAuth {
+        packet::authenticate(keys, &self.udp.payload, &self.d, Some(self.udp.src.ip()))
+    }
+}
+
+fn parse_all(packets: &[UdpDatagram]) -> Vec<Ntp<'_>> {
+    packets
+        .iter()
+        .filter_map(|udp| Datagram::parse(&udp.payload).ok().map(|d| Ntp { udp, d }))
+        .collect()
+}
+
+/// Checks the spacing of a destination's broadcasts: never sooner than
+/// 2^poll (ntpd drops early ones), at most 2^poll + 1/16 jitter (plus
+/// scheduling slack).
+fn assert_intervals(what: &str, times: &[Duration], poll: u8) {
+    let interval = Duration::from_secs(1 << poll);
+    let max = interval + interval / 16 + Duration::from_millis(300);
+    for w in times.windows(2) {
+        let gap = w[1].saturating_sub(w[0]);
+        assert!(
+            gap + Duration::from_millis(20) >= interval && gap <= max,
+            "{what}: broadcasts {gap:?} apart; expected 2^{poll} s .. {max:?} (all: {times:?})"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Interoperation with reference ntpd multicast clients.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn reference_ntpd_multicast_client_accepts_md5_sha1_and_cmac_servers() {
+    lab_required("reference_ntpd_multicast_client_accepts_md5_sha1_and_cmac_servers");
+    const POLL: u8 = 3;
+    const TAIL_INTERVALS: u32 = 4;
+    let started = Instant::now();
+    let work = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let lan = Lan::new(4).expect("build a 4-host LAN");
+    let client_host = lan.host(4);
+    let capture = lan
+        .capture_switch(NTP_PORT, &work.path().join("interop.pcap"))
+        .expect("start tcpdump on the bridge");
+
+    // (host, key id, stratum, MAC length)
+    let plan: [(usize, u16, u8, usize); 3] = [(1, 1, 2, 16), (2, 2, 3, 20), (3, 3, 4, 16)];
+    let servers: Vec<OurServer> = plan
+        .iter()
+        .map(|&(h, key, stratum, _)| {
+            let body = format!(
+                "{}{}",
+                destination(&GROUP.to_string(), key, POLL, ""),
+                local_source(stratum)
+            );
+            OurServer::start(&lan.host(h), work.path(), &format!("h{h}"), &body)
+        })
+        .collect();
+    let client = RefNtpd::multicast_client(
+        &client_host,
+        &vectors::keys_file(),
+        &[1, 2, 3],
+        IpAddr::V4(GROUP),
+        "",
+    )
+    .expect("start reference ntpd multicastclient in h4");
+
+    // Wait until ntpd lists all three as broadcast associations (t = b)
+    // that heard the last 8 broadcasts (reach 377). Record every change of
+    // (t, reach) per server for the post-mortem.
+    let addrs: Vec<String> = plan
+        .iter()
+        .map(|&(h, ..)| lan.host(h).addr().to_string())
+        .collect();
+    let mut timeline: BTreeMap<String, Vec<(u64, char, u8)>> = BTreeMap::new();
+    let mut last_rows: Vec<PeerRow> = Vec::new();
+    let record = |rows: &[PeerRow], timeline: &mut BTreeMap<String, Vec<(u64, char, u8)>>| {
+        for r in rows {
+            let t = timeline.entry(r.remote.clone()).or_default();
+            if t.last().map(|&(_, k, reach)| (k, reach)) != Some((r.kind, r.reach)) {
+                t.push((started.elapsed().as_secs(), r.kind, r.reach));
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let all_377 = loop {
+        if let Ok(rows) = client.lpeers() {
+            record(&rows, &mut timeline);
+            last_rows = rows;
+        }
+        let done = addrs.iter().all(|a| {
+            last_rows
+                .iter()
+                .any(|r| &r.remote == a && r.kind == 'b' && r.reach == 0o377)
+        });
+        if done || Instant::now() > deadline {
+            break done;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    eprintln!(
+        "interop: ntpd lpeers after {:?}: {last_rows:#?}\ntimeline (s, t, reach): {timeline:?}",
+        started.elapsed()
+    );
+    assert!(
+        all_377,
+        "within 150 s ntpd in h4 should show {addrs:?} as t=b, reach 377; last lpeers: \
+         {last_rows:#?}\ntimeline (s, t, reach): {timeline:?}\nntpd log:\n{}\nsysstats: {:?}",
+        client.log(),
+        client.sysstats()
+    );
+    for r in last_rows.iter().filter(|r| addrs.contains(&r.remote)) {
+        let h = addrs.iter().position(|a| a == &r.remote).expect("listed");
+        assert_eq!(
+            r.stratum, plan[h].2,
+            "ntpd sees {}'s configured stratum",
+            r.remote
+        );
+        assert_eq!(r.poll, 1 << POLL, "ntpd polls {} at 2^{POLL}", r.remote);
+    }
+
+    let statuses: Vec<Status> = servers.iter().map(OurServer::status).collect();
+    let capture_end = epoch_now();
+    let pcap = capture.stop().expect("stop tcpdump");
+    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let packets = parse_all(&raw);
+    let h4 = IpAddr::V4(client_host.addr());
+    let tail_start =
+        capture_end.saturating_sub(Duration::from_secs(u64::from(TAIL_INTERVALS) << POLL));
+
+    for (i, &(h, key, stratum, mac_len)) in plan.iter().enumerate() {
+        let addr = SocketAddr::new(IpAddr::V4(lan.host(h).addr()), NTP_PORT);
+        let name = format!("h{h} (key {key})");
+
+        // Broadcasts: signed with the server's key, its stratum, poll 3,
+        // every 8 s (+ jitter).
+        let bcasts: Vec<&Ntp<'_>> = packets
+            .iter()
+            .filter(|p| {
+                p.udp.src == addr
+                    && p.udp.dst == SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT)
+                    && p.mode() == Mode::Broadcast
+            })
+            .collect();
+        assert!(
+            bcasts.len() >= 8,
+            "{name}: at least 8 broadcasts in the capture, got {}",
+            bcasts.len()
+        );
+        for b in &bcasts {
+            assert!(
+                b.auth(&keys).is_valid() && b.key_id() == Some(u32::from(key)),
+                "{name}: broadcast must verify with key {key}: {} {:?}",
+                b.auth(&keys),
+                b.d.mac
+            );
+            assert_eq!(b.udp.payload.len(), 48 + 4 + mac_len, "{name}: MAC length");
+            let hd = &b.d.header;
+            assert_eq!(
+                (hd.version, hd.leap, hd.stratum, hd.poll),
+                (
+                    4,
+                    LeapIndicator::NoWarning,
+                    stratum,
+                    Log2Seconds(POLL as i8)
+                ),
+                "{name}: broadcast header"
+            );
+            assert!(!hd.transmit.is_zero(), "{name}: transmit set");
+        }
+        let times: Vec<Duration> = bcasts.iter().map(|b| b.udp.time).collect();
+        assert_intervals(&name, &times, POLL);
+
+        // ntpd's calibration volley: mode-3 requests from h4, signed with
+        // the server's key, all before the tail of the capture.
+        let requests: Vec<&Ntp<'_>> = packets
+            .iter()
+            .filter(|p| p.udp.src.ip() == h4 && p.udp.dst == addr && p.mode() == Mode::Client)
+            .collect();
+        assert!(
+            !requests.is_empty(),
+            "{name}: ntpd in h4 should have sent calibration requests"
+        );
+        for r in &requests {
+            assert!(
+                r.auth(&keys).is_valid() && r.key_id() == Some(u32::from(key)),
+                "{name}: ntpd's request must be signed with key {key}: {}",
+                r.auth(&keys)
+            );
+        }
+        let first = requests[0].udp.time;
+        let last = requests[requests.len() - 1].udp.time;
+        let late: Vec<Duration> = requests
+            .iter()
+            .map(|r| r.udp.time)
+            .filter(|t| *t >= tail_start)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "{name}: ntpd in h4 kept polling by unicast: mode-3 requests in the last \
+             {TAIL_INTERVALS} intervals of the capture at {late:?} (capture end {capture_end:?}); \
+             all requests at {:?}",
+            requests.iter().map(|r| r.udp.time).collect::<Vec<_>>()
+        );
+
+        // Our replies: from the address the request went to, signed with
+        // the request's key, origin = the request's transmit timestamp.
+        let replies: Vec<&Ntp<'_>> = packets
+            .iter()
+            .filter(|p| p.udp.src == addr && p.udp.dst.ip() == h4 && p.mode() == Mode::Server)
+            .collect();
+        for r in &requests {
+            let reply = replies
+                .iter()
+                .find(|p| p.d.header.origin == r.d.header.transmit)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name}: no reply with origin = request transmit {:?}",
+                        r.d.header.transmit
+                    )
+                });
+            assert_eq!(
+                reply.udp.dst, r.udp.src,
+                "{name}: reply to the request's port"
+            );
+            assert!(
+                reply.auth(&keys).is_valid() && reply.key_id() == Some(u32::from(key)),
+                "{name}: reply must verify with key {key}: {}",
+                reply.auth(&keys)
+            );
+            let hd = &reply.d.header;
+            assert_eq!(hd.stratum, stratum, "{name}: reply stratum");
+            assert!(
+                hd.kiss_code().is_none() && !hd.receive.is_zero() && !hd.transmit.is_zero(),
+                "{name}: a time reply, not a KoD: {hd:?}"
+            );
+            assert!(
+                reply.udp.payload.len() <= r.udp.payload.len(),
+                "no amplification"
+            );
+        }
+        assert_eq!(
+            replies.len(),
+            requests.len(),
+            "{name}: one reply per request"
+        );
+
+        let st = &statuses[i];
+        assert!(st.synchronized, "{name}: synchronized: {st:?}");
+        assert!(
+            st.counters.replies_sent > 0
+                && st.counters.replies_sent == requests.len() as u64
+                && st.counters.kod_sent == 0,
+            "{name}: replies_sent = the {} requests captured, no KoD: {:?}",
+            requests.len(),
+            st.counters
+        );
+        assert!(
+            st.unicast_polling_clients.is_empty(),
+            "{name}: no client should be listed as polling by unicast: {:?}",
+            st.unicast_polling_clients
+        );
+        assert!(
+            st.destinations[0].sent >= 8,
+            "{name}: {:?}",
+            st.destinations
+        );
+        eprintln!(
+            "interop {name}: {} broadcasts, {} requests from h4 over {:?} (first at +{:?} \
+             after the first broadcast), {} replies",
+            bcasts.len(),
+            requests.len(),
+            last - first,
+            first.saturating_sub(times[0]),
+            replies.len()
+        );
+    }
+    eprintln!(
+        "interop: ntpd sysstats {:?}; total {:?}",
+        client.sysstats().unwrap_or_default(),
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. IPv6 multicast and IPv4 subnet broadcast destinations.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn ipv6_multicast_and_ipv4_broadcast_destinations_reach_listeners() {
+    lab_required("ipv6_multicast_and_ipv4_broadcast_destinations_reach_listeners");
+    const POLL: u8 = 3;
+    let started = Instant::now();
+    let work = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let lan = Lan::new(3).expect("build a 3-host LAN");
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let [a, b, c, _] = lan.subnet().octets();
+    let bcast = Ipv4Addr::new(a, b, c, 255);
+    let body = format!(
+        "{}{}{}",
+        destination(&GROUP6.to_string(), 3, POLL, ""),
+        destination(&bcast.to_string(), 2, POLL, "broadcast = true\n"),
+        local_source(3)
+    );
+    let server = OurServer::start(&h1, work.path(), "h1", &body);
+
+    let v6_args = ListenArgs {
+        bind: IpAddr::V6(GROUP6),
+        port: NTP_PORT,
+        group: Some(IpAddr::V6(GROUP6)),
+        iface: "eth0".into(),
+        keys: vectors::keys_file(),
+        duration: Duration::from_secs(40),
+        max_broadcasts: Some(3),
+    };
+    let v4_args = ListenArgs {
+        bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: NTP_PORT,
+        group: None,
+        iface: "eth0".into(),
+        keys: vectors::keys_file(),
+        duration: Duration::from_secs(40),
+        max_broadcasts: Some(3),
+    };
+    let (v6, v4) = std::thread::scope(|s| {
+        let v6 = s.spawn(|| listen(&h2, &v6_args));
+        let v4 = s.spawn(|| listen(&h3, &v4_args));
+        (
+            v6.join().expect("IPv6 listener thread"),
+            v4.join().expect("IPv4 listener thread"),
+        )
+    });
+    let cases = [
+        (
+            "IPv6 ff05::101 listener in h2",
+            &v6,
+            SocketAddr::new(IpAddr::V6(h1.addr6()), NTP_PORT),
+            3u32,
+        ),
+        (
+            "IPv4 broadcast listener in h3",
+            &v4,
+            SocketAddr::new(IpAddr::V4(h1.addr()), NTP_PORT),
+            2u32,
+        ),
+    ];
+    for (what, report, source, key) in cases {
+        let bcasts: Vec<_> = report.packets.iter().filter(|p| p.mode == 5).collect();
+        assert_eq!(
+            bcasts.len(),
+            3,
+            "{what}: 3 broadcasts within 40 s; got {report:?}\nserver log:\n{}",
+            server.log()
+        );
+        for p in &bcasts {
+            assert_eq!(
+                p.from, source,
+                "{what}: source = h1's interface address, port 123"
+            );
+            assert!(
+                p.auth == "valid" && p.key_id == Some(key),
+                "{what}: must verify with key {key}: {p:?}"
+            );
+            assert_eq!(
+                (p.version, p.leap, p.stratum, p.poll),
+                (4, 0, 3, POLL as i8),
+                "{what}: header fields"
+            );
+            assert!(p.transmit != 0, "{what}: transmit set");
+        }
+        let times: Vec<Duration> = bcasts
+            .iter()
+            .map(|p| Duration::from_millis(p.at_ms))
+            .collect();
+        assert_intervals(what, &times, POLL);
+    }
+    let st = server.status();
+    assert_eq!(st.destinations.len(), 2, "{st:?}");
+    assert_eq!(st.destinations[0].source, IpAddr::V6(h1.addr6()), "{st:?}");
+    assert_eq!(st.destinations[1].source, IpAddr::V4(h1.addr()), "{st:?}");
+    assert!(
+        st.destinations
+            .iter()
+            .all(|d| d.sent >= 3 && d.skipped == 0),
+        "{:?}",
+        st.destinations
+    );
+    let _ = keys;
+    eprintln!("ipv6/broadcast: {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// 3. An unsynchronized kernel time source.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unsynchronized_kernel_source_stays_silent_or_sends_alarm() {
+    lab_required("unsynchronized_kernel_source_stays_silent_or_sends_alarm");
+    let kernel_unsynced = || {
+        let k = mcast_sys::kernel_time_status().expect("read adjtimex (read-only)");
+        assert!(
+            !k.synchronized,
+            "this test needs a kernel clock that reports UNsynchronized (STA_UNSYNC set), \
+             but this machine's kernel says synchronized (status bits {:#x}, state {}): \
+             something (chronyd, ntpd, systemd-timesyncd) disciplines the clock here. \
+             The test cannot show that an unsynchronized server stays silent on this \
+             machine; run it where no daemon disciplines the clock (e.g. a CI VM/container \
+             whose host does not set STA_UNSYNC off) instead of letting it pass",
+            k.status_bits, k.state
+        );
+    };
+    kernel_unsynced();
+    let started = Instant::now();
+    let work = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let lan = Lan::new(2).expect("build a 2-host LAN");
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let capture = lan
+        .capture_switch(NTP_PORT, &work.path().join("unsync.pcap"))
+        .expect("start tcpdump on the bridge");
+    let kernel = |extra: &str| {
+        format!(
+            "lab-allow-fast-poll = true\n{}[time-source]\nkind = \"kernel\"\nstratum = 2\n{extra}",
+            destination(&GROUP.to_string(), 1, 1, "")
+        )
+    };
+    let silent = OurServer::start(&h1, work.path(), "silent", &kernel(""));
+    let alarm = OurServer::start(
+        &h2,
+        work.path(),
+        "alarm",
+        &kernel("unsynchronized = \"send-alarm\"\n"),
+    );
+    // 3 intervals of 2 s: wait for the servers' own account of them.
+    wait_for(
+        "3 skipped intervals (silent) and 3 sent alarms",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let (s, a) = (silent.status(), alarm.status());
+            (s.destinations[0].skipped >= 3 && a.destinations[0].sent >= 3).then_some(())
+        },
+        || format!("{:?}\n{:?}", silent.status(), alarm.status()),
+    );
+    let (s, a) = (silent.status(), alarm.status());
+    kernel_unsynced();
+    let pcap = capture.stop().expect("stop tcpdump");
+    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let packets = parse_all(&raw);
+
+    for (name, st) in [("silent", &s), ("send-alarm", &a)] {
+        assert!(!st.synchronized, "{name}: synchronized = false: {st:?}");
+        let reason = st.unsynchronized_reason.as_deref().unwrap_or("");
+        assert!(
+            reason.contains("kernel"),
+            "{name}: the reason names the kernel: {reason:?}"
+        );
+    }
+    let from = |h: &Host| SocketAddr::new(IpAddr::V4(h.addr()), NTP_PORT);
+    let silent_bcasts = packets
+        .iter()
+        .filter(|p| p.udp.src == from(&h1) && p.mode() == Mode::Broadcast)
+        .count();
+    assert_eq!(
+        silent_bcasts, 0,
+        "an unsynchronized server must send no broadcasts"
+    );
+    assert_eq!(s.destinations[0].sent, 0, "{s:?}");
+    let problem = s.destinations[0].last_problem.as_deref().unwrap_or("");
+    assert!(
+        problem.contains("not synchronized") && problem.contains("kernel"),
+        "silent: status says why the interval was skipped: {problem:?}"
+    );
+    assert!(
+        silent.log().contains("not synchronized"),
+        "silent: the log says so:\n{}",
+        silent.log()
+    );
+
+    let alarms: Vec<_> = packets
+        .iter()
+        .filter(|p| p.udp.src == from(&h2) && p.mode() == Mode::Broadcast)
+        .collect();
+    assert!(alarms.len() >= 3, "send-alarm: >= 3 broadcasts captured");
+    for p in &alarms {
+        let hd = &p.d.header;
+        assert_eq!(
+            (hd.leap, hd.stratum),
+            (LeapIndicator::Unsynchronized, 16),
+            "send-alarm: LI=3, stratum 16"
+        );
+        assert!(
+            p.auth(&keys).is_valid() && p.key_id() == Some(1),
+            "send-alarm: still signed with key 1: {}",
+            p.auth(&keys)
+        );
+    }
+    eprintln!(
+        "unsynchronized: silent skipped {} intervals, alarm sent {} ({} captured); {:?}",
+        s.destinations[0].skipped,
+        a.destinations[0].sent,
+        alarms.len(),
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Rate limiting over the wire.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rate_limit_kod_then_silence_while_200_sources_get_full_volleys() {
+    lab_required("rate_limit_kod_then_silence_while_200_sources_get_full_volleys");
+    let started = Instant::now();
+    let work = tempfile::tempdir().expect("temp dir");
+    let lan = Lan::new(3).expect("build a 3-host LAN");
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let body = format!(
+        "{}{}",
+        destination(&GROUP.to_string(), 1, 6, ""),
+        local_source(2)
+    );
+    let server = OurServer::start(&h1, work.path(), "h1", &body);
+    let target = SocketAddr::new(IpAddr::V4(h1.addr()), NTP_PORT);
+
+    // A burst: 20 requests 10 ms apart from one address.
+    let burst = probe(
+        &h2,
+        &ProbeArgs {
+            target,
+            keys: vectors::keys_file(),
+            key: Some(1),
+            sources: vec![IpAddr::V4(h2.addr())],
+            source_port: 0,
+            count: 20,
+            spacing: Duration::from_millis(10),
+            wait: Duration::from_secs(3),
+            poll: 6,
+        },
+    );
+    let src = &burst.sources[0];
+    assert_eq!(src.sent.len(), 20, "burst sent: {:?}", src.errors);
+    assert_eq!(
+        src.replies.len(),
+        2,
+        "a burst gets one reply, one KoD, then silence; got {:#?}",
+        src.replies
+    );
+    let (normal, kod) = (&src.replies[0], &src.replies[1]);
+    assert!(
+        normal.is_valid_time_reply()
+            && normal.from == target
+            && normal.origin == src.sent[0].transmit,
+        "first answer: a normal signed reply to request 1: {normal:?}"
+    );
+    assert_eq!(
+        kod.kiss.as_deref(),
+        Some("RATE"),
+        "second answer: KoD RATE: {kod:?}"
+    );
+    assert_eq!(
+        (kod.mode, kod.leap, kod.stratum, kod.from),
+        (4, 3, 0, target),
+        "KoD header: {kod:?}"
+    );
+    assert!(
+        kod.origin == src.sent[1].transmit
+            && kod.receive == kod.origin
+            && kod.transmit == kod.origin,
+        "KoD: origin = receive = transmit = request 2's transmit: {kod:?}"
+    );
+    assert_eq!(kod.auth, "valid", "KoD signed with the request's key");
+    let st = server.status();
+    assert_eq!(
+        (
+            st.counters.replies_sent,
+            st.counters.kod_sent,
+            st.counters.rate_limited
+        ),
+        (1, 1, 19),
+        "{:?}",
+        st.counters
+    );
+
+    // 200 distinct sources, each one 6-request volley 2 s apart, interleaved.
+    let [a, b, c, _] = lan.subnet().octets();
+    let extra: Vec<Ipv4Addr> = (20..220).map(|d| Ipv4Addr::new(a, b, c, d)).collect();
+    h3.add_ipv4_addresses(&extra, 24)
+        .expect("add 200 addresses to h3");
+    let many = probe(
+        &h3,
+        &ProbeArgs {
+            target,
+            keys: vectors::keys_file(),
+            key: Some(1),
+            sources: extra.iter().map(|a| IpAddr::V4(*a)).collect(),
+            source_port: 0,
+            count: 6,
+            spacing: Duration::from_secs(2),
+            wait: Duration::from_secs(3),
+            poll: 6,
+        },
+    );
+    assert_eq!(many.sources.len(), 200);
+    let mut short = Vec::new();
+    for s in &many.sources {
+        let good = s
+            .replies
+            .iter()
+            .filter(|r| r.is_valid_time_reply() && r.from == target)
+            .count();
+        let mut origins: Vec<u64> = s.replies.iter().map(|r| r.origin).collect();
+        origins.sort_unstable();
+        origins.dedup();
+        if s.sent.len() != 6 || good != 6 || s.replies.len() != 6 || origins.len() != 6 {
+            short.push(format!(
+                "{}: sent {}, {} replies ({} valid): {:?}",
+                s.local,
+                s.sent.len(),
+                s.replies.len(),
+                good,
+                s.replies
+            ));
+        }
+    }
+    assert!(
+        short.is_empty(),
+        "every source should get 6 valid replies to its 6 requests; {} did not:\n{}",
+        short.len(),
+        short.join("\n")
+    );
+    let st = server.status();
+    assert_eq!(
+        (
+            st.counters.replies_sent,
+            st.counters.kod_sent,
+            st.mru_entries
+        ),
+        (1 + 200 * 6, 1, 201),
+        "{:?}",
+        st.counters
+    );
+    // The burst's 20 requests do count as polling; no volley does.
+    let volley_pollers: Vec<_> = st
+        .unicast_polling_clients
+        .iter()
+        .filter(|p| p.address != IpAddr::V4(h2.addr()))
+        .collect();
+    assert!(
+        volley_pollers.is_empty(),
+        "a 6-request volley is not unicast polling: {volley_pollers:?}"
+    );
+    eprintln!(
+        "rate limit: 200 sources x 6 requests sent over {} ms; total {:?}",
+        many.send_span_ms,
+        started.elapsed()
+    );
+}
