@@ -73,7 +73,7 @@ impl Rejection {
 }
 
 /// The association's mode, as status shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Configured, nothing verified heard yet.
@@ -231,13 +231,20 @@ impl Association {
         limits: &SampleLimits,
     ) -> Result<Accepted, Rejection> {
         debug_assert_eq!(d.header.mode, Mode::Broadcast);
-        match (self.spec.key, packet::authenticate(keys, raw, d, Some(self.spec.address))) {
+        match (
+            self.spec.key,
+            packet::authenticate(keys, raw, d, Some(self.spec.address)),
+        ) {
             (_, PacketAuth::CryptoNak) => return self.reject(Rejection::CryptoNak),
             (Some(want), PacketAuth::Mac(MacVerdict::Valid(k))) if k == want => {}
-            (Some(_), PacketAuth::Mac(MacVerdict::Valid(_))) => return self.reject(Rejection::WrongKey),
+            (Some(_), PacketAuth::Mac(MacVerdict::Valid(_))) => {
+                return self.reject(Rejection::WrongKey);
+            }
             (Some(_), PacketAuth::NoMac) => return self.reject(Rejection::Unauthenticated),
             (None, PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_))) => {}
-            (_, PacketAuth::Mac(MacVerdict::UnknownKey(_))) => return self.reject(Rejection::UnknownKey),
+            (_, PacketAuth::Mac(MacVerdict::UnknownKey(_))) => {
+                return self.reject(Rejection::UnknownKey);
+            }
             (_, PacketAuth::Mac(MacVerdict::InvalidMac(_) | MacVerdict::BadLength { .. })) => {
                 return self.reject(Rejection::BadMac);
             }
@@ -309,8 +316,11 @@ impl Association {
         self.last_accepted = Some(now);
         self.last_header = Some(h);
         self.accepted += 1;
-        self.reach |= 1;
-        Ok(Accepted { header: h, apparent_offset: h.transmit - rx })
+        self.mark_reach(now);
+        Ok(Accepted {
+            header: h,
+            apparent_offset: h.transmit - rx,
+        })
     }
 
     /// Starts calibration after the first accepted broadcast (`random`
@@ -326,18 +336,32 @@ impl Association {
         self.calibration = Some(Calibration::fixed(self.calibration_config, one_way, reason));
     }
 
-    /// Shifts the reachability register once per expected interval, so a
-    /// silent server's reach decays.
+    /// Shifts zeros into the reachability register for each expected
+    /// interval that passed without a packet (judged half an interval late,
+    /// so a server's send jitter never reads as a loss).
     pub fn tick_reach(&mut self, now: Duration) {
         let interval = self.interval();
-        let last = *self.reach_shifted_at.get_or_insert(now);
-        if now.saturating_sub(last) >= interval {
-            let steps = (now - last).as_secs() / interval.as_secs().max(1);
-            for _ in 0..steps.min(8) {
-                self.reach <<= 1;
-            }
-            self.reach_shifted_at = Some(last + interval * u32::try_from(steps).unwrap_or(u32::MAX));
+        let Some(mut at) = self.reach_shifted_at else {
+            return;
+        };
+        while now.saturating_sub(at) > interval + interval / 2 {
+            self.reach <<= 1;
+            at += interval;
         }
+        self.reach_shifted_at = Some(at);
+    }
+
+    /// Records an accepted packet in the reachability register.
+    fn mark_reach(&mut self, now: Duration) {
+        let interval = self.interval().as_secs_f64().max(1e-3);
+        if let Some(at) = self.reach_shifted_at {
+            let gaps = (now.saturating_sub(at).as_secs_f64() / interval).round() as u32;
+            if gaps > 0 {
+                self.reach = self.reach.checked_shl(gaps).unwrap_or(0);
+            }
+        }
+        self.reach |= 1;
+        self.reach_shifted_at = Some(now);
     }
 
     /// Whether it has been silent for `intervals` of its poll interval.
@@ -354,7 +378,9 @@ impl Association {
             None => "waiting for the first authenticated broadcast".into(),
             Some(Phase::Waiting { attempt: 0, .. }) => "calibration starts shortly".into(),
             Some(Phase::Waiting { attempt, .. }) => format!("retry {attempt} pending"),
-            Some(Phase::Volley { attempt, sent, .. }) => format!("volley {}: {sent} requests sent", attempt + 1),
+            Some(Phase::Volley { attempt, sent, .. }) => {
+                format!("volley {}: {sent} requests sent", attempt + 1)
+            }
             Some(Phase::Calibrated { one_way, exchanges }) => format!(
                 "calibrated: one-way delay {:.3} ms from {exchanges} exchanges",
                 one_way.as_seconds_f64() * 1e3

@@ -194,10 +194,15 @@ impl Calibration {
     /// A calibration starting after the first authenticated broadcast at
     /// `now`; `random` in 0..=u32::MAX picks the start within the window.
     pub fn new(config: CalibrationConfig, now: Duration, random: u32) -> Self {
-        let wait = config.start_delay_max.mul_f64(f64::from(random) / f64::from(u32::MAX));
+        let wait = config
+            .start_delay_max
+            .mul_f64(f64::from(random) / f64::from(u32::MAX));
         Calibration {
             config,
-            phase: Phase::Waiting { at: now + wait, attempt: 0 },
+            phase: Phase::Waiting {
+                at: now + wait,
+                attempt: 0,
+            },
             exchanges: Vec::new(),
             broadcasts: Vec::new(),
             replies_this_volley: 0,
@@ -212,7 +217,10 @@ impl Calibration {
     /// like ntpd's `broadcastdelay D`).
     pub fn fixed(config: CalibrationConfig, one_way: NtpDuration, reason: &str) -> Self {
         let mut c = Calibration::new(config, Duration::ZERO, 0);
-        c.phase = Phase::Fallback { one_way, reason: reason.into() };
+        c.phase = Phase::Fallback {
+            one_way,
+            reason: reason.into(),
+        };
         c
     }
 
@@ -243,7 +251,10 @@ impl Calibration {
 
     /// Whether no more unicast will ever be sent.
     pub fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Calibrated { .. } | Phase::Fallback { .. })
+        matches!(
+            self.phase,
+            Phase::Calibrated { .. } | Phase::Fallback { .. }
+        )
     }
 
     /// The one-way delay to use for broadcast samples now: final when done,
@@ -277,9 +288,17 @@ impl Calibration {
                     }
                     self.replies_this_volley = 0;
                     self.problems.clear();
-                    self.phase = Phase::Volley { attempt, sent: 0, next_at: at };
+                    self.phase = Phase::Volley {
+                        attempt,
+                        sent: 0,
+                        next_at: at,
+                    };
                 }
-                Phase::Volley { attempt, sent, next_at } => {
+                Phase::Volley {
+                    attempt,
+                    sent,
+                    next_at,
+                } => {
                     if sent < self.config.requests {
                         if now < next_at {
                             return Step::WaitUntil(next_at);
@@ -301,7 +320,11 @@ impl Calibration {
     pub fn request_sent(&mut self, now: Duration) {
         if let Phase::Volley { attempt, sent, .. } = self.phase {
             self.requests_sent += 1;
-            self.phase = Phase::Volley { attempt, sent: sent + 1, next_at: now + self.spacing };
+            self.phase = Phase::Volley {
+                attempt,
+                sent: sent + 1,
+                next_at: now + self.spacing,
+            };
         }
     }
 
@@ -339,7 +362,11 @@ impl Calibration {
                 // Back off: double the spacing for the rest of calibration.
                 self.spacing = (self.spacing * 2).min(Duration::from_secs(64));
                 if let Phase::Volley { attempt, sent, .. } = self.phase {
-                    self.phase = Phase::Volley { attempt, sent, next_at: now + self.spacing };
+                    self.phase = Phase::Volley {
+                        attempt,
+                        sent,
+                        next_at: now + self.spacing,
+                    };
                 }
                 ReplyEffect::BackedOff
             }
@@ -353,7 +380,10 @@ impl Calibration {
         self.broadcasts.clear();
         self.failures.clear();
         self.spacing = self.config.spacing;
-        self.phase = Phase::Waiting { at: now, attempt: 0 };
+        self.phase = Phase::Waiting {
+            at: now,
+            attempt: 0,
+        };
     }
 
     fn fallback(&self) -> NtpDuration {
@@ -367,7 +397,10 @@ impl Calibration {
     fn end_volley(&mut self, now: Duration, attempt: u8) {
         let failure = match self.estimate() {
             Some(d) if self.within_bound(d) => {
-                self.phase = Phase::Calibrated { one_way: d, exchanges: self.exchanges.len() };
+                self.phase = Phase::Calibrated {
+                    one_way: d,
+                    exchanges: self.exchanges.len(),
+                };
                 return;
             }
             Some(d) => Failure::DelayTooLarge {
@@ -380,14 +413,19 @@ impl Calibration {
             None if !self.exchanges.is_empty() => Failure::NoUsableReply {
                 detail: "no broadcast arrived close enough in time to pair with the replies".into(),
             },
-            None => Failure::NoUsableReply { detail: self.problems.join("; ") },
+            None => Failure::NoUsableReply {
+                detail: self.problems.join("; "),
+            },
         };
         self.failures.push(failure.clone());
         if attempt < self.config.retries {
             // Backoff: 16 s, 32 s, 64 s ... after the failed volley.
             let backoff = Duration::from_secs(16u64 << attempt.min(6));
             self.exchanges.clear();
-            self.phase = Phase::Waiting { at: now + backoff, attempt: attempt + 1 };
+            self.phase = Phase::Waiting {
+                at: now + backoff,
+                attempt: attempt + 1,
+            };
         } else {
             let tries = u32::from(attempt) + 1;
             self.phase = Phase::Fallback {
@@ -412,7 +450,8 @@ impl Calibration {
         let trend = match (self.exchanges.first(), self.exchanges.last()) {
             (Some(a), Some(b)) if b.at.saturating_sub(a.at) >= Duration::from_secs(4) => {
                 let dt = (b.at - a.at).as_secs_f64();
-                let d_off = ((b.offset + b.adjustment) - (a.offset + a.adjustment)).as_seconds_f64();
+                let d_off =
+                    ((b.offset + b.adjustment) - (a.offset + a.adjustment)).as_seconds_f64();
                 (d_off / dt).clamp(-500e-6, 500e-6)
             }
             _ => 0.0,
@@ -420,7 +459,9 @@ impl Calibration {
         let reference_at = first.at;
         let theta_at_ref = best
             .iter()
-            .map(|e| (e.offset + e.adjustment).as_seconds_f64() - trend * signed_secs(e.at, reference_at))
+            .map(|e| {
+                (e.offset + e.adjustment).as_seconds_f64() - trend * signed_secs(e.at, reference_at)
+            })
             .sum::<f64>()
             / best.len() as f64;
         let window = Duration::from_secs(120);
@@ -443,7 +484,11 @@ impl Calibration {
         let mid = delays.len() / 2;
         let median = *delays.get(mid)?;
         // A negative one-way delay is measurement noise: clamp to zero.
-        Some(if median.is_negative() { NtpDuration::ZERO } else { median })
+        Some(if median.is_negative() {
+            NtpDuration::ZERO
+        } else {
+            median
+        })
     }
 }
 
@@ -452,7 +497,12 @@ fn signed_secs(a: Duration, b: Duration) -> f64 {
 }
 
 /// Offset and delay of a client/server exchange (RFC 5905 section 8).
-pub fn exchange(t1: NtpTimestamp, t2: NtpTimestamp, t3: NtpTimestamp, t4: NtpTimestamp) -> (NtpDuration, NtpDuration) {
+pub fn exchange(
+    t1: NtpTimestamp,
+    t2: NtpTimestamp,
+    t3: NtpTimestamp,
+    t4: NtpTimestamp,
+) -> (NtpDuration, NtpDuration) {
     let offset = ((t2 - t1) + (t3 - t4)) / 2;
     let delay = (t4 - t1) - (t3 - t2);
     (offset, delay)
@@ -502,11 +552,16 @@ mod tests {
     #[test]
     fn a_volley_measures_the_one_way_delay() {
         let mut c = Calibration::new(CalibrationConfig::default(), secs(100.0), u32::MAX / 2);
-        assert!(matches!(c.poll(secs(100.0)), Step::WaitUntil(at) if at > secs(102.0) && at < secs(103.0)));
+        assert!(
+            matches!(c.poll(secs(100.0)), Step::WaitUntil(at) if at > secs(102.0) && at < secs(103.0))
+        );
         run_volley(&mut c, 100.0, 5.0, 0.3);
         match c.phase() {
             Phase::Calibrated { one_way, exchanges } => {
-                assert!((one_way.as_seconds_f64() - 0.0003).abs() < 1e-6, "{one_way}");
+                assert!(
+                    (one_way.as_seconds_f64() - 0.0003).abs() < 1e-6,
+                    "{one_way}"
+                );
                 assert_eq!(*exchanges, 6);
             }
             other => panic!("expected calibrated, got {other:?}"),
@@ -532,7 +587,11 @@ mod tests {
             }
             assert!(t < 10_000.0, "bounded");
         }
-        assert_eq!(sent_at.len(), 4 * 6, "one volley and three retries of six requests");
+        assert_eq!(
+            sent_at.len(),
+            4 * 6,
+            "one volley and three retries of six requests"
+        );
         match c.phase() {
             Phase::Fallback { one_way, reason } => {
                 assert_eq!(*one_way, NtpDuration::from_millis(4));
@@ -541,18 +600,27 @@ mod tests {
             other => panic!("expected the fallback, got {other:?}"),
         }
         // Backoff between volleys grows.
-        let gaps: Vec<f64> = sent_at.windows(2).map(|w| w[1] - w[0]).filter(|g| *g > 3.0).collect();
+        let gaps: Vec<f64> = sent_at
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|g| *g > 3.0)
+            .collect();
         assert_eq!(gaps.len(), 3);
         assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "{gaps:?}");
     }
 
     #[test]
     fn a_delay_over_the_bound_is_rejected() {
-        let cfg = CalibrationConfig { retries: 0, ..CalibrationConfig::default() };
+        let cfg = CalibrationConfig {
+            retries: 0,
+            ..CalibrationConfig::default()
+        };
         let mut c = Calibration::new(cfg, secs(0.0), 0);
         run_volley(&mut c, 0.0, 1.0, 30.0); // 60 ms round trip > 50 ms
         match c.phase() {
-            Phase::Fallback { reason, .. } => assert!(reason.contains("exceeds the 50.0 ms bound"), "{reason}"),
+            Phase::Fallback { reason, .. } => {
+                assert!(reason.contains("exceeds the 50.0 ms bound"), "{reason}")
+            }
             other => panic!("expected the fallback, got {other:?}"),
         }
     }
@@ -562,7 +630,10 @@ mod tests {
         let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
         assert_eq!(c.poll(secs(0.0)), Step::SendRequest);
         c.request_sent(secs(0.0));
-        assert_eq!(c.kiss_of_death(KissCode::Deny, secs(0.01)), ReplyEffect::Refused);
+        assert_eq!(
+            c.kiss_of_death(KissCode::Deny, secs(0.01)),
+            ReplyEffect::Refused
+        );
         assert_eq!(c.poll(secs(1.0)), Step::Done);
         assert_eq!(c.requests_sent(), 1);
     }
@@ -572,7 +643,10 @@ mod tests {
         let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
         assert_eq!(c.poll(secs(0.0)), Step::SendRequest);
         c.request_sent(secs(0.0));
-        assert_eq!(c.kiss_of_death(KissCode::Rate, secs(0.01)), ReplyEffect::BackedOff);
+        assert_eq!(
+            c.kiss_of_death(KissCode::Rate, secs(0.01)),
+            ReplyEffect::BackedOff
+        );
         assert_eq!(c.poll(secs(0.02)), Step::WaitUntil(secs(4.01)));
     }
 
@@ -591,7 +665,12 @@ mod tests {
             match c.poll(secs(t)) {
                 Step::SendRequest => {
                     c.request_sent(secs(t));
-                    c.reply(Exchange { offset: ms(-95.0), delay: ms(0.4), at: secs(t), adjustment: ms(100.0) });
+                    c.reply(Exchange {
+                        offset: ms(-95.0),
+                        delay: ms(0.4),
+                        at: secs(t),
+                        adjustment: ms(100.0),
+                    });
                 }
                 Step::WaitUntil(at) => t = at.as_secs_f64(),
                 Step::Done => break,
@@ -599,7 +678,10 @@ mod tests {
         }
         match c.phase() {
             Phase::Calibrated { one_way, .. } => {
-                assert!((one_way.as_seconds_f64() - 0.0003).abs() < 1e-6, "{one_way}")
+                assert!(
+                    (one_way.as_seconds_f64() - 0.0003).abs() < 1e-6,
+                    "{one_way}"
+                )
             }
             other => panic!("expected calibrated, got {other:?}"),
         }

@@ -12,7 +12,7 @@ use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp
 
 use crate::association::{Association, ServerSpec, State};
 use crate::calibration::{self, BroadcastObservation, CalibrationConfig, Exchange, Step};
-use crate::discipline::{Decision, Discipline, DisciplineConfig};
+use crate::discipline::{Clock, Decision, Discipline, DisciplineConfig};
 use crate::filter::{ClockFilter, FilterResult, Sample};
 use crate::select::{Candidate, SelectOutcome, SelectParams, select};
 
@@ -167,7 +167,9 @@ impl ClientCore {
     }
 
     fn peer_index(&self, addr: IpAddr) -> Option<usize> {
-        self.peers.iter().position(|p| p.assoc.spec().address == addr)
+        self.peers
+            .iter()
+            .position(|p| p.assoc.spec().address == addr)
     }
 
     /// A broadcast arrived on a multicast (or subnet broadcast) socket.
@@ -194,7 +196,10 @@ impl ClientCore {
         let Some(peer) = self.peers.get_mut(idx) else {
             return Vec::new();
         };
-        let Ok(acc) = peer.assoc.check_broadcast(inc.bytes, &d, &self.keys, inc.rx, inc.mono, &limits) else {
+        let Ok(acc) = peer
+            .assoc
+            .check_broadcast(inc.bytes, &d, &self.keys, inc.rx, inc.mono, &limits)
+        else {
             return Vec::new();
         };
         let mut actions = Vec::new();
@@ -212,11 +217,16 @@ impl ClientCore {
                 adjustment,
             });
         }
-        if let Some(one_way) = peer.assoc.calibration().and_then(calibration::Calibration::one_way_delay) {
+        if let Some(one_way) = peer
+            .assoc
+            .calibration()
+            .and_then(calibration::Calibration::one_way_delay)
+        {
             let sample = Sample {
                 offset: acc.apparent_offset + one_way,
                 delay: one_way * 2,
-                dispersion: acc.header.precision.to_duration() + self.config.precision.to_duration(),
+                dispersion: acc.header.precision.to_duration()
+                    + self.config.precision.to_duration(),
                 time: inc.mono,
             };
             peer.last_offset = Some(sample.offset);
@@ -235,7 +245,11 @@ impl ClientCore {
         }
         match packet::authenticate(&self.keys, raw, d, Some(src)) {
             PacketAuth::Mac(MacVerdict::Valid(key)) => {
-                let spec = ServerSpec { address: src, key: Some(key), name: src.to_string() };
+                let spec = ServerSpec {
+                    address: src,
+                    key: Some(key),
+                    name: src.to_string(),
+                };
                 let precision = self.config.precision.to_duration();
                 self.peers.push(Peer {
                     assoc: Association::new(spec, self.config.calibration),
@@ -286,7 +300,9 @@ impl ClientCore {
             let h = &d.header;
             if h.receive == out.t1 && h.transmit == out.t1 {
                 cal.kiss_of_death(code, inc.mono);
-                return vec![Action::Event(format!("{name}: kiss-o'-death {code} in reply to calibration"))];
+                return vec![Action::Event(format!(
+                    "{name}: kiss-o'-death {code} in reply to calibration"
+                ))];
             }
             self.count("bogus-kod");
             return Vec::new();
@@ -299,7 +315,9 @@ impl ClientCore {
         };
         if !ok {
             let why = match (auth, want) {
-                (PacketAuth::CryptoNak, Some(k)) => format!("the server answered with a crypto-NAK: it does not accept key {k}"),
+                (PacketAuth::CryptoNak, Some(k)) => {
+                    format!("the server answered with a crypto-NAK: it does not accept key {k}")
+                }
                 (PacketAuth::NoMac, _) => "the reply was not signed".to_string(),
                 (other, _) => format!("the reply failed authentication ({other})"),
             };
@@ -310,9 +328,35 @@ impl ClientCore {
             cal.unusable_reply(format!("the server's reply is not usable time: {r}"));
             return Vec::new();
         }
-        let (offset, delay) = calibration::exchange(out.t1, d.header.receive, d.header.transmit, inc.rx);
-        cal.reply(Exchange { offset, delay, at: inc.mono, adjustment: self.adjustment });
-        Vec::new()
+        let (offset, delay) =
+            calibration::exchange(out.t1, d.header.receive, d.header.transmit, inc.rx);
+        cal.reply(Exchange {
+            offset,
+            delay,
+            at: inc.mono,
+            adjustment: self.adjustment,
+        });
+        // The exchange is a real measurement: it feeds the clock filter like
+        // ntpd's volley does, so the server is selectable right after the
+        // volley instead of after eight broadcast intervals.
+        let sample = Sample {
+            offset,
+            delay: if delay.is_negative() {
+                NtpDuration::ZERO
+            } else {
+                delay
+            },
+            dispersion: d.header.precision.to_duration() + self.config.precision.to_duration(),
+            time: inc.mono,
+        };
+        peer.last_offset = Some(offset);
+        let mut actions = Vec::new();
+        if peer.assoc.last_header().is_some()
+            && let FilterResult::Accepted(_) = peer.filter.add(sample)
+        {
+            actions.extend(self.update_clock(inc.mono));
+        }
+        actions
     }
 
     /// Timer tick at monotonic `mono`, with our clock reading `clock_now`
@@ -325,13 +369,16 @@ impl ClientCore {
         for peer in &mut self.peers {
             peer.assoc.tick_reach(mono);
             // Requests unanswered for two spacings are lost.
-            peer.outstanding.retain(|o| mono.saturating_sub(o.sent) <= spacing * 2);
-            let was_done = peer.assoc.calibration().is_some_and(calibration::Calibration::is_done);
+            peer.outstanding
+                .retain(|o| mono.saturating_sub(o.sent) <= spacing * 2);
+            let was_done = peer
+                .assoc
+                .calibration()
+                .is_some_and(calibration::Calibration::is_done);
             let poll = peer.assoc.poll().unwrap_or(6);
             let key = peer.assoc.spec().key;
             let to = SocketAddr::new(peer.assoc.spec().address, port);
-            loop {
-                let Some(cal) = peer.assoc.calibration_mut() else { break };
+            while let Some(cal) = peer.assoc.calibration_mut() {
                 match cal.poll(mono) {
                     Step::SendRequest => {
                         cal.request_sent(mono);
@@ -345,20 +392,27 @@ impl ClientCore {
                             Some(k) => packet::sign(k, &d, &mut bytes),
                             None => d.write_signed_part(&mut bytes),
                         }
-                        peer.outstanding.push(Outstanding { t1: clock_now, sent: mono });
+                        peer.outstanding.push(Outstanding {
+                            t1: clock_now,
+                            sent: mono,
+                        });
                         peer.assoc.count_unicast();
                         actions.push(Action::Send { to, bytes });
                     }
                     Step::WaitUntil(_) | Step::Done => break,
                 }
             }
-            let done = peer.assoc.calibration().is_some_and(calibration::Calibration::is_done);
+            let done = peer
+                .assoc
+                .calibration()
+                .is_some_and(calibration::Calibration::is_done);
             if done && !was_done {
                 peer.outstanding.clear();
                 let summary = peer.assoc.calibration_summary();
                 let mut line = format!("{}: {summary}", peer.assoc.spec().name);
                 if summary.contains("no reply") {
-                    let from = local_port.map_or("an ephemeral port".to_string(), |p| format!("port {p}"));
+                    let from =
+                        local_port.map_or("an ephemeral port".to_string(), |p| format!("port {p}"));
                     line = format!(
                         "{}: no reply from {to} to requests sent from {from}; check that UDP replies to that port are allowed ({summary})",
                         peer.assoc.spec().name
@@ -385,15 +439,31 @@ impl ClientCore {
 
     /// Reruns calibration for a server on request.
     pub fn recalibrate(&mut self, server: IpAddr, mono: Duration) -> Result<(), String> {
-        let idx = self.peer_index(server).ok_or_else(|| format!("{server} is not a configured server"))?;
+        let idx = self
+            .peer_index(server)
+            .ok_or_else(|| format!("{server} is not a configured server"))?;
         let peer = self.peers.get_mut(idx).ok_or("no such server")?;
         match peer.assoc.calibration_mut() {
             Some(c) => {
                 c.restart(mono);
                 Ok(())
             }
-            None => Err(format!("{server} has not been heard yet; it calibrates on its first broadcast")),
+            None => Err(format!(
+                "{server} has not been heard yet; it calibrates on its first broadcast"
+            )),
         }
+    }
+
+    /// Carries out a clock decision on `clock` and records what was done to
+    /// it (never called in monitor mode, where decisions are only reported).
+    pub fn apply(&mut self, decision: &Decision, clock: &mut dyn Clock) -> Result<(), String> {
+        self.discipline.apply(decision, clock)?;
+        match decision {
+            Decision::Step { offset } => self.clock_adjusted(*offset, true),
+            Decision::Slew { correction, .. } => self.clock_adjusted(*correction, false),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Records that the shell changed our clock by `amount` (a step, or
@@ -414,7 +484,7 @@ impl ClientCore {
             .peers
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.assoc.is_silent(mono, silent) && p.filter.len() > 0)
+            .filter(|(_, p)| !p.assoc.is_silent(mono, silent) && !p.filter.is_empty())
             .filter_map(|(i, p)| {
                 let h = p.assoc.last_header()?;
                 Some(Candidate {
@@ -434,7 +504,7 @@ impl ClientCore {
         let mut actions = Vec::new();
         if let Some(offset) = outcome.offset {
             let decision = self.discipline.update(offset, outcome.jitter, mono);
-            self.last_decision = Some(decision.clone());
+            self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
         }
         self.selection = Some(outcome);
@@ -443,16 +513,22 @@ impl ClientCore {
 
     /// Offset of a server's last sample.
     pub fn last_offset(&self, server: IpAddr) -> Option<NtpDuration> {
-        self.peer_index(server).and_then(|i| self.peers.get(i)).and_then(|p| p.last_offset)
+        self.peer_index(server)
+            .and_then(|i| self.peers.get(i))
+            .and_then(|p| p.last_offset)
     }
 
     /// A server's filter (offset, delay, jitter).
     pub fn filter(&self, server: IpAddr) -> Option<&ClockFilter> {
-        self.peer_index(server).and_then(|i| self.peers.get(i)).map(|p| &p.filter)
+        self.peer_index(server)
+            .and_then(|i| self.peers.get(i))
+            .map(|p| &p.filter)
     }
 
     /// The key a server is bound to.
     pub fn key_of(&self, server: IpAddr) -> Option<KeyId> {
-        self.peer_index(server).and_then(|i| self.peers.get(i)).and_then(|p| p.assoc.spec().key)
+        self.peer_index(server)
+            .and_then(|i| self.peers.get(i))
+            .and_then(|p| p.assoc.spec().key)
     }
 }

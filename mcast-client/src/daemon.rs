@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::association::{ServerSpec, State};
 use crate::calibration::CalibrationConfig;
 use crate::core::{Action, ClientCore, CoreConfig, Incoming};
-use crate::discipline::{ClockMode, Decision, DisciplineConfig};
+use crate::discipline::{Clock, Decision, DisciplineConfig, Ppm};
 use crate::select::SelectParams;
 
 /// Why the daemon could not start.
@@ -123,12 +123,6 @@ fn ms(d: NtpDuration) -> f64 {
 /// The core's settings from the configuration.
 pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig {
     let c = &config.calibration;
-    let k = &config.clock;
-    let mode = match k.mode {
-        ConfigClockMode::Monitor => ClockMode::Monitor,
-        ConfigClockMode::Slew => ClockMode::Slew,
-        ConfigClockMode::Step => ClockMode::Step,
-    };
     CoreConfig {
         servers: config
             .servers
@@ -157,26 +151,26 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
         limits: SampleLimits::default(),
         server_port: config.port,
         precision,
-        discipline: DisciplineConfig {
-            mode,
-            step_threshold: NtpDuration::from_std(k.step_threshold),
-            stepout: k.stepout,
-            panic_threshold: NtpDuration::from_std(k.panic_threshold),
-            slew_only: k.slew_only,
-            ..DisciplineConfig::default()
-        },
+        discipline: DisciplineConfig::from(&config.clock),
     }
 }
 
 /// A status snapshot of a core.
-pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration, clock_mode: &str) -> ClientStatus {
+pub fn status_of(
+    core: &ClientCore,
+    mono: Duration,
+    uptime: Duration,
+    clock_mode: &str,
+) -> ClientStatus {
     let selection = core.selection();
     let mut servers = Vec::new();
     for (i, a) in core.associations().enumerate() {
         let addr = a.spec().address;
         let h = a.last_header();
-        let filter = core.filter(addr).filter(|f| f.len() > 0);
-        let one_way = a.calibration().and_then(crate::calibration::Calibration::one_way_delay);
+        let filter = core.filter(addr).filter(|f| !f.is_empty());
+        let one_way = a
+            .calibration()
+            .and_then(crate::calibration::Calibration::one_way_delay);
         let tally = match selection {
             Some(s) if s.system_peer == Some(i) => '*',
             Some(s) if s.survivors.contains(&i) => '+',
@@ -187,14 +181,19 @@ pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration, clock_mode
         servers.push(ServerStatus {
             remote: addr,
             name: a.spec().name.clone(),
-            refid: h.map_or_else(|| ".INIT.".to_string(), |h| h.reference_id.display(h.stratum)),
+            refid: h.map_or_else(
+                || ".INIT.".to_string(),
+                |h| h.reference_id.display(h.stratum),
+            ),
             stratum: h.map(|h| h.stratum),
             t: match a.state() {
                 State::Tracking => 'b',
                 State::Calibrating => 'u',
                 State::Listening => '-',
             },
-            when_s: a.last_accepted().map(|t| mono.saturating_sub(t).as_secs_f64()),
+            when_s: a
+                .last_accepted()
+                .map(|t| mono.saturating_sub(t).as_secs_f64()),
             poll_s: a.interval().as_secs(),
             reach: a.reach(),
             delay_ms: one_way.map(|d| ms(d * 2)),
@@ -203,7 +202,11 @@ pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration, clock_mode
             state: a.state(),
             calibration: a.calibration_summary(),
             unicast_sent: a.unicast_sent(),
-            rejected: a.rejected().iter().map(|(r, n)| (r.label().to_string(), *n)).collect(),
+            rejected: a
+                .rejected()
+                .iter()
+                .map(|(r, n)| (r.label().to_string(), *n))
+                .collect(),
             tally,
         });
     }
@@ -221,7 +224,11 @@ pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration, clock_mode
         freshest_s: freshest,
         last_decision: core.last_decision().map(|d| format!("{d:?}")),
         servers,
-        rejected: core.global_rejects().iter().map(|(r, n)| ((*r).to_string(), *n)).collect(),
+        rejected: core
+            .global_rejects()
+            .iter()
+            .map(|(r, n)| ((*r).to_string(), *n))
+            .collect(),
     }
 }
 
@@ -233,27 +240,43 @@ struct Listener {
     ifindex: Mutex<u32>,
 }
 
-fn open_listener(group: IpAddr, interface: &str, port: u16, broadcast: bool) -> Result<Listener, DaemonError> {
-    let ifindex = mcast_sys::interface_index(interface).map_err(io_err(format!("interface {interface}")))?;
+fn open_listener(
+    group: IpAddr,
+    interface: &str,
+    port: u16,
+    broadcast: bool,
+) -> Result<Listener, DaemonError> {
+    let ifindex =
+        mcast_sys::interface_index(interface).map_err(io_err(format!("interface {interface}")))?;
     let opts = EndpointOptions::new().reuse_addr(true).reuse_port(true);
     let ep = UdpEndpoint::bind(SocketAddr::new(group, port), &opts)
         .map_err(io_err(format!("bind {group} port {port}")))?;
-    ep.enable_rx_metadata().map_err(io_err("receive metadata"))?;
+    ep.enable_rx_metadata()
+        .map_err(io_err("receive metadata"))?;
     if !broadcast {
         match group {
             IpAddr::V4(g) => {
-                ep.set_multicast_all_v4(false).map_err(io_err("IP_MULTICAST_ALL"))?;
-                ep.join_v4(g, ifindex).map_err(io_err(format!("join {g} on {interface}")))?;
+                ep.set_multicast_all_v4(false)
+                    .map_err(io_err("IP_MULTICAST_ALL"))?;
+                ep.join_v4(g, ifindex)
+                    .map_err(io_err(format!("join {g} on {interface}")))?;
             }
             IpAddr::V6(g) => {
-                ep.set_multicast_all_v4(false).map_err(io_err("IPV6_MULTICAST_ALL"))?;
-                ep.join_v6(g, ifindex).map_err(io_err(format!("join {g} on {interface}")))?;
+                ep.set_multicast_all_v4(false)
+                    .map_err(io_err("IPV6_MULTICAST_ALL"))?;
+                ep.join_v6(g, ifindex)
+                    .map_err(io_err(format!("join {g} on {interface}")))?;
             }
         }
     } else {
         ep.set_broadcast(true).map_err(io_err("SO_BROADCAST"))?;
     }
-    Ok(Listener { ep: Arc::new(ep), group, interface: interface.to_string(), ifindex: Mutex::new(ifindex) })
+    Ok(Listener {
+        ep: Arc::new(ep),
+        group,
+        interface: interface.to_string(),
+        ifindex: Mutex::new(ifindex),
+    })
 }
 
 /// Runs the client until SIGTERM or SIGINT.
@@ -262,13 +285,22 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     let mut core = ClientCore::new(core_config(&config, precision), keys);
     let mut listeners = Vec::new();
     for l in &config.listen {
-        listeners.push(Arc::new(open_listener(l.group, &l.interface, config.port, l.broadcast)?));
+        listeners.push(Arc::new(open_listener(
+            l.group,
+            &l.interface,
+            config.port,
+            l.broadcast,
+        )?));
     }
     let cal_port = config.calibration.source_port;
     let opts = EndpointOptions::new().reuse_addr(cal_port != 0);
-    let cal4 = UdpEndpoint::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cal_port), &opts)
-        .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
-    cal4.enable_rx_metadata().map_err(io_err("calibration socket options"))?;
+    let cal4 = UdpEndpoint::bind(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cal_port),
+        &opts,
+    )
+    .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
+    cal4.enable_rx_metadata()
+        .map_err(io_err("calibration socket options"))?;
     let local_port = cal4.local_addr().map(|a| a.port()).unwrap_or(cal_port);
     core.set_calibration_port(local_port);
     let cal6 = UdpEndpoint::bind(
@@ -283,7 +315,11 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     let cal6 = cal6.map(Arc::new);
 
     let mode_name = format!("{:?}", config.clock.mode).to_lowercase();
-    let shared = Arc::new(Shared { start: Instant::now(), core: Mutex::new(core), clock_mode: config.clock.mode });
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        core: Mutex::new(core),
+        clock_mode: config.clock.mode,
+    });
     let control = bind_control(&config.control_socket)?;
     tracing::info!(
         servers = config.servers.len(),
@@ -295,14 +331,23 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
 
     let mut tasks = tokio::task::JoinSet::new();
     for l in &listeners {
-        tasks.spawn(listen_loop(Arc::clone(&shared), Arc::clone(l), Arc::clone(&cal4), cal6.clone()));
+        tasks.spawn(listen_loop(
+            Arc::clone(&shared),
+            Arc::clone(l),
+            Arc::clone(&cal4),
+            cal6.clone(),
+        ));
         tasks.spawn(supervise_interface(Arc::clone(l)));
     }
     tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(&cal4)));
     if let Some(c6) = &cal6 {
         tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(c6)));
     }
-    tasks.spawn(tick_loop(Arc::clone(&shared), Arc::clone(&cal4), cal6.clone()));
+    tasks.spawn(tick_loop(
+        Arc::clone(&shared),
+        Arc::clone(&cal4),
+        cal6.clone(),
+    ));
     tasks.spawn(control_loop(Arc::clone(&shared), control, mode_name));
 
     let result = wait_for_signals(&shared, &config).await;
@@ -334,7 +379,12 @@ async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), 
     }
 }
 
-async fn execute(shared: &Shared, actions: Vec<Action>, cal4: &UdpEndpoint, cal6: Option<&UdpEndpoint>) {
+async fn execute(
+    shared: &Shared,
+    actions: Vec<Action>,
+    cal4: &UdpEndpoint,
+    cal6: Option<&UdpEndpoint>,
+) {
     for a in actions {
         match a {
             Action::Send { to, bytes } => {
@@ -351,38 +401,66 @@ async fn execute(shared: &Shared, actions: Vec<Action>, cal4: &UdpEndpoint, cal6
     }
 }
 
-fn apply_decision(shared: &Shared, decision: &Decision) {
-    match decision {
-        Decision::Monitor { .. } => {}
-        Decision::Step { offset } if shared.clock_mode == ConfigClockMode::Step => {
-            match mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Step { offset_ns: offset.as_nanos() }) {
-                Ok(_) => {
-                    tracing::warn!(offset = %offset, "stepped the clock");
-                    if let Ok(mut core) = shared.core.lock() {
-                        core.clock_adjusted(*offset, true);
-                    }
-                }
-                Err(e) => tracing::error!("could not step the clock by {offset} s: {e}"),
-            }
-        }
-        Decision::Slew { offset, .. } if shared.clock_mode != ConfigClockMode::Monitor => {
-            match mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Slew { offset_ns: offset.as_nanos() }) {
-                Ok(_) => {
-                    if let Ok(mut core) = shared.core.lock() {
-                        core.clock_adjusted(*offset, false);
-                    }
-                }
-                Err(e) => tracing::error!("could not slew the clock by {offset} s: {e}"),
-            }
-        }
-        Decision::Panic { offset } => {
-            tracing::error!(offset = %offset, "offset over the panic threshold: refusing to adjust the clock; set it by hand")
-        }
-        other => tracing::debug!("clock: {other:?}"),
+/// The real system clock (`clock_adjtime`, needs `CAP_SYS_TIME`). Only
+/// used in slew and step modes; tests never run it on this machine.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> NtpTimestamp {
+        now_ntp()
+    }
+
+    fn step(&mut self, offset: NtpDuration) -> Result<(), String> {
+        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Step {
+            offset_ns: offset.as_nanos(),
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn slew(&mut self, offset: NtpDuration) -> Result<(), String> {
+        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Slew {
+            offset_ns: offset.as_nanos(),
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String> {
+        // The kernel's frequency is ppm scaled by 2^16; our correction is the
+        // negative of the measured error, as the discipline computes it.
+        let scaled_ppm = (ppm.0 * 65536.0).round() as i64;
+        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Frequency { scaled_ppm })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
-async fn listen_loop(shared: Arc<Shared>, l: Arc<Listener>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc<UdpEndpoint>>) {
+fn apply_decision(shared: &Shared, decision: &Decision) {
+    match decision {
+        Decision::Panic { offset } => {
+            tracing::error!(offset = %offset, "offset over the panic threshold: refusing to adjust the clock; set it by hand");
+            return;
+        }
+        Decision::Step { offset } => tracing::warn!(offset = %offset, "stepping the clock"),
+        _ => tracing::debug!("clock: {decision:?}"),
+    }
+    if shared.clock_mode == ConfigClockMode::Monitor {
+        return;
+    }
+    if let Ok(mut core) = shared.core.lock()
+        && let Err(e) = core.apply(decision, &mut SystemClock)
+    {
+        tracing::error!("clock adjustment failed: {e}");
+    }
+}
+
+async fn listen_loop(
+    shared: Arc<Shared>,
+    l: Arc<Listener>,
+    cal4: Arc<UdpEndpoint>,
+    cal6: Option<Arc<UdpEndpoint>>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         let meta = match l.ep.recv(&mut buf).await {
@@ -401,7 +479,12 @@ async fn listen_loop(shared: Arc<Shared>, l: Arc<Listener>, cal4: Arc<UdpEndpoin
         let bytes = buf.get(..meta.len).unwrap_or_default();
         let actions = match shared.core.lock() {
             Ok(mut core) => core.on_broadcast(
-                Incoming { bytes, source: meta.source, rx, mono: shared.mono() },
+                Incoming {
+                    bytes,
+                    source: meta.source,
+                    rx,
+                    mono: shared.mono(),
+                },
                 rand::random::<u32>(),
             ),
             Err(_) => continue,
@@ -413,11 +496,18 @@ async fn listen_loop(shared: Arc<Shared>, l: Arc<Listener>, cal4: Arc<UdpEndpoin
 async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
     let mut buf = vec![0u8; 2048];
     loop {
-        let Ok(meta) = ep.recv(&mut buf).await else { continue };
+        let Ok(meta) = ep.recv(&mut buf).await else {
+            continue;
+        };
         let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
         let bytes = buf.get(..meta.len).unwrap_or_default();
         if let Ok(mut core) = shared.core.lock() {
-            for a in core.on_reply(Incoming { bytes, source: meta.source, rx, mono: shared.mono() }) {
+            for a in core.on_reply(Incoming {
+                bytes,
+                source: meta.source,
+                rx,
+                mono: shared.mono(),
+            }) {
                 if let Action::Event(line) = a {
                     tracing::info!("{line}");
                 }
@@ -469,7 +559,9 @@ async fn supervise_interface(l: Arc<Listener>) {
                         }
                         missing_logged = false;
                     }
-                    Err(e) => tracing::warn!(interface = %l.interface, "re-join failed, will retry: {e}"),
+                    Err(e) => {
+                        tracing::warn!(interface = %l.interface, "re-join failed, will retry: {e}")
+                    }
                 }
             }
             Ok(_) => missing_logged = false,
@@ -489,12 +581,15 @@ fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError>
     if std::os::unix::net::UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
     }
-    tokio::net::UnixListener::bind(path).map_err(io_err(format!("control socket {}", path.display())))
+    tokio::net::UnixListener::bind(path)
+        .map_err(io_err(format!("control socket {}", path.display())))
 }
 
 async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener, mode_name: String) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = Arc::clone(&shared);
         let mode_name = mode_name.clone();
         tokio::spawn(async move {
@@ -504,11 +599,14 @@ async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener, m
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or(0);
-            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default()).trim().to_string();
+            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
+                .trim()
+                .to_string();
             let mono = shared.mono();
             let reply = match command.split_whitespace().collect::<Vec<_>>().as_slice() {
                 ["status"] => match shared.core.lock() {
-                    Ok(core) => serde_json::to_string(&status_of(&core, mono, mono, &mode_name)).unwrap_or_default(),
+                    Ok(core) => serde_json::to_string(&status_of(&core, mono, mono, &mode_name))
+                        .unwrap_or_default(),
                     Err(_) => "{\"error\":\"internal\"}".into(),
                 },
                 ["recalibrate", server] => match server.parse::<IpAddr>() {
@@ -517,9 +615,13 @@ async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener, m
                         Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
                         Err(_) => "{\"error\":\"internal\"}".into(),
                     },
-                    Err(_) => serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string(),
+                    Err(_) => {
+                        serde_json::json!({ "error": format!("{server} is not an IP address") })
+                            .to_string()
+                    }
                 },
-                _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
+                _ => serde_json::json!({ "error": format!("unknown command {command:?}") })
+                    .to_string(),
             };
             let _ = stream.write_all(reply.as_bytes()).await;
             let _ = stream.shutdown().await;
@@ -547,8 +649,8 @@ pub fn format_status(s: &ClientStatus) -> String {
     let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
     let _ = writeln!(
         o,
-        "     {:<24} {:<16} {:>2} {} {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
-        "remote", "refid", "st", "t", "when", "poll", "reach", "delay", "offset", "jitter"
+        "     {:<24} {:<16} {:>2} t {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
+        "remote", "refid", "st", "when", "poll", "reach", "delay", "offset", "jitter"
     );
     let _ = writeln!(o, "{}", "=".repeat(99));
     for v in &s.servers {
@@ -573,7 +675,11 @@ pub fn format_status(s: &ClientStatus) -> String {
         let rejected = if v.rejected.is_empty() {
             "none".to_string()
         } else {
-            v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+            v.rejected
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = writeln!(
             o,
@@ -584,7 +690,11 @@ pub fn format_status(s: &ClientStatus) -> String {
     let _ = writeln!(o);
     match (s.offset_ms, &s.selection_problem) {
         (Some(off), _) => {
-            let _ = writeln!(o, "selected offset {off:.3} ms; clock mode {}", s.clock_mode);
+            let _ = writeln!(
+                o,
+                "selected offset {off:.3} ms; clock mode {}",
+                s.clock_mode
+            );
         }
         (None, Some(p)) => {
             let _ = writeln!(o, "nothing selected: {p}; clock mode {}", s.clock_mode);
@@ -594,8 +704,59 @@ pub fn format_status(s: &ClientStatus) -> String {
         }
     }
     if !s.rejected.is_empty() {
-        let list = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+        let list = s
+            .rejected
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(o, "dropped before matching a server: {list}");
     }
     o
+}
+
+/// The monitoring-plugin verdict: exit code (0 OK, 1 WARNING, 2 CRITICAL)
+/// and the text, from the selected offset and how fresh reception is.
+pub fn check_verdict(s: &ClientStatus, warning_s: f64, critical_s: f64) -> (u8, String) {
+    let stale_after = s
+        .servers
+        .iter()
+        .map(|v| v.poll_s as f64 * 8.0)
+        .fold(0.0, f64::max)
+        .max(64.0);
+    let perf = |off: f64| format!("|offset={:.6}s;{warning_s};{critical_s}", off / 1e3);
+    match (s.offset_ms, s.freshest_s) {
+        (_, None) => (
+            2,
+            "CRITICAL - no authenticated broadcast received yet".into(),
+        ),
+        (_, Some(age)) if age > stale_after => (
+            2,
+            format!("CRITICAL - no authenticated broadcast for {age:.0} s"),
+        ),
+        (None, _) => (
+            2,
+            format!(
+                "CRITICAL - no server selected: {}",
+                s.selection_problem
+                    .as_deref()
+                    .unwrap_or("not enough servers")
+            ),
+        ),
+        (Some(off), Some(age)) => {
+            let abs = off.abs() / 1e3;
+            let text = format!(
+                "offset {:.6} s, last broadcast {age:.0} s ago{}",
+                off / 1e3,
+                perf(off)
+            );
+            if abs >= critical_s {
+                (2, format!("CRITICAL - {text}"))
+            } else if abs >= warning_s {
+                (1, format!("WARNING - {text}"))
+            } else {
+                (0, format!("OK - {text}"))
+            }
+        }
+    }
 }

@@ -99,7 +99,7 @@ pub enum FilterResult {
     /// dropped the selected sample: its offset is further than
     /// max(3 × jitter, [`POPCORN_FLOOR`]) from the last accepted offset and
     /// fewer than [`POPCORN_MAX_SUPPRESSED`] outliers in a row have been
-    /// dropped before it. The sample stays in the filter's stages.
+    /// dropped before it. The sample keeps its stage, marked as a spike.
     Popcorn {
         /// The dropped offset.
         offset: NtpDuration,
@@ -110,9 +110,16 @@ pub enum FilterResult {
     },
     /// The lowest-delay sample is not newer than the one last used, so there
     /// is nothing new to report (RFC 5905 section 10: a sample is used only
-    /// once, and never one older than the last used). Also returned for a
-    /// sample whose dispersion is already [`MAXDISP`] or more.
+    /// once, and never one older than the last used). Also returned when no
+    /// stage is valid (every dispersion [`MAXDISP`] or more).
     Stale,
+}
+
+/// One filter stage: a sample, and whether the spike suppressor dropped it.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    sample: Sample,
+    spike: bool,
 }
 
 /// The clock filter of one association (RFC 5905 section 10).
@@ -120,7 +127,7 @@ pub enum FilterResult {
 pub struct ClockFilter {
     precision: NtpDuration,
     /// Newest first, at most [`NSTAGE`].
-    stages: VecDeque<Sample>,
+    stages: VecDeque<Stage>,
     output: Option<FilterOutput>,
     /// Outliers in the current run (reset by an accepted in-gate sample).
     outliers: u32,
@@ -143,9 +150,10 @@ impl ClockFilter {
     ///
     /// The stages are aged to the sample's time (each stage's dispersion
     /// grows by `PHI` times its age), the valid ones (aged dispersion below
-    /// [`MAXDISP`]) are sorted by delay, newest first among equal delays,
-    /// and the first is the candidate. It is used only if it is newer than
-    /// the last one used and passes the spike suppressor:
+    /// [`MAXDISP`], and not a dropped spike) are sorted by delay, newest
+    /// first among equal delays, and the first is the candidate. It is used
+    /// only if it is newer than the last one used and passes the spike
+    /// suppressor:
     ///
     /// * an *outlier* is a candidate whose offset differs from the last
     ///   accepted offset by more than max(3 × last jitter, [`POPCORN_FLOOR`]);
@@ -154,30 +162,90 @@ impl ClockFilter {
     ///   next outlier of the run, and every later one, is accepted;
     /// * an accepted candidate inside the gate ends the run.
     ///
+    /// A dropped spike stays in its stage but takes no part in selection,
+    /// dispersion or jitter (so it cannot inflate the jitter and open the
+    /// gate for the next spike) unless its run is accepted, which makes the
+    /// run's samples ordinary again.
+    ///
     /// So a lone spike, or two in a row, never reaches the clock, while a
     /// step in a server's time is followed from its third sample.
     pub fn add(&mut self, s: Sample) -> FilterResult {
-        self.stages.push_front(s);
+        self.stages.push_front(Stage {
+            sample: s,
+            spike: false,
+        });
         self.stages.truncate(NSTAGE);
-        let now = s.time;
+        let Some(selected) = self.evaluate(s.time) else {
+            return FilterResult::Stale;
+        };
 
+        if let Some(last) = self.output {
+            if selected.time <= last.time {
+                return FilterResult::Stale;
+            }
+            let gate = (last.jitter * POPCORN_GATE).max(POPCORN_FLOOR);
+            if selected.offset.saturating_sub(last.offset).abs() > gate {
+                if self.outliers < POPCORN_MAX_SUPPRESSED {
+                    self.outliers += 1;
+                    for st in &mut self.stages {
+                        if st.sample.time == selected.time {
+                            st.spike = true;
+                        }
+                    }
+                    return FilterResult::Popcorn {
+                        offset: selected.offset,
+                        gate,
+                        consecutive: self.outliers,
+                    };
+                }
+                // A persistent change: its earlier samples were real too.
+                if self.stages.iter().any(|st| st.spike) {
+                    for st in &mut self.stages {
+                        st.spike = false;
+                    }
+                    return self.accept(s.time);
+                }
+            } else {
+                self.outliers = 0;
+            }
+        }
+        FilterResult::Accepted(self.commit(selected))
+    }
+
+    /// Recompute from the current stages and accept the result.
+    fn accept(&mut self, now: Duration) -> FilterResult {
+        match self.evaluate(now) {
+            Some(out) => FilterResult::Accepted(self.commit(out)),
+            None => FilterResult::Stale,
+        }
+    }
+
+    fn commit(&mut self, out: FilterOutput) -> FilterOutput {
+        self.output = Some(out);
+        out
+    }
+
+    /// The filter's estimate from the current stages at time `now`: the
+    /// lowest-delay valid stage, the filter dispersion and the jitter.
+    fn evaluate(&self, now: Duration) -> Option<FilterOutput> {
         // Age every stage to now; keep the valid ones, sorted by delay.
         // The stages are newest first and the sort is stable, so among
         // equal delays the newest comes first.
         let mut valid: Vec<(Sample, NtpDuration)> = self
             .stages
             .iter()
+            .filter(|st| !st.spike)
             .map(|st| {
-                let age = now.saturating_sub(st.time);
-                (*st, st.dispersion.abs().saturating_add(phi_times(age)))
+                let age = now.saturating_sub(st.sample.time);
+                (
+                    st.sample,
+                    st.sample.dispersion.abs().saturating_add(phi_times(age)),
+                )
             })
             .filter(|(_, disp)| *disp < MAXDISP)
             .collect();
         valid.sort_by_key(|(st, _)| st.delay);
-
-        let Some(&(best, _)) = valid.first() else {
-            return FilterResult::Stale;
-        };
+        let &(best, _) = valid.first()?;
 
         // ε = Σ εᵢ / 2^(i+1), missing stages counting as MAXDISP.
         let dispersion = (0..NSTAGE)
@@ -201,34 +269,13 @@ impl ClockFilter {
             NtpDuration::from_seconds_f64((sum / others as f64).sqrt()).max(self.precision)
         };
 
-        if let Some(last) = self.output {
-            if best.time <= last.time {
-                return FilterResult::Stale;
-            }
-            let gate = (last.jitter * POPCORN_GATE).max(POPCORN_FLOOR);
-            if best.offset.saturating_sub(last.offset).abs() > gate {
-                if self.outliers < POPCORN_MAX_SUPPRESSED {
-                    self.outliers += 1;
-                    return FilterResult::Popcorn {
-                        offset: best.offset,
-                        gate,
-                        consecutive: self.outliers,
-                    };
-                }
-            } else {
-                self.outliers = 0;
-            }
-        }
-
-        let out = FilterOutput {
+        Some(FilterOutput {
             offset: best.offset,
             delay: best.delay,
             dispersion,
             jitter,
             time: best.time,
-        };
-        self.output = Some(out);
-        FilterResult::Accepted(out)
+        })
     }
 
     /// The last accepted estimate, if any.
@@ -355,7 +402,10 @@ mod tests {
         assert_eq!(out.jitter, us(1), "one sample: jitter is the precision");
         // 7 empty stages at MAXDISP: 16 * (1/4 + ... + 1/256) ≈ 7.94 s.
         let d = out.dispersion.as_seconds_f64();
-        assert!((7.9..8.0).contains(&d), "dispersion of a 1-sample filter was {d}");
+        assert!(
+            (7.9..8.0).contains(&d),
+            "dispersion of a 1-sample filter was {d}"
+        );
         assert_eq!(f.len(), 1);
     }
 
@@ -512,7 +562,10 @@ mod tests {
         assert_eq!(got, want);
         let later = f.root_distance(ms(10), ms(3), now + Duration::from_secs(100));
         let grown = (later - got).as_seconds_f64();
-        assert!((grown - 15e-6 * 100.0).abs() < 1e-9, "grew by {grown}, expected 1.5 ms");
+        assert!(
+            (grown - 15e-6 * 100.0).abs() < 1e-9,
+            "grew by {grown}, expected 1.5 ms"
+        );
         // Before any estimate the distance is huge, so the server is unusable.
         let empty = ClockFilter::new(us(1));
         assert!(empty.root_distance(ms(1), ms(1), now) > NtpDuration::from_secs(16));

@@ -10,6 +10,11 @@
 pub mod association;
 pub mod calibration;
 pub mod cli;
+pub mod core;
+pub mod daemon;
+pub mod discipline;
+pub mod filter;
+pub mod select;
 
 use std::fmt::Write as _;
 

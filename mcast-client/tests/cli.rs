@@ -185,19 +185,6 @@ fn the_default_config_path_is_under_etc() {
 }
 
 #[test]
-fn run_validates_then_says_it_is_not_implemented() {
-    // needs real keys
-    let path = example("lab-loopback-client.toml");
-    let out = run(&["run", "-c", path.to_str().unwrap()]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains("mcast-client run: not implemented yet (see issue 4)"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&[]).status.code(), Some(2));
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));

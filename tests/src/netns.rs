@@ -584,9 +584,7 @@ impl Host {
     /// (DESIGN.md: hosts stay in 198.18.0.0/15).
     pub fn add_ipv4_addresses(&self, addrs: &[Ipv4Addr], prefix_len: u8) -> io::Result<()> {
         let net = slot_net(self.shared.slot).octets();
-        if let Some(a) = addrs
-            .iter()
-            .find(|a| a.octets().get(..3) != net.get(..3)) {
+        if let Some(a) = addrs.iter().find(|a| a.octets().get(..3) != net.get(..3)) {
             return Err(invalid(format!(
                 "{a} is outside this Lan's subnet {}/24",
                 slot_net(self.shared.slot)

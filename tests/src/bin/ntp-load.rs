@@ -49,7 +49,7 @@ const DISTINCT_SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(127, 16, 0, 1);
 const GRACE: Duration = Duration::from_millis(200);
 /// With `--window`, requests in flight this long without any reply are
 /// taken as lost, so that drops cannot stall the load.
-const STALL: Duration = Duration::from_millis(20);
+const STALL: Duration = Duration::from_millis(2);
 /// Receive buffer of each load socket, so our side drops nothing.
 const RCVBUF: usize = 8 << 20;
 
@@ -462,7 +462,7 @@ fn run(args: &Args) -> Result<String, String> {
         "duration": (duration * 1000.0).round() / 1000.0,
         "offered_rate": args.rate,
         "window": args.window,
-        "auth": format!("{:?}", args.auth).to_lowercase(),
+        "auth": args.auth.to_possible_value().map(|v| v.get_name().to_owned()),
         "sources": args.distinct.unwrap_or(args.sources),
         "sockets": args.sockets,
         "kod": tally.kod,
