@@ -1,0 +1,318 @@
+//! The client's trust rules (security-model R2-R6), each with forged
+//! packets against the sans-I/O core: a packet that fails any check is
+//! counted by reason and changes nothing else.
+#![cfg(test)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use mcast_client::association::ServerSpec;
+use mcast_client::association::State;
+use mcast_client::calibration::CalibrationConfig;
+use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_client::discipline::DisciplineConfig;
+use mcast_client::select::SelectParams;
+use mcast_keys::{KeyId, KeyStore, packet};
+use mcast_proto::{
+    Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId, SampleLimits,
+};
+use mcast_tests::vectors;
+
+const S1: &str = "198.18.0.1:123";
+const S2: &str = "198.18.0.2:123";
+
+fn lab_keys() -> KeyStore {
+    KeyStore::load(&vectors::keys_file()).expect("lab keys")
+}
+
+fn core_with(keys: KeyStore, servers: &[(&str, Option<u16>)], discover: bool) -> ClientCore {
+    let servers = servers
+        .iter()
+        .map(|(a, k)| ServerSpec {
+            address: a.parse::<SocketAddr>().expect("addr").ip(),
+            key: k.and_then(|k| KeyId::new(u32::from(k))),
+            name: (*a).to_string(),
+        })
+        .collect();
+    ClientCore::new(
+        CoreConfig {
+            servers,
+            discover,
+            calibration: CalibrationConfig::default(),
+            select: SelectParams::default(),
+            silent_intervals: 8,
+            limits: SampleLimits::default(),
+            server_port: 123,
+            precision: Log2Seconds(-20),
+            discipline: DisciplineConfig::default(),
+        },
+        keys,
+    )
+}
+
+fn core() -> ClientCore {
+    core_with(lab_keys(), &[(S1, Some(1)), (S2, Some(3))], false)
+}
+
+/// A mode-5 packet sent at `t` seconds (poll 6), signed with `key` if any.
+fn bcast(keys: &KeyStore, key: Option<u16>, t: f64, poll: i8) -> Vec<u8> {
+    let mut h = Header::new(Mode::Broadcast);
+    h.stratum = 2;
+    h.poll = Log2Seconds(poll);
+    h.precision = Log2Seconds(-20);
+    h.reference_id = RefId::from_code("GPS");
+    h.reference = NtpTimestamp::from_unix(1_800_000_000, 0);
+    h.transmit =
+        NtpTimestamp::from_unix(1_800_000_000, 0) + mcast_proto::NtpDuration::from_seconds_f64(t);
+    let d = Datagram::new(h);
+    let mut out = Vec::new();
+    match key.and_then(|k| keys.get(KeyId::new(u32::from(k))?)) {
+        Some(k) => packet::sign(k, &d, &mut out),
+        None => out = d.to_bytes(),
+    }
+    out
+}
+
+fn deliver(core: &mut ClientCore, from: &str, bytes: &[u8], t: f64) -> Vec<Action> {
+    let rx = NtpTimestamp::from_unix(1_800_000_000, 0)
+        + mcast_proto::NtpDuration::from_seconds_f64(t + 0.0002);
+    core.on_broadcast(
+        Incoming {
+            bytes,
+            source: from.parse().expect("addr"),
+            rx,
+            mono: Duration::from_secs_f64(t),
+        },
+        7,
+    )
+}
+
+/// Everything about an association that a packet could change.
+fn snapshot(core: &ClientCore, i: usize) -> String {
+    let a = core.associations().nth(i).expect("association");
+    format!(
+        "{:?} accepted={} reach={} poll={:?} unicast={} cal={} hdr={:?}",
+        a.state(),
+        a.accepted(),
+        a.reach(),
+        a.poll(),
+        a.unicast_sent(),
+        a.calibration_summary(),
+        a.last_header().map(|h| h.transmit)
+    )
+}
+
+fn rejected(core: &ClientCore, i: usize, label: &str) -> u64 {
+    let a = core.associations().nth(i).expect("association");
+    a.rejected()
+        .iter()
+        .filter(|(r, _)| r.label() == label)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+#[test]
+fn a_valid_packet_is_accepted_and_starts_calibration() {
+    let keys = lab_keys();
+    let mut c = core();
+    let actions = deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Event(e) if e.contains("calibrating")))
+    );
+    assert_eq!(
+        c.associations().next().map(|a| a.state()),
+        Some(State::Calibrating)
+    );
+}
+
+#[test]
+fn a_packet_signed_with_another_trusted_key_is_rejected() {
+    // CVE-2015-7974 / CVE-2016-1567: key 3 is trusted, but it is server 2's key.
+    let keys = lab_keys();
+    let mut c = core();
+    let before = snapshot(&c, 0);
+    assert!(deliver(&mut c, S1, &bcast(&keys, Some(3), 0.0, 6), 0.0).is_empty());
+    assert_eq!(snapshot(&c, 0), before);
+    assert_eq!(rejected(&c, 0, "wrong-key"), 1);
+}
+
+#[test]
+fn a_key_from_a_source_its_address_list_does_not_allow_is_rejected() {
+    let keys =
+        KeyStore::parse("1 MD5 LabMd5Key-0001 198.18.0.9\n", Path::new("acl.keys")).expect("keys");
+    let mut c = core_with(keys.clone(), &[(S1, Some(1))], false);
+    let before = snapshot(&c, 0);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    assert_eq!(snapshot(&c, 0), before);
+    assert_eq!(rejected(&c, 0, "source-not-allowed"), 1);
+}
+
+#[test]
+fn unauthenticated_packets_are_rejected_unless_auth_is_off_for_that_server() {
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(&mut c, S1, &bcast(&keys, None, 0.0, 6), 0.0);
+    assert_eq!(rejected(&c, 0, "unauthenticated"), 1);
+    assert_eq!(
+        c.associations().next().map(|a| a.state()),
+        Some(State::Listening)
+    );
+    let mut open = core_with(keys.clone(), &[(S1, None)], false);
+    deliver(&mut open, S1, &bcast(&keys, None, 0.0, 6), 0.0);
+    assert_eq!(
+        open.associations().next().map(|a| a.state()),
+        Some(State::Calibrating)
+    );
+}
+
+#[test]
+fn bad_garbled_and_crypto_nak_packets_change_nothing() {
+    // CVE-2015-7979, CVE-2018-7185: nothing unauthenticated may reset,
+    // re-calibrate or remove an association.
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let before = snapshot(&c, 0);
+    let mut bad_mac = bcast(&keys, Some(1), 64.0, 6);
+    let last = bad_mac.len() - 1;
+    bad_mac[last] ^= 0x55;
+    let mut nak = bcast(&keys, None, 64.0, 6);
+    nak.extend_from_slice(&[0, 0, 0, 0]);
+    let unknown_key = {
+        let mut b = bcast(&keys, Some(1), 64.0, 6);
+        b[48..52].copy_from_slice(&99u32.to_be_bytes());
+        b
+    };
+    for (i, p) in [bad_mac, nak, unknown_key, vec![0x25; 30], vec![0x25; 50]]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            deliver(&mut c, S1, p, 64.0 + i as f64).is_empty(),
+            "packet {i} produced actions"
+        );
+        assert_eq!(
+            snapshot(&c, 0),
+            before,
+            "packet {i} changed the association"
+        );
+    }
+    assert_eq!(rejected(&c, 0, "bad-mac"), 1);
+    assert_eq!(rejected(&c, 0, "crypto-nak"), 1);
+    assert_eq!(rejected(&c, 0, "unknown-key"), 1);
+    assert_eq!(c.global_rejects().get("bad-format"), Some(&2));
+}
+
+#[test]
+fn replays_are_rejected_after_authentication() {
+    let keys = lab_keys();
+    let mut c = core();
+    let first = bcast(&keys, Some(1), 0.0, 6);
+    deliver(&mut c, S1, &first, 0.0);
+    let before = snapshot(&c, 0);
+    // The same packet again, and an older one, an interval later.
+    deliver(&mut c, S1, &first, 64.5);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), -64.0, 6), 65.0);
+    assert_eq!(snapshot(&c, 0), before);
+    assert_eq!(rejected(&c, 0, "replay"), 2);
+    // The real next packet is still accepted.
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 64.7, 6), 66.0);
+    assert_eq!(c.associations().next().map(|a| a.accepted()), Some(2));
+}
+
+#[test]
+fn forged_packets_do_not_move_the_replay_or_rate_state() {
+    // CVE-2016-7427/7428: a forged packet with a far-future transmit time
+    // or an early arrival must not lock the real server out.
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let mut forged = bcast(&keys, Some(1), 100_000.0, 6);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    deliver(&mut c, S1, &forged, 10.0);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 64.2, 6), 64.2);
+    assert_eq!(
+        c.associations().next().map(|a| a.accepted()),
+        Some(2),
+        "real server not locked out"
+    );
+}
+
+#[test]
+fn packets_sooner_than_the_poll_interval_and_poll_changes_are_rejected() {
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 10.0, 6), 10.0);
+    assert_eq!(rejected(&c, 0, "too-early"), 1);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 64.0, 4), 64.0);
+    assert_eq!(rejected(&c, 0, "poll-changed"), 1);
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 64.5, 6), 64.5);
+    assert_eq!(c.associations().next().map(|a| a.accepted()), Some(2));
+}
+
+#[test]
+fn never_time_packets_are_counted_and_not_used() {
+    let keys = lab_keys();
+    let mut c = core();
+    let mut h = Datagram::parse(&bcast(&keys, None, 0.0, 6))
+        .expect("parses")
+        .header;
+    h.leap = LeapIndicator::Unsynchronized;
+    let mut out = Vec::new();
+    packet::sign(
+        keys.get(KeyId::new(1).expect("id")).expect("key"),
+        &Datagram::new(h),
+        &mut out,
+    );
+    deliver(&mut c, S1, &out, 0.0);
+    assert_eq!(rejected(&c, 0, "unusable"), 1);
+    assert_eq!(
+        c.associations().next().map(|a| a.state()),
+        Some(State::Listening)
+    );
+}
+
+#[test]
+fn unknown_sources_are_ignored_unless_discovery_binds_them() {
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(
+        &mut c,
+        "198.18.0.7:123",
+        &bcast(&keys, Some(5), 0.0, 6),
+        0.0,
+    );
+    assert_eq!(c.global_rejects().get("unknown-source"), Some(&1));
+    assert_eq!(c.associations().count(), 2);
+
+    let mut d = core_with(keys.clone(), &[], true);
+    deliver(
+        &mut d,
+        "198.18.0.7:123",
+        &bcast(&keys, Some(5), 0.0, 6),
+        0.0,
+    );
+    assert_eq!(d.associations().count(), 1);
+    let ip = "198.18.0.7".parse().expect("ip");
+    assert_eq!(
+        d.key_of(ip),
+        KeyId::new(5),
+        "bound to the key it first signed with"
+    );
+    // From now on only key 5 is accepted from it.
+    deliver(
+        &mut d,
+        "198.18.0.7:123",
+        &bcast(&keys, Some(1), 64.0, 6),
+        64.0,
+    );
+    assert_eq!(rejected(&d, 0, "wrong-key"), 1);
+    // An unsigned packet from a new source does not create an association.
+    deliver(&mut d, "198.18.0.8:123", &bcast(&keys, None, 0.0, 6), 0.0);
+    assert_eq!(d.associations().count(), 1);
+}
