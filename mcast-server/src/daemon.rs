@@ -336,18 +336,28 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         senders.push((i, ep, SocketAddr::new(d.address, config.port), b));
     }
     if config.destinations.is_empty() {
-        let opts = EndpointOptions::new().reuse_addr(true).v6_only(false);
-        let any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port);
-        let ep = UdpEndpoint::bind(any, &opts)
-            .or_else(|_| {
-                UdpEndpoint::bind(
-                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
-                    &opts,
-                )
-            })
-            .map_err(io_err(format!("bind port {}", config.port)))?;
-        ep.enable_rx_metadata().map_err(io_err("socket options"))?;
-        endpoints.push(Arc::new(ep));
+        // Responder only: one IPv4 and one IPv6-only wildcard socket (a
+        // dual-stack socket would see IPv4 clients as mapped addresses and
+        // could not answer from their destination address).
+        let port = config.port;
+        let opts = EndpointOptions::new().reuse_addr(true);
+        let v4 = UdpEndpoint::bind(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            &opts,
+        )
+        .map_err(io_err(format!("bind 0.0.0.0 port {port}")))?;
+        v4.enable_rx_metadata().map_err(io_err("socket options"))?;
+        endpoints.push(Arc::new(v4));
+        match UdpEndpoint::bind(
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            &opts.clone().v6_only(true),
+        ) {
+            Ok(v6) => {
+                v6.enable_rx_metadata().map_err(io_err("socket options"))?;
+                endpoints.push(Arc::new(v6));
+            }
+            Err(e) => tracing::info!("no IPv6 responder socket ({e}); answering IPv4 only"),
+        }
     }
 
     let control = bind_control(&config.control_socket)?;
