@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use mcast_keys::KeyStore;
 use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp, SampleLimits};
 use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::association::{ServerSpec, State};
@@ -320,7 +319,10 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         core: Mutex::new(core),
         clock_mode: config.clock.mode,
     });
-    let control = bind_control(&config.control_socket)?;
+    let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
+        "control socket {}",
+        config.control_socket.display()
+    )))?;
     tracing::info!(
         servers = config.servers.len(),
         listen = config.listen.len(),
@@ -348,7 +350,11 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         Arc::clone(&cal4),
         cal6.clone(),
     ));
-    tasks.spawn(control_loop(Arc::clone(&shared), control, mode_name));
+    let for_control = Arc::clone(&shared);
+    tasks.spawn(mcast_sys::serve_control(
+        control,
+        Arc::new(move |command: &str| control_command(&for_control, command, &mode_name)),
+    ));
 
     let result = wait_for_signals(&shared, &config).await;
     tasks.abort_all();
@@ -358,25 +364,17 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
 }
 
 async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match config.load_keys() {
-                Ok(k) => {
-                    tracing::info!(keys = %k.path().display(), "SIGHUP: keys reloaded");
-                    if let Ok(mut core) = shared.core.lock() {
-                        core.set_keys(k);
-                    }
-                }
-                Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
-            },
+    mcast_sys::wait_for_stop(|| match config.load_keys() {
+        Ok(k) => {
+            tracing::info!(keys = %k.path().display(), "SIGHUP: keys reloaded");
+            if let Ok(mut core) = shared.core.lock() {
+                core.set_keys(k);
+            }
         }
-    }
+        Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
+    })
+    .await
+    .map_err(io_err("signal handlers"))
 }
 
 async fn execute(
@@ -574,71 +572,32 @@ async fn supervise_interface(l: Arc<Listener>) {
     }
 }
 
-fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    tokio::net::UnixListener::bind(path)
-        .map_err(io_err(format!("control socket {}", path.display())))
-}
-
-async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener, mode_name: String) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        let mode_name = mode_name.clone();
-        tokio::spawn(async move {
-            let mut req = [0u8; 256];
-            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
-                .trim()
-                .to_string();
-            let mono = shared.mono();
-            let reply = match command.split_whitespace().collect::<Vec<_>>().as_slice() {
-                ["status"] => match shared.core.lock() {
-                    Ok(core) => serde_json::to_string(&status_of(&core, mono, mono, &mode_name))
-                        .unwrap_or_default(),
-                    Err(_) => "{\"error\":\"internal\"}".into(),
-                },
-                ["recalibrate", server] => match server.parse::<IpAddr>() {
-                    Ok(addr) => match shared.core.lock().map(|mut c| c.recalibrate(addr, mono)) {
-                        Ok(Ok(())) => "{\"ok\":true}".to_string(),
-                        Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
-                        Err(_) => "{\"error\":\"internal\"}".into(),
-                    },
-                    Err(_) => {
-                        serde_json::json!({ "error": format!("{server} is not an IP address") })
-                            .to_string()
-                    }
-                },
-                _ => serde_json::json!({ "error": format!("unknown command {command:?}") })
-                    .to_string(),
-            };
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+fn control_command(shared: &Shared, command: &str, mode_name: &str) -> String {
+    let mono = shared.mono();
+    match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["status"] => match shared.core.lock() {
+            Ok(core) => {
+                serde_json::to_string(&status_of(&core, mono, mono, mode_name)).unwrap_or_default()
+            }
+            Err(_) => "{\"error\":\"internal\"}".into(),
+        },
+        ["recalibrate", server] => match server.parse::<IpAddr>() {
+            Ok(addr) => match shared.core.lock().map(|mut c| c.recalibrate(addr, mono)) {
+                Ok(Ok(())) => "{\"ok\":true}".to_string(),
+                Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
+                Err(_) => "{\"error\":\"internal\"}".into(),
+            },
+            Err(_) => {
+                serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string()
+            }
+        },
+        _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
     }
 }
 
 /// Sends one command to a running client and returns its JSON answer.
 pub fn control_request(socket: &Path, command: &str) -> std::io::Result<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(command.as_bytes())?;
-    s.write_all(b"\n")?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
+    let text = mcast_sys::control_request(socket, command)?;
     serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use mcast_keys::KeyStore;
 use mcast_proto::{Log2Seconds, NtpTimestamp};
 use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::broadcaster::{BroadcastConfig, Broadcaster, Build};
@@ -360,7 +358,10 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         }
     }
 
-    let control = bind_control(&config.control_socket)?;
+    let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
+        "control socket {}",
+        config.control_socket.display()
+    )))?;
     if let Some(user) = &config.user {
         crate::privileges::drop_to(user)
             .map_err(|e| DaemonError::Config(format!("user {user}: {e}")))?;
@@ -389,7 +390,16 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         ));
     }
     tasks.spawn(sync_loop(Arc::clone(&shared), config.clone()));
-    tasks.spawn(control_loop(Arc::clone(&shared), control));
+    let for_control = Arc::clone(&shared);
+    tasks.spawn(mcast_sys::serve_control(
+        control,
+        Arc::new(move |command: &str| match command {
+            "status" => serde_json::to_string(&for_control.status()).unwrap_or_default(),
+            other => {
+                serde_json::json!({ "error": format!("unknown command {other:?}") }).to_string()
+            }
+        }),
+    ));
 
     let result = wait_for_signals(&shared, &config).await;
     tasks.abort_all();
@@ -399,25 +409,17 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
 }
 
 async fn wait_for_signals(shared: &Shared, config: &ServerConfig) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(io_err("SIGTERM handler"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io_err("SIGINT handler"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io_err("SIGHUP handler"))?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match config.load_keys() {
-                Ok(k) => {
-                    tracing::info!(keys = %k.path().display(), count = k.len(), "SIGHUP: keys reloaded");
-                    if let Ok(mut slot) = shared.keys.write() {
-                        *slot = Arc::new(k);
-                    }
-                }
-                Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
-            },
+    mcast_sys::wait_for_stop(|| match config.load_keys() {
+        Ok(k) => {
+            tracing::info!(keys = %k.path().display(), count = k.len(), "SIGHUP: keys reloaded");
+            if let Ok(mut slot) = shared.keys.write() {
+                *slot = Arc::new(k);
+            }
         }
-    }
+        Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
+    })
+    .await
+    .map_err(io_err("signal handlers"))
 }
 
 async fn sync_loop(shared: Arc<Shared>, config: ServerConfig) {
@@ -532,53 +534,9 @@ async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
     }
 }
 
-fn bind_control(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // A socket file left by a previous run that no one listens on.
-    if std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    tokio::net::UnixListener::bind(path)
-        .map_err(io_err(format!("control socket {}", path.display())))
-}
-
-async fn control_loop(shared: Arc<Shared>, listener: tokio::net::UnixListener) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let mut req = [0u8; 64];
-            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
-                .trim()
-                .to_string();
-            let reply = match command.as_str() {
-                "status" => serde_json::to_string(&shared.status()).unwrap_or_default(),
-                other => format!("{{\"error\":\"unknown command {other:?}\"}}"),
-            };
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
 /// Asks a running server for its status over the control socket.
 pub fn query_status(socket: &std::path::Path) -> std::io::Result<Status> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"status\n")?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
+    let text = mcast_sys::control_request(socket, "status")?;
     serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 

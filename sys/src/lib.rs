@@ -11,10 +11,13 @@
 //!   [`adjust_clock`]: the client's real clock control (needs
 //!   `CAP_SYS_TIME`; never called by tests).
 //! - [`RealClock`] and [`measure_precision`]: reading the clocks.
+//! - [`bind_control`], [`serve_control`], [`control_request`],
+//!   [`wait_for_stop`]: the daemons' control sockets and signals.
 //!
 //! Everything else goes through `nix` and `socket2`.
 
 mod clock;
+mod control;
 mod endpoint;
 mod ffi;
 mod iface;
@@ -22,6 +25,7 @@ mod kernel_time;
 mod msg;
 
 pub use clock::{RealClock, measure_precision};
+pub use control::{bind_control, control_request, serve_control, wait_for_stop};
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use iface::{interface_addresses, interface_by_index, interface_index};
 pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};

@@ -1,0 +1,78 @@
+//! What both daemons share around their control sockets and signals: a
+//! Unix socket that answers one command line per connection, the client
+//! side of it, and the SIGTERM/SIGINT/SIGHUP loop.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+/// Binds the control socket at `path`, creating its folder and replacing a
+/// socket file left by a previous run that no one listens on.
+pub fn bind_control(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    UnixListener::bind(path)
+}
+
+/// Serves the control socket: each connection sends one command line
+/// (read for at most 2 s) and gets `handler(command)` back.
+pub async fn serve_control(
+    listener: UnixListener,
+    handler: Arc<dyn Fn(&str) -> String + Send + Sync>,
+) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let mut req = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut req))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
+                .trim()
+                .to_string();
+            let reply = handler(&command);
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Sends one command line to a control socket and returns the answer.
+pub fn control_request(socket: &Path, command: &str) -> io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Waits for SIGTERM or SIGINT, calling `on_reload` on each SIGHUP.
+pub async fn wait_for_stop(mut on_reload: impl FnMut()) -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => on_reload(),
+        }
+    }
+}
