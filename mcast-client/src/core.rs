@@ -230,9 +230,8 @@ impl ClientCore {
                 time: inc.mono,
             };
             peer.last_offset = Some(sample.offset);
-            if let FilterResult::Accepted(_) = peer.filter.add(sample) {
-                actions.extend(self.update_clock(inc.mono));
-            }
+            let fresh = matches!(peer.filter.add(sample), FilterResult::Accepted(_));
+            actions.extend(self.update_clock(inc.mono, fresh));
         }
         actions
     }
@@ -351,10 +350,9 @@ impl ClientCore {
         };
         peer.last_offset = Some(offset);
         let mut actions = Vec::new();
-        if peer.assoc.last_header().is_some()
-            && let FilterResult::Accepted(_) = peer.filter.add(sample)
-        {
-            actions.extend(self.update_clock(inc.mono));
+        if peer.assoc.last_header().is_some() {
+            let fresh = matches!(peer.filter.add(sample), FilterResult::Accepted(_));
+            actions.extend(self.update_clock(inc.mono, fresh));
         }
         actions
     }
@@ -421,6 +419,9 @@ impl ClientCore {
                 actions.push(Action::Event(line));
             }
         }
+        if self.selection.is_some() {
+            actions.extend(self.update_clock(mono, false));
+        }
         actions
     }
 
@@ -478,7 +479,10 @@ impl ClientCore {
         }
     }
 
-    fn update_clock(&mut self, mono: Duration) -> Vec<Action> {
+    /// Reruns selection (every sample and every tick, so a server that
+    /// falls silent or whose distance shrinks is reflected at once); only a
+    /// fresh filter output feeds the clock discipline.
+    fn update_clock(&mut self, mono: Duration, fresh: bool) -> Vec<Action> {
         let silent = self.config.silent_intervals;
         let candidates: Vec<Candidate> = self
             .peers
@@ -502,7 +506,7 @@ impl ClientCore {
             .collect();
         let outcome = select(&candidates, &self.config.select);
         let mut actions = Vec::new();
-        if let Some(offset) = outcome.offset {
+        if fresh && let Some(offset) = outcome.offset {
             let decision = self.discipline.update(offset, outcome.jitter, mono);
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));

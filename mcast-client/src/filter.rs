@@ -181,6 +181,10 @@ impl ClockFilter {
 
         if let Some(last) = self.output {
             if selected.time <= last.time {
+                // RFC 5905 A.5.2: the peer's dispersion and jitter are
+                // refreshed with every sample; only the clock must not see
+                // the same sample twice ("use a sample only once").
+                self.output = Some(selected);
                 return FilterResult::Stale;
             }
             let gate = (last.jitter * POPCORN_GATE).max(POPCORN_FLOOR);
@@ -376,6 +380,26 @@ mod tests {
 
     fn ms(n: i64) -> NtpDuration {
         NtpDuration::from_millis(n)
+    }
+
+    #[test]
+    fn dispersion_falls_with_each_sample_even_when_the_first_has_the_lowest_delay() {
+        // The volley's first reply has the lowest delay; every later sample
+        // is "stale" for the clock, yet the peer's dispersion must shrink,
+        // or the server stays "too far" for selection for ever.
+        let mut f = ClockFilter::new(NtpDuration::from_micros(1));
+        let mut last = NtpDuration::MAX;
+        for i in 0..8u64 {
+            let delay = NtpDuration::from_micros(200 + 10 * i as i64);
+            f.add(sample(NtpDuration::from_micros(50), delay, 2 * i));
+            let d = f.dispersion(Duration::from_secs(2 * i));
+            assert!(
+                d < last,
+                "sample {i}: dispersion {d} did not fall below {last}"
+            );
+            last = d;
+        }
+        assert!(last < NtpDuration::from_millis(10), "eight samples: {last}");
     }
 
     fn sample(offset: NtpDuration, delay: NtpDuration, t: u64) -> Sample {
