@@ -137,23 +137,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("mcast-client: cannot start the runtime: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                match runtime.block_on(crate::daemon::run(config, keys)) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("mcast-client: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
+                mcast_sys::run_daemon("mcast-client", crate::daemon::run(config, keys))
             }
             Err(e) => config_error(&e),
         },

@@ -95,23 +95,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("mcast-server: cannot start the runtime: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                match runtime.block_on(crate::daemon::run(config, keys)) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("mcast-server: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
+                mcast_sys::run_daemon("mcast-server", crate::daemon::run(config, keys))
             }
             Err(e) => config_error(&e),
         },

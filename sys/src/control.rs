@@ -76,3 +76,28 @@ pub async fn wait_for_stop(mut on_reload: impl FnMut()) -> io::Result<()> {
         }
     }
 }
+
+/// Runs a daemon's main future on a multi-threaded runtime and turns the
+/// outcome into the process exit status, reporting errors as `name: error`.
+pub fn run_daemon<E: std::fmt::Display>(
+    name: &str,
+    daemon: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

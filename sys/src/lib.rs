@@ -25,7 +25,7 @@ mod kernel_time;
 mod msg;
 
 pub use clock::{RealClock, measure_precision};
-pub use control::{bind_control, control_request, serve_control, wait_for_stop};
+pub use control::{bind_control, control_request, run_daemon, serve_control, wait_for_stop};
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use iface::{interface_addresses, interface_by_index, interface_index};
 pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
