@@ -372,6 +372,15 @@ impl Association {
         }
     }
 
+    /// Whether its next broadcast is late by more than half an interval
+    /// (jitter is at most 1/16 of one), a sign that the server stopped.
+    pub fn is_overdue(&self, now: Duration) -> bool {
+        match self.last_accepted {
+            Some(t) => now.saturating_sub(t) > self.interval() * 3 / 2,
+            None => true,
+        }
+    }
+
     /// Short description of the calibration result for status.
     pub fn calibration_summary(&self) -> String {
         match self.calibration.as_ref().map(Calibration::phase) {

@@ -501,6 +501,7 @@ impl ClientCore {
                     ),
                     jitter: p.filter.jitter(),
                     stratum: h.stratum,
+                    overdue: p.assoc.is_overdue(mono),
                 })
             })
             .collect();

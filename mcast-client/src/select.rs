@@ -47,6 +47,12 @@ pub struct Candidate {
     pub jitter: NtpDuration,
     /// The server's stratum (tie-break for the system peer).
     pub stratum: u8,
+    /// Its next broadcast is overdue (missed by more than half an
+    /// interval): it still counts in the intersection and the combination
+    /// until it ages out, but any punctual survivor is preferred as the
+    /// system peer, so a server that dies is replaced within two of its
+    /// intervals.
+    pub overdue: bool,
 }
 
 /// Selection knobs.
@@ -97,7 +103,7 @@ pub struct SelectOutcome {
     /// Ids that survived clustering, smallest root distance first (so the
     /// system peer, if any, is first). Empty when nothing was selected.
     pub survivors: Vec<usize>,
-    /// The survivor with the smallest root distance.
+    /// The survivor with the smallest root distance, punctual ones first.
     pub system_peer: Option<usize>,
     /// Combined offset of the survivors (weights 1/λ); `None` when nothing
     /// was selected.
@@ -179,7 +185,7 @@ pub fn select(cands: &[Candidate], params: &SelectParams) -> SelectOutcome {
     }
 
     let mut survivors = chimers;
-    survivors.sort_by_key(|c| (c.root_distance, c.stratum, c.id));
+    survivors.sort_by_key(|c| (c.overdue, c.root_distance, c.stratum, c.id));
     cluster(&mut survivors, params.min_cluster_survivors.max(1));
 
     let Some(&peer) = survivors.first() else {
@@ -359,7 +365,26 @@ mod tests {
             root_distance: dist,
             jitter: us(50),
             stratum: 2,
+            overdue: false,
         }
+    }
+
+    #[test]
+    fn an_overdue_server_is_not_the_system_peer_while_a_punctual_one_survives() {
+        let mut best = cand(0, us(100), ms(2));
+        best.overdue = true;
+        let cands = [best, cand(1, us(-50), ms(6)), cand(2, us(20), ms(7))];
+        let out = select(&cands, &SelectParams::default());
+        assert_eq!(out.system_peer, Some(1), "{out:?}");
+        assert!(
+            out.survivors.contains(&0),
+            "still combined until it ages out"
+        );
+        let mut all = cands;
+        for c in &mut all {
+            c.overdue = true;
+        }
+        assert_eq!(select(&all, &SelectParams::default()).system_peer, Some(0));
     }
 
     #[test]

@@ -189,6 +189,7 @@ fn run(sc: &Scenario<'_>, spike: impl Fn(usize, usize) -> f64) -> Run {
                     ),
                     jitter: f.jitter(),
                     stratum: 2,
+                    overdue: false,
                 })
                 .collect();
             let sel = select(&cands, &params);
