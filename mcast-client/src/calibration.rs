@@ -16,6 +16,7 @@
 //! `retries` more volleys with backoff, then the configured fallback delay.
 //! Nothing here ever leads to polling a server by unicast for good.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use mcast_proto::{KissCode, NtpDuration, NtpTimestamp};
@@ -83,6 +84,8 @@ pub enum Failure {
     NoReply {
         /// Requests sent.
         requests: u32,
+        /// The server's address and our source port, when known.
+        route: Option<(SocketAddr, u16)>,
     },
     /// The calibrated round trip exceeds the bound.
     DelayTooLarge {
@@ -103,7 +106,18 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::NoReply { requests } => write!(f, "no reply to {requests} requests"),
+            Failure::NoReply {
+                requests,
+                route: None,
+            } => write!(f, "no reply to {requests} requests"),
+            Failure::NoReply {
+                requests,
+                route: Some((server, port)),
+            } => write!(
+                f,
+                "no reply from {server} to {requests} requests sent from port {port}; check \
+                 that UDP replies to that port are allowed"
+            ),
             Failure::DelayTooLarge { round_trip, bound } => write!(
                 f,
                 "calibrated round trip {:.1} ms exceeds the {:.1} ms bound",
@@ -185,6 +199,7 @@ pub struct Calibration {
     requests_sent: u32,
     spacing: Duration,
     failures: Vec<Failure>,
+    route: Option<(SocketAddr, u16)>,
 }
 
 /// Most broadcasts kept for pairing.
@@ -210,7 +225,14 @@ impl Calibration {
             requests_sent: 0,
             spacing: config.spacing,
             failures: Vec::new(),
+            route: None,
         }
+    }
+
+    /// Where the requests go and the port they leave from, for the words
+    /// of a failure ("no reply from ... sent from port ...").
+    pub fn set_route(&mut self, server: SocketAddr, local_port: u16) {
+        self.route = Some((server, local_port));
     }
 
     /// A calibration that is already done with a fixed delay (no volley,
@@ -409,6 +431,7 @@ impl Calibration {
             },
             None if self.replies_this_volley == 0 => Failure::NoReply {
                 requests: u32::from(self.config.requests),
+                route: self.route,
             },
             None if !self.exchanges.is_empty() => Failure::NoUsableReply {
                 detail: "no broadcast arrived close enough in time to pair with the replies".into(),

@@ -377,6 +377,9 @@ impl ClientCore {
             let key = peer.assoc.spec().key;
             let to = SocketAddr::new(peer.assoc.spec().address, port);
             while let Some(cal) = peer.assoc.calibration_mut() {
+                if let Some(local) = local_port {
+                    cal.set_route(to, local);
+                }
                 match cal.poll(mono) {
                     Step::SendRequest => {
                         cal.request_sent(mono);

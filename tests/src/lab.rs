@@ -1,0 +1,225 @@
+//! Our daemons on lab hosts: start `mcast-server` or `mcast-client` in a
+//! namespace of a test's [`Lan`](crate::netns::Lan) with a generated
+//! configuration, wait until it runs, read its status over its control
+//! socket (a Unix socket, reachable from outside the namespace) and its
+//! log. Also [`wait_for`], the one way lab tests await a condition.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mcast_client::daemon::ClientStatus;
+use mcast_server::daemon::Status;
+
+use crate::netns::{Host, NsChild};
+use crate::{bins, vectors};
+
+/// The multicast group of the lab tests.
+pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
+/// How long a started daemon may take to log that it runs.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Fails loudly (never skips) when the lab cannot be built.
+pub fn lab_required(test: &str) {
+    if let Err(e) = crate::netns::require_root() {
+        panic!("{test} needs the network lab: {e}");
+    }
+}
+
+/// Polls `check` every `every` until it gives a value or `timeout` passes;
+/// then panics with `what` and `diag()`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    diag: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            diag()
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// Which of our programs a [`Daemon`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// `mcast-server`.
+    Server,
+    /// `mcast-client`.
+    Client,
+}
+
+impl Program {
+    /// The binary's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Server => "mcast-server",
+            Program::Client => "mcast-client",
+        }
+    }
+
+    /// Its path (built on demand).
+    pub fn bin(self) -> PathBuf {
+        bins::bin_path(self.name()).unwrap_or_else(|e| panic!("build {}: {e}", self.name()))
+    }
+}
+
+/// One of our daemons, running in a lab host; stopped when dropped.
+pub struct Daemon {
+    program: Program,
+    host: Host,
+    child: NsChild,
+    socket: PathBuf,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `<work>/<name>.toml` (the test vectors' keys, `port`, a
+    /// control socket, then `body`) and starts `<program> run` in `host`;
+    /// returns once it logged that it runs.
+    pub fn start(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        body: &str,
+    ) -> Daemon {
+        let config = work.join(format!("{name}.toml"));
+        let socket = work.join(format!("{name}.sock"));
+        let log = work.join(format!("{name}.log"));
+        let text = format!(
+            "keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}",
+            keys = vectors::keys_file()
+        );
+        std::fs::write(&config, &text).expect("write daemon config");
+        let bin = program.bin();
+        let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
+        let child = host
+            .spawn(&bin.to_string_lossy(), &args, &log)
+            .unwrap_or_else(|e| panic!("start {} in {}: {e}", program.name(), host.name()));
+        let daemon = Daemon {
+            program,
+            host: host.clone(),
+            child,
+            socket,
+            log,
+            config,
+        };
+        let ready = format!("{} running", program.name());
+        wait_for(
+            &format!("{} in {} to log {ready:?}", program.name(), host.name()),
+            START_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                assert!(
+                    daemon.child.is_running(),
+                    "{} in {} exited at start ({:?}) with config\n{text}\nlog:\n{}",
+                    program.name(),
+                    host.name(),
+                    daemon.child.exit_status(),
+                    daemon.log()
+                );
+                daemon.log().contains(&ready).then_some(())
+            },
+            || daemon.log(),
+        );
+        daemon
+    }
+
+    /// The host it runs in.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Its process.
+    pub fn child(&self) -> &NsChild {
+        &self.child
+    }
+
+    /// Its control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Its configuration file.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `<program> ARGS... --socket SOCKET` and returns its output.
+    pub fn control(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.program.bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .unwrap_or_else(|e| panic!("run {} {args:?}: {e}", self.program.name()))
+    }
+
+    /// `status --json`, parsed as `T`.
+    fn status_as<T: serde::de::DeserializeOwned>(&self) -> T {
+        let out = self.control(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{} status in {} failed: {}\nlog:\n{}",
+            self.program.name(),
+            self.host.name(),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json of {} is not what we expect ({e}): {}",
+                self.program.name(),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// A server's `status --json`.
+    pub fn server_status(&self) -> Status {
+        assert_eq!(self.program, Program::Server);
+        self.status_as()
+    }
+
+    /// A client's `status --json`.
+    pub fn client_status(&self) -> ClientStatus {
+        assert_eq!(self.program, Program::Client);
+        self.status_as()
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL) and waits for it.
+    pub fn stop(&self) {
+        let _ = self.child.stop();
+    }
+}
+
+/// A server's `[[destination]]` on the host's `eth0`.
+pub fn destination(address: &str, key: u32, poll: i8, extra: &str) -> String {
+    format!(
+        "[[destination]]\naddress = \"{address}\"\ninterface = \"eth0\"\nkey = {key}\n\
+         poll = {poll}\n{extra}"
+    )
+}
+
+/// A `local` time source at `stratum`.
+pub fn local_source(stratum: u8) -> String {
+    format!("[time-source]\nkind = \"local\"\nstratum = {stratum}\n")
+}
