@@ -4,6 +4,12 @@
 //! socket (a Unix socket, reachable from outside the namespace) and its
 //! log. Also [`wait_for`], the one way lab tests await a condition.
 
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "test support: a lab step that cannot go on fails the test that called it, with the daemon's log"
+)]
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -88,7 +88,7 @@ impl ClientPlan<'_> {
     }
 }
 
-fn server_row<'a>(s: &'a ClientStatus, addr: IpAddr) -> &'a ServerStatus {
+fn server_row(s: &ClientStatus, addr: IpAddr) -> &ServerStatus {
     s.servers
         .iter()
         .find(|r| r.remote == addr)
