@@ -40,11 +40,18 @@ fn build(name: &str) -> Result<PathBuf, String> {
         .find(|(bin, _)| *bin == name)
         .map(|(_, p)| *p)
         .ok_or_else(|| format!("bin_path: no package known for binary {name:?}"))?;
-    // The test executable is <target>/<profile dir>/deps/<test>-<hash>.
+    // A test executable is <target>/<profile dir>/deps/<test>-<hash>; a
+    // binary of this crate (lab-bench) is <target>/<profile dir>/<name>.
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let profile_dir = exe
         .parent()
-        .and_then(Path::parent)
+        .and_then(|p| {
+            if p.file_name().is_some_and(|n| n == "deps") {
+                p.parent()
+            } else {
+                Some(p)
+            }
+        })
         .ok_or_else(|| format!("unexpected test executable path {}", exe.display()))?;
     let target_dir = profile_dir
         .parent()
