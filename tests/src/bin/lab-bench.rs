@@ -1,0 +1,287 @@
+//! `lab-bench`: the client benchmarks of BENCHMARKS.md, on a LAN of network
+//! namespaces built for the run (needs root and `scripts/install-deps`).
+//!
+//! - `lab-bench accuracy [--minutes M] [--poll P]`: three of our servers
+//!   (MD5, SHA1 and AES-CMAC keys); our client and the reference ntpd
+//!   4.2.8p15 `multicastclient` listen to the same broadcasts. All hosts
+//!   share one clock, so every offset a client reports is its error. After
+//!   both track all servers, both are sampled every 2 s for M minutes:
+//!   median, p99 and max |offset| of each per-server offset, and of our
+//!   combined offset.
+//! - `lab-bench footprint [--servers N] [--minutes M]`: N of our servers and
+//!   our client: time from start to the first selected server, then RSS
+//!   and CPU of the client while it tracks all N.
+//!
+//! Every process runs without CAP_SYS_TIME and the clients never touch
+//! the clock (monitor mode, ntpd with `disable ntp`). Prints a Markdown
+//! table for BENCHMARKS.md.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use mcast_client::association::State;
+use mcast_tests::lab::{Daemon, GROUP, Program, destination, local_source, wait_for};
+use mcast_tests::netns::{self, Host, Lan};
+use mcast_tests::refntpd::RefNtpd;
+use mcast_tests::vectors;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Client accuracy and footprint benchmarks on a namespace LAN")]
+struct Args {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand, Debug)]
+enum Bench {
+    /// Our client against ntpd's multicastclient, same servers, same run.
+    Accuracy {
+        /// Minutes of sampling after both clients track every server.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Servers' poll exponent (ntpd clients need 3 or more).
+        #[arg(long, default_value_t = 3)]
+        poll: i8,
+    },
+    /// Time to first selection, RSS and CPU of our client with N servers.
+    Footprint {
+        /// Servers.
+        #[arg(long, default_value_t = 8)]
+        servers: usize,
+        /// Minutes of measuring CPU while tracking.
+        #[arg(long, default_value_t = 5)]
+        minutes: u64,
+        /// Servers' poll exponent.
+        #[arg(long, default_value_t = 3)]
+        poll: i8,
+    },
+}
+
+/// Keys the servers sign with, in host order (all types the keys file has).
+const KEYS: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = netns::require_root() {
+        eprintln!("lab-bench: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match args.command {
+        Bench::Accuracy { minutes, poll } => accuracy(minutes, poll),
+        Bench::Footprint {
+            servers,
+            minutes,
+            poll,
+        } => footprint(servers.clamp(1, KEYS.len()), minutes, poll),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn lan_with(hosts: usize) -> Result<(tempfile::TempDir, Lan), String> {
+    let work = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let lan = Lan::new(hosts).map_err(|e| format!("build a {hosts}-host LAN: {e}"))?;
+    Ok((work, lan))
+}
+
+fn start_servers(lan: &Lan, work: &Path, n: usize, poll: i8) -> Vec<(Daemon, IpAddr, u32)> {
+    KEYS.iter()
+        .take(n)
+        .enumerate()
+        .map(|(i, &key)| {
+            let host = lan.host(i + 1);
+            let body = format!(
+                "{}{}",
+                destination(&GROUP.to_string(), key, poll, ""),
+                local_source(2)
+            );
+            let d = Daemon::start(
+                Program::Server,
+                &host,
+                work,
+                &format!("server{}", i + 1),
+                123,
+                &body,
+            );
+            (d, IpAddr::V4(host.addr()), key)
+        })
+        .collect()
+}
+
+fn start_client(host: &Host, work: &Path, servers: &[(Daemon, IpAddr, u32)]) -> Daemon {
+    let mut body = format!(
+        "[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n[clock]\nmode = \"monitor\"\n\
+         [selection]\nmin-agreeing = 1\n"
+    );
+    for (_, addr, key) in servers {
+        body.push_str(&format!("[[server]]\naddress = \"{addr}\"\nkey = {key}\n"));
+    }
+    Daemon::start(Program::Client, host, work, "client", 123, &body)
+}
+
+fn tracking_all(client: &Daemon, n: usize) -> bool {
+    let s = client.client_status();
+    s.servers
+        .iter()
+        .filter(|r| r.state == State::Tracking && r.offset_ms.is_some())
+        .count()
+        == n
+}
+
+/// Median, p99 and max of |x|, in microseconds.
+fn summary(ms: &[f64]) -> (f64, f64, f64, usize) {
+    let mut v: Vec<f64> = ms.iter().map(|x| x.abs() * 1e3).collect();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| -> f64 {
+        let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+        v.get(i).copied().unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99), at(1.0), v.len())
+}
+
+fn accuracy(minutes: u64, poll: i8) -> Result<(), String> {
+    let (work, lan) = lan_with(5)?;
+    let servers = start_servers(&lan, work.path(), 3, poll);
+    let ours = start_client(&lan.host(4), work.path(), &servers);
+    let trusted: Vec<u16> = servers.iter().map(|s| s.2 as u16).collect();
+    let ntpd = RefNtpd::multicast_client(
+        &lan.host(5),
+        &vectors::keys_file(),
+        &trusted,
+        IpAddr::V4(GROUP),
+        "",
+    )
+    .map_err(|e| format!("start reference ntpd multicastclient: {e}"))?;
+    let addrs: Vec<String> = servers.iter().map(|s| s.1.to_string()).collect();
+    eprintln!("lab-bench: waiting until both clients track all three servers");
+    wait_for(
+        "both clients to track every server",
+        Duration::from_secs(300),
+        Duration::from_secs(1),
+        || {
+            let theirs = ntpd.lpeers().ok()?;
+            let ntpd_ok = addrs.iter().all(|a| {
+                theirs
+                    .iter()
+                    .any(|r| &r.remote == a && r.kind == 'b' && r.reach.count_ones() >= 4)
+            });
+            (ntpd_ok && tracking_all(&ours, servers.len())).then_some(())
+        },
+        || format!("ntpd log:\n{}\nour log:\n{}", ntpd.log(), ours.log()),
+    );
+    eprintln!("lab-bench: sampling for {minutes} min");
+    let (mut our_peer, mut our_combined, mut their_peer) = (Vec::new(), Vec::new(), Vec::new());
+    let end = Instant::now() + Duration::from_secs(minutes * 60);
+    while Instant::now() < end {
+        let s = ours.client_status();
+        our_peer.extend(s.servers.iter().filter_map(|r| r.offset_ms));
+        our_combined.extend(s.offset_ms);
+        if let Ok(rows) = ntpd.lpeers() {
+            their_peer.extend(
+                rows.iter()
+                    .filter(|r| r.kind == 'b' && addrs.contains(&r.remote))
+                    .map(|r| r.offset_ms),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    println!(
+        "| client | samples | median abs offset (us) | p99 (us) | max (us) |\n|---|---|---|---|---|"
+    );
+    for (name, v) in [
+        ("mcast-client, per server", &our_peer),
+        ("mcast-client, combined", &our_combined),
+        ("ntpd 4.2.8p15 multicastclient, per server", &their_peer),
+    ] {
+        let (median, p99, max, n) = summary(v);
+        println!("| {name} | {n} | {median:.1} | {p99:.1} | {max:.1} |");
+    }
+    println!(
+        "\n{minutes} min, 3 servers (keys 1 MD5, 2 SHA1, 3 AES-CMAC), poll {poll}, \
+         one bridge LAN"
+    );
+    Ok(())
+}
+
+/// (utime + stime) of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), 12 and 13 after ')'.
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn footprint(n: usize, minutes: u64, poll: i8) -> Result<(), String> {
+    let (work, lan) = lan_with(n + 1)?;
+    let servers = start_servers(&lan, work.path(), n, poll);
+    let started = Instant::now();
+    let client = start_client(&lan.host(n + 1), work.path(), &servers);
+    let first = wait_for(
+        "a first selected server",
+        Duration::from_secs(120),
+        Duration::from_millis(50),
+        || {
+            let s = client.client_status();
+            s.offset_ms.map(|_| started.elapsed())
+        },
+        || client.log(),
+    );
+    wait_for(
+        "every server tracked",
+        Duration::from_secs(300),
+        Duration::from_millis(500),
+        || tracking_all(&client, n).then_some(()),
+        || client.log(),
+    );
+    let all = started.elapsed();
+    let pid = client.child().pid();
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(minutes * 60));
+    let cpu = cpu_seconds(pid) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "| servers | first selection (s) | all tracked (s) | RSS (kB) | peak RSS (kB) | CPU while \
+         tracking (% of one core) |\n|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {n} | {:.2} | {:.1} | {} | {} | {:.3} |",
+        first.as_secs_f64(),
+        all.as_secs_f64(),
+        status_kb(pid, "VmRSS:"),
+        status_kb(pid, "VmHWM:"),
+        cpu / wall * 100.0
+    );
+    println!("\npoll {poll}, CPU over {minutes} min after all were tracked");
+    Ok(())
+}
