@@ -166,6 +166,12 @@ impl ClientCore {
         *self.global_rejects.entry(reason).or_insert(0) += 1;
     }
 
+    /// Counts a packet the I/O layer dropped before it reached the core
+    /// (for example one that arrived on another interface than configured).
+    pub fn count_dropped(&mut self, reason: &'static str) {
+        self.count(reason);
+    }
+
     fn peer_index(&self, addr: IpAddr) -> Option<usize> {
         self.peers
             .iter()

@@ -471,6 +471,9 @@ async fn listen_loop(
         // Only packets that arrived on the configured interface count.
         let want = l.ifindex.lock().map(|i| *i).unwrap_or(0);
         if meta.ifindex.is_some_and(|i| i != want) {
+            if let Ok(mut core) = shared.core.lock() {
+                core.count_dropped("wrong-interface");
+            }
             continue;
         }
         let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));

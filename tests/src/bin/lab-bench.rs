@@ -29,7 +29,10 @@ use mcast_tests::refntpd::RefNtpd;
 use mcast_tests::vectors;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Client accuracy and footprint benchmarks on a namespace LAN")]
+#[command(
+    version,
+    about = "Client accuracy and footprint benchmarks on a namespace LAN"
+)]
 struct Args {
     #[command(subcommand)]
     command: Bench,
