@@ -24,4 +24,4 @@ pub use error::ParseError;
 pub use header::{HEADER_LEN, Header, LeapIndicator, Log2Seconds, Mode, RefId, RefIdKind};
 pub use kod::KissCode;
 pub use sanity::{SampleLimits, Unusable};
-pub use time::{NtpDuration, NtpShort, NtpTimestamp};
+pub use time::{NtpDuration, NtpShort, NtpTimestamp, UtcTime};

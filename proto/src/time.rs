@@ -385,6 +385,90 @@ impl fmt::Display for NtpShort {
     }
 }
 
+/// A calendar date and time of day in UTC (proleptic Gregorian), for
+/// showing timestamps to people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UtcTime {
+    /// Year (may be before 1970 or after 9999).
+    pub year: i64,
+    /// Month, 1..=12.
+    pub month: u8,
+    /// Day of the month, 1..=31.
+    pub day: u8,
+    /// Hour, 0..=23.
+    pub hour: u8,
+    /// Minute, 0..=59.
+    pub minute: u8,
+    /// Second, 0..=59 (leap seconds are not represented, as in Unix time).
+    pub second: u8,
+    /// Nanoseconds, 0..1e9.
+    pub nanos: u32,
+}
+
+impl UtcTime {
+    /// From Unix time: `secs` since 1970-01-01T00:00:00Z plus `nanos`.
+    pub fn from_unix(secs: i64, nanos: u32) -> Self {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let small = |v: i64| u8::try_from(v).unwrap_or(0);
+        UtcTime {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month: small(month),
+            day: small(day),
+            hour: small(rem / 3600),
+            minute: small(rem % 3600 / 60),
+            second: small(rem % 60),
+            nanos: nanos.min(999_999_999),
+        }
+    }
+
+    /// From a `SystemTime`.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let (secs, nanos) = NtpTimestamp::from_system_time(t).to_unix_near(unix_secs_of(t));
+        UtcTime::from_unix(secs, nanos)
+    }
+
+    /// From an NTP timestamp, in the era nearest to `pivot` (see
+    /// [`NtpTimestamp::to_unix_near`]).
+    pub fn from_ntp_near(t: NtpTimestamp, pivot: SystemTime) -> Self {
+        let (secs, nanos) = t.to_unix_near(unix_secs_of(pivot));
+        UtcTime::from_unix(secs, nanos)
+    }
+}
+
+fn unix_secs_of(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+impl fmt::Display for UtcTime {
+    /// RFC 3339 with microseconds, e.g. `2026-11-22T01:50:57.123456Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.nanos / 1000
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +559,33 @@ mod tests {
         assert_eq!(
             NtpShort::from_duration(NtpDuration::MAX).to_bits(),
             u32::MAX
+        );
+    }
+
+    #[test]
+    fn utc_calendar() {
+        let t = UtcTime::from_unix(0, 0);
+        assert_eq!(t.to_string(), "1970-01-01T00:00:00.000000Z");
+        let t = UtcTime::from_unix(951_782_400 + 3_723, 123_456_789);
+        assert_eq!(t.to_string(), "2000-02-29T01:02:03.123456Z");
+        assert_eq!(
+            UtcTime::from_unix(1_795_312_257, 0).to_string(),
+            "2026-11-22T01:50:57.000000Z"
+        );
+        assert_eq!(
+            UtcTime::from_unix(-1, 0).to_string(),
+            "1969-12-31T23:59:59.000000Z"
+        );
+        // NTP era 1 starts 2036-02-07T06:28:16Z; a zero timestamp read near then.
+        let pivot = UNIX_EPOCH + Duration::from_secs(2_085_978_000);
+        assert_eq!(
+            UtcTime::from_ntp_near(NtpTimestamp::ZERO, pivot).to_string(),
+            "2036-02-07T06:28:16.000000Z"
+        );
+        let st = UNIX_EPOCH + Duration::new(1_795_312_257, 5_000);
+        assert_eq!(
+            UtcTime::from_system_time(st).to_string(),
+            "2026-11-22T01:50:57.000005Z"
         );
     }
 }
