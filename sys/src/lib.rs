@@ -13,6 +13,8 @@
 //! - [`RealClock`] and [`measure_precision`]: reading the clocks.
 //! - [`bind_control`], [`serve_control`], [`control_request`],
 //!   [`wait_for_stop`]: the daemons' control sockets and signals.
+//! - [`serve_http`], [`http_response`]: the minimal HTTP endpoint that
+//!   serves metrics.
 //!
 //! Everything else goes through `nix` and `socket2`.
 
@@ -20,6 +22,7 @@ mod clock;
 mod control;
 mod endpoint;
 mod ffi;
+mod http;
 mod iface;
 mod kernel_time;
 mod msg;
@@ -27,6 +30,7 @@ mod msg;
 pub use clock::{RealClock, measure_precision};
 pub use control::{bind_control, control_request, run_daemon, serve_control, wait_for_stop};
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
+pub use http::{HttpLimits, head_end, http_response, serve_http};
 pub use iface::{interface_addresses, interface_by_index, interface_index};
 pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
 pub use msg::{RecvMeta, TxTimestamp};
