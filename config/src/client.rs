@@ -315,6 +315,16 @@ impl ClientConfig {
         if self.port == 0 {
             return Err(o.error("port", self.port, "must be 1..65535"));
         }
+        if let Some(m) = self.metrics
+            && m.port() == 0
+        {
+            return Err(o.error(
+                "metrics",
+                format!("\"{m}\""),
+                "needs a port (e.g. \"127.0.0.1:9124\"): a scraper cannot find a port the \
+                 system picked",
+            ));
+        }
         if self.listen.is_empty() {
             return Err(o.labelled(
                 "listen",

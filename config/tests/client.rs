@@ -362,6 +362,31 @@ fn selection_limits() {
 }
 
 #[test]
+fn metrics_address_needs_a_port_and_valid_syntax() {
+    let text = format!("metrics = \"127.0.0.1:9124\"\n{MINIMAL}");
+    assert_eq!(
+        parse(&text).unwrap().metrics,
+        Some("127.0.0.1:9124".parse().unwrap())
+    );
+    let text = format!("metrics = \"[::1]:9124\"\n{MINIMAL}");
+    assert!(parse(&text).unwrap().metrics.is_some_and(|m| m.is_ipv6()));
+    let text = format!("\nmetrics = \"127.0.0.1:0\"\n{MINIMAL}");
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(
+        e.to_string()
+            .contains("metrics = \"127.0.0.1:0\": needs a port"),
+        "{e}"
+    );
+    for bad in ["\"127.0.0.1\"", "\"localhost:9124\"", "9124"] {
+        let text = format!("\nmetrics = {bad}\n{MINIMAL}");
+        let e = parse_err(&text);
+        assert_eq!(e.line, Some(2), "{bad}: {e}");
+        assert!(e.to_string().contains("metrics = "), "{e}");
+    }
+}
+
+#[test]
 fn server_names_are_unique() {
     let text = format!(
         "{MINIMAL}name = \"a\"\n\n[[server]]\naddress = \"198.18.0.2\"\nkey = 4\nname = \"a\"\n"

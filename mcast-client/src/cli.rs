@@ -61,6 +61,60 @@ pub enum Command {
     /// Rerun the calibration volley for one server.
     #[command(after_help = "Example:\n  mcast-client recalibrate 198.18.0.1")]
     Recalibrate(RecalibrateArgs),
+    /// Diagnostic: join a group and print every packet heard and its verdict.
+    #[command(after_help = LISTEN_HELP)]
+    Listen(ListenArgs),
+}
+
+const LISTEN_HELP: &str = "Example:\n  \
+    mcast-client listen --group 224.0.1.1 --interface bond0 --keys /etc/mcast-ntp/ntp.keys \
+    --count 5\n\n\
+    Joins the group on the interface (no configuration file, no running client needed) and \
+    prints one line per packet: arrival time, source, interface, length, version, mode, \
+    stratum, poll, leap indicator, refid, key id, MAC verdict (ok, bad MAC, unknown key, \
+    no MAC, crypto-NAK; \"not checked\" without --keys), transmit time, transmit minus \
+    arrival, the time since the previous packet from that address, and why a packet could \
+    never be time (LI 3, stratum 0 or 16, KoD, zero transmit). A packet that does not \
+    parse gets a line with the reason. With --json each line is a JSON object.\n\n\
+    A group address that is not multicast (e.g. 198.18.0.255) listens for IPv4 subnet \
+    broadcasts. Stops after --count packets, after --timeout-s seconds, or on Ctrl-C.\n\n\
+    Exit status: 0 when a packet verified (without --keys: when any packet was heard), \
+    1 when packets were heard but none verified, 2 for a usage, keys-file or socket \
+    problem, 3 when nothing was heard.";
+
+/// Options of `listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Multicast group (or IPv4 broadcast address) to listen to.
+    #[arg(long, value_name = "ADDR")]
+    pub group: std::net::IpAddr,
+    /// Interface to join the group on, by name (e.g. bond0, lo).
+    #[arg(long, value_name = "NAME")]
+    pub interface: String,
+    /// ntpd keys file to check MACs with.
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// UDP port.
+    #[arg(long, value_name = "PORT", default_value_t = 123)]
+    pub port: u16,
+    /// Stop after this many packets.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long = "timeout-s", value_name = "SEC", value_parser = positive_seconds)]
+    pub timeout: Option<std::time::Duration>,
+    /// Print one JSON object per packet instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e9 {
+        Ok(std::time::Duration::from_secs_f64(v))
+    } else {
+        Err(format!("{s} must be more than 0 (seconds)"))
+    }
 }
 
 /// Where a running client's control socket is.
@@ -144,6 +198,117 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Status(args) => status(args),
         Command::Check(args) => check(args),
         Command::Recalibrate(args) => recalibrate(args),
+        Command::Listen(args) => listen(args),
+    }
+}
+
+/// `listen`: the socket and clock around [`crate::listen::Session`].
+fn listen(args: &ListenArgs) -> ExitCode {
+    let keys = match &args.keys {
+        Some(path) => match KeyStore::load(path) {
+            Ok(k) => {
+                for w in k.warnings() {
+                    eprintln!("mcast-client: warning: {w}");
+                }
+                Some(k)
+            }
+            Err(e) => {
+                eprintln!("mcast-client: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let broadcast = !args.group.is_multicast();
+    if broadcast && (args.group.is_ipv6() || args.group.is_unspecified()) {
+        eprintln!(
+            "mcast-client: --group {}: not a multicast group or an IPv4 broadcast address",
+            args.group
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcast-client: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let checking = keys.as_ref().map_or_else(
+        || "MACs not checked (no --keys)".to_string(),
+        |k| format!("MACs checked with {}", k.path().display()),
+    );
+    let mut session = crate::listen::Session::new(keys);
+    let result = runtime.block_on(async {
+        let (ep, _) =
+            crate::daemon::open_group_socket(args.group, &args.interface, args.port, broadcast)?;
+        let what = if broadcast { "broadcasts to" } else { "group" };
+        eprintln!(
+            "listening: {what} {} port {} on {}; {checking}; Ctrl-C to stop",
+            args.group, args.port, args.interface
+        );
+        listen_loop(&ep, args, &mut session).await;
+        Ok::<(), crate::daemon::DaemonError>(())
+    });
+    if let Err(e) = result {
+        eprintln!("mcast-client: cannot listen: {e}");
+        return ExitCode::from(2);
+    }
+    eprintln!("{}", session.summary());
+    ExitCode::from(session.exit_code())
+}
+
+async fn listen_loop(
+    ep: &mcast_sys::UdpEndpoint,
+    args: &ListenArgs,
+    session: &mut crate::listen::Session,
+) {
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = mcast_sys::wait_for_stop(|| {});
+    tokio::pin!(expired, stop);
+    let mut names = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    while args.count.is_none_or(|n| session.heard() < n) {
+        let meta = tokio::select! {
+            r = ep.recv(&mut buf) => match r {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("mcast-client: receive error: {e}");
+                    continue;
+                }
+            },
+            () = &mut expired => break,
+            r = &mut stop => {
+                if let Err(e) = r {
+                    eprintln!("mcast-client: signal handlers: {e}");
+                }
+                break;
+            }
+        };
+        let interface = match meta.ifindex {
+            Some(i) => names
+                .entry(i)
+                .or_insert_with(|| mcast_sys::interface_by_index(i).unwrap_or(format!("#{i}")))
+                .clone(),
+            None => args.interface.clone(),
+        };
+        let arrival = meta.kernel_rx.unwrap_or_else(mcast_sys::RealClock::now);
+        let bytes = buf.get(..meta.len).unwrap_or_default();
+        let heard = session.on_datagram(bytes, meta.source, &interface, arrival);
+        if args.json {
+            println!("{}", serde_json::to_string(&heard).unwrap_or_default());
+        } else {
+            println!("{heard}");
+        }
     }
 }
 

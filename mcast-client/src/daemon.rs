@@ -74,6 +74,23 @@ pub struct ServerStatus {
     pub rejected: BTreeMap<String, u64>,
     /// `*` system peer, `+` survivor, `x` falseticker, `-` excluded, ` ` not a candidate.
     pub tally: char,
+    /// The key id its packets must verify with (`None`: unauthenticated).
+    #[serde(default)]
+    pub key: Option<u16>,
+    /// Root synchronization distance (RFC 5905 section 11.2.1), ms, as
+    /// selection judges it.
+    #[serde(default)]
+    pub root_distance_ms: Option<f64>,
+    /// Broadcasts accepted (passed every check).
+    #[serde(default)]
+    pub accepted: u64,
+    /// One-way delay its samples use (calibrated or fallback), ms.
+    #[serde(default)]
+    pub one_way_delay_ms: Option<f64>,
+    /// True when the delay was measured (false while calibrating and when
+    /// the fallback delay is in use).
+    #[serde(default)]
+    pub calibrated: bool,
 }
 
 /// What `mcast-client status --json` prints.
@@ -93,6 +110,10 @@ pub struct ClientStatus {
     pub freshest_s: Option<f64>,
     /// Last clock decision, in words.
     pub last_decision: Option<String>,
+    /// Name of the last clock decision (`monitor`, `slew`, `step`, ...;
+    /// see [`Decision::name`]).
+    #[serde(default)]
+    pub decision: Option<String>,
     /// Each server.
     pub servers: Vec<ServerStatus>,
     /// Packets dropped before they could be tied to a server, by reason.
@@ -207,6 +228,20 @@ pub fn status_of(
                 .map(|(r, n)| (r.label().to_string(), *n))
                 .collect(),
             tally,
+            key: a.spec().key.map(mcast_keys::KeyId::get),
+            root_distance_ms: filter.zip(h).map(|(f, h)| {
+                ms(f.root_distance(
+                    h.root_delay.to_duration(),
+                    h.root_dispersion.to_duration(),
+                    mono,
+                ))
+            }),
+            accepted: a.accepted(),
+            one_way_delay_ms: one_way.map(ms),
+            calibrated: matches!(
+                a.calibration().map(crate::calibration::Calibration::phase),
+                Some(crate::calibration::Phase::Calibrated { .. })
+            ),
         });
     }
     let freshest = core
@@ -222,6 +257,7 @@ pub fn status_of(
         selection_problem: selection.and_then(|s| s.reason.clone()),
         freshest_s: freshest,
         last_decision: core.last_decision().map(|d| format!("{d:?}")),
+        decision: core.last_decision().map(|d| d.name().to_string()),
         servers,
         rejected: core
             .global_rejects()
@@ -239,14 +275,20 @@ struct Listener {
     ifindex: Mutex<u32>,
 }
 
-fn open_listener(
+/// Opens a socket that receives what is sent to `group` (a multicast group,
+/// or with `broadcast` an IPv4 broadcast address) on port `port`, joined on
+/// `interface` by index, with arrival metadata (kernel receive timestamp,
+/// arrival interface) on. Returns it with the interface index it joined on.
+/// Used by `run` for each `[[listen]]` entry and by `listen`.
+pub fn open_group_socket(
     group: IpAddr,
     interface: &str,
     port: u16,
     broadcast: bool,
-) -> Result<Listener, DaemonError> {
+) -> Result<(UdpEndpoint, u32), DaemonError> {
+    // The system error names the interface.
     let ifindex =
-        mcast_sys::interface_index(interface).map_err(io_err(format!("interface {interface}")))?;
+        mcast_sys::interface_index(interface).map_err(io_err(format!("group {group}")))?;
     let opts = EndpointOptions::new().reuse_addr(true).reuse_port(true);
     let ep = UdpEndpoint::bind(SocketAddr::new(group, port), &opts)
         .map_err(io_err(format!("bind {group} port {port}")))?;
@@ -270,6 +312,16 @@ fn open_listener(
     } else {
         ep.set_broadcast(true).map_err(io_err("SO_BROADCAST"))?;
     }
+    Ok((ep, ifindex))
+}
+
+fn open_listener(
+    group: IpAddr,
+    interface: &str,
+    port: u16,
+    broadcast: bool,
+) -> Result<Listener, DaemonError> {
+    let (ep, ifindex) = open_group_socket(group, interface, port, broadcast)?;
     Ok(Listener {
         ep: Arc::new(ep),
         group,
@@ -323,6 +375,14 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         "control socket {}",
         config.control_socket.display()
     )))?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io_err(format!("metrics address {addr}")))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         servers = config.servers.len(),
         listen = config.listen.len(),
@@ -350,6 +410,20 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         Arc::clone(&cal4),
         cal6.clone(),
     ));
+    if let Some(listener) = metrics {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        let for_metrics = Arc::clone(&shared);
+        let mode = mode_name.clone();
+        tasks.spawn(mcast_sys::serve_http(
+            listener,
+            "/metrics",
+            crate::metrics::CONTENT_TYPE,
+            mcast_sys::HttpLimits::default(),
+            Arc::new(move || metrics_text(&for_metrics, &mode)),
+        ));
+    }
     let for_control = Arc::clone(&shared);
     tasks.spawn(mcast_sys::serve_control(
         control,
@@ -572,6 +646,15 @@ async fn supervise_interface(l: Arc<Listener>) {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// The metrics page: the same snapshot `status` answers with.
+fn metrics_text(shared: &Shared, mode_name: &str) -> String {
+    let mono = shared.mono();
+    match shared.core.lock() {
+        Ok(core) => crate::metrics::format_metrics(&status_of(&core, mono, mono, mode_name)),
+        Err(_) => String::new(),
     }
 }
 

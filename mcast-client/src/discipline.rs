@@ -254,6 +254,32 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every [`Decision::name`], in declaration order.
+    pub const NAMES: [&'static str; 7] = [
+        "monitor",
+        "slew",
+        "step",
+        "spike-ignored",
+        "panic",
+        "waiting-for-stepout",
+        "slew-in-progress",
+    ];
+
+    /// A short name for status and metrics labels: `monitor`, `slew`,
+    /// `step`, `spike-ignored`, `panic`, `waiting-for-stepout`,
+    /// `slew-in-progress`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Monitor { .. } => "monitor",
+            Decision::Slew { .. } => "slew",
+            Decision::Step { .. } => "step",
+            Decision::SpikeIgnored { .. } => "spike-ignored",
+            Decision::Panic { .. } => "panic",
+            Decision::WaitingForStepout { .. } => "waiting-for-stepout",
+            Decision::SlewInProgress { .. } => "slew-in-progress",
+        }
+    }
+
     /// The system offset the decision was made on.
     pub fn offset(&self) -> NtpDuration {
         match *self {
@@ -663,6 +689,35 @@ mod tests {
             mode,
             ..DisciplineConfig::default()
         }
+    }
+
+    #[test]
+    fn decision_names_are_distinct_and_listed() {
+        let o = ms(1);
+        let all = [
+            Decision::Monitor { offset: o },
+            Decision::Slew {
+                offset: o,
+                correction: o,
+                frequency_ppm: Ppm(0.0),
+            },
+            Decision::Step { offset: o },
+            Decision::SpikeIgnored {
+                offset: o,
+                since: secs(1),
+            },
+            Decision::Panic { offset: o },
+            Decision::WaitingForStepout {
+                offset: o,
+                remaining: secs(1),
+            },
+            Decision::SlewInProgress {
+                offset: o,
+                remaining: secs(1),
+            },
+        ];
+        let names: Vec<&str> = all.iter().map(Decision::name).collect();
+        assert_eq!(names, Decision::NAMES);
     }
 
     /// Records every call; the offset it reports is whatever the test says.

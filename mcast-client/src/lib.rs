@@ -2,9 +2,9 @@
 //! broadcasts with that server's key, calibrates the path delay once per
 //! server and tracks and selects servers from their broadcasts.
 //!
-//! For now this crate holds the command line ([`cli`]) and the
-//! configuration summary ([`summary`]); the listener, calibration, selection
-//! and clock control come with issue 4.
+//! The protocol logic is sans-I/O ([`core`] and the modules it uses,
+//! [`listen`] for the `listen` diagnostic, [`metrics`] for the Prometheus
+//! text); [`daemon`] and [`cli`] own the sockets, timers and clock.
 #![forbid(unsafe_code)]
 
 pub mod association;
@@ -14,6 +14,8 @@ pub mod core;
 pub mod daemon;
 pub mod discipline;
 pub mod filter;
+pub mod listen;
+pub mod metrics;
 pub mod select;
 
 use std::fmt::Write as _;

@@ -189,3 +189,61 @@ fn usage_errors_exit_2() {
     assert_eq!(run(&[]).status.code(), Some(2));
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn listen_help_shows_an_example_and_the_exit_statuses() {
+    let out = run(&["listen", "--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for needle in [
+        "Example:",
+        "mcast-client listen --group 224.0.1.1 --interface bond0 --keys",
+        "--timeout-s",
+        "--count",
+        "--json",
+        "3 when nothing was heard",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in\n{help}");
+    }
+    assert!(text(&run(&["--help"]).stdout).contains("listen"));
+}
+
+/// `listen --group G --interface I` plus `extra`, as one argument line.
+fn listen_args<'a>(group: &'a str, interface: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["listen", "--group", group, "--interface", interface];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn listen_refuses_a_bad_keys_file_naming_file_and_line_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("bad.keys");
+    std::fs::write(&keys, "1 MD5 LabMd5Key-0001\n2 RIPEMD160 secret\n").unwrap();
+    let out = run(&listen_args(
+        "224.0.1.1",
+        "lo",
+        &["--keys", keys.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", keys.display())), "{err}");
+    assert!(out.stdout.is_empty(), "nothing heard or printed: {out:?}");
+}
+
+#[test]
+fn listen_usage_errors_exit_2() {
+    for args in [
+        vec!["listen", "--interface", "lo"],
+        vec!["listen", "--group", "224.0.1.1"],
+        listen_args("ff02::zz", "lo", &[]),
+        listen_args("2001:db8::1", "lo", &[]),
+        listen_args("224.0.1.1", "lo", &["--count", "0"]),
+        listen_args("224.0.1.1", "lo", &["--timeout-s=-1"]),
+        listen_args("224.0.1.1", "no-such-if0", &[]),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: says why");
+    }
+}
