@@ -6,16 +6,20 @@
 //! starts the daemons; [`tool`] runs the binaries' one-shot commands under
 //! the same restrictions.
 
-// Test helpers fail the test that called them when the lab cannot be set up.
-#![allow(clippy::panic, clippy::expect_used)]
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "test support: a lab step that cannot go on fails the test that called it"
+)]
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{bins, vectors};
+use crate::{bins, lab, vectors};
 
 /// `setpriv` arguments: no `CAP_SYS_TIME`, and SIGKILL when the test
 /// thread that started the process ends.
@@ -86,24 +90,22 @@ pub fn free_tcp_port() -> u16 {
         .port()
 }
 
-/// Calls `check` every 200 ms until it gives a value; panics with `what`
-/// and the last `Err` it gave once `timeout` has passed.
-pub fn wait_for<T>(
+/// Calls `check` every 200 ms until it gives `Ok`; once `timeout` has
+/// passed, fails with `what` and the last `Err` it gave (via
+/// [`lab::wait_for`]).
+pub fn wait_until<T>(
     what: &str,
     timeout: Duration,
     mut check: impl FnMut() -> Result<T, String>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) => assert!(
-                Instant::now() < deadline,
-                "not {what} within {timeout:?}; last seen:\n{last}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let last = RefCell::new(String::new());
+    lab::wait_for(
+        what,
+        timeout,
+        Duration::from_millis(200),
+        || check().map_err(|e| *last.borrow_mut() = e).ok(),
+        || format!("last seen:\n{}", last.borrow()),
+    )
 }
 
 /// An HTTP answer: status code, head and body.
@@ -234,7 +236,7 @@ impl LoopbackLab {
     /// Waits (at most 60 s) until the client tracks the server, has
     /// selected it and heard at least 3 of its broadcasts; returns that status.
     pub fn wait_until_tracked(&self) -> serde_json::Value {
-        wait_for("tracking and selected", Duration::from_secs(60), || {
+        wait_until("tracking and selected", Duration::from_secs(60), || {
             let s = self.client_status()?;
             let field = |name: &str| s.pointer(&format!("/servers/0/{name}")).cloned();
             let reach = field("reach").and_then(|r| r.as_u64()).unwrap_or(0);

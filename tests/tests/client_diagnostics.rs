@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use mcast_tests::loopback::{LoopbackLab, free_port, free_tcp_port, http_get, tool, wait_for};
+use mcast_tests::loopback::{LoopbackLab, free_port, free_tcp_port, http_get, tool, wait_until};
 
 /// `mcast-client listen` on lo, at most `timeout_s` seconds.
 fn listen(lab: &LoopbackLab, group: &str, port: u16, extra: &[&str], timeout_s: u32) -> Output {
@@ -196,7 +196,7 @@ fn metrics_show_the_tracked_server_with_a_real_offset_and_404_elsewhere() {
 
     let status = lab.wait_until_tracked();
     let l = r#"server="127.0.0.1",name="lo-server",key="3""#;
-    let (answer, m) = wait_for("scraped after calibration", Duration::from_secs(30), || {
+    let (answer, m) = wait_until("scraped after calibration", Duration::from_secs(30), || {
         let a = http_get(metrics, "/metrics").map_err(|e| e.to_string())?;
         let m = samples(&a.body);
         let tracking = m.get(&format!(
