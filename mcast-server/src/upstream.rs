@@ -39,6 +39,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use mcast_proto::time::exchange;
 use mcast_proto::{
     Header, KissCode, Log2Seconds, Mode, NtpDuration, NtpShort, NtpTimestamp, RefId, SampleLimits,
     Unusable,
@@ -301,7 +302,10 @@ impl Upstream {
         t4: NtpTimestamp,
         now: Duration,
     ) -> Verdict {
-        let verdict = self.judge(from, bytes, t4, now);
+        let verdict = match self.matching(from, bytes) {
+            Ok((h, out)) => self.judge(h, out, t4, now),
+            Err(why) => Verdict::Ignored(why),
+        };
         match &verdict {
             Verdict::Ignored(_) => self.ignored += 1,
             Verdict::Accepted(s) => {
@@ -319,33 +323,31 @@ impl Upstream {
         verdict
     }
 
-    fn judge(
-        &mut self,
-        from: SocketAddr,
-        bytes: &[u8],
-        t4: NtpTimestamp,
-        now: Duration,
-    ) -> Verdict {
+    /// The reply's header and the query it answers, or why it answers none.
+    fn matching(&self, from: SocketAddr, bytes: &[u8]) -> Result<(Header, Outstanding), String> {
         let want = self.config.address;
         if from != want {
-            return Verdict::Ignored(format!("datagram from {from}, not from upstream {want}"));
+            return Err(format!("datagram from {from}, not from upstream {want}"));
         }
-        let h = match Header::parse(bytes) {
-            Ok(h) => h,
-            Err(e) => return Verdict::Ignored(format!("malformed reply: {e}")),
-        };
+        let h = Header::parse(bytes).map_err(|e| format!("malformed reply: {e}"))?;
         if h.mode != Mode::Server {
-            return Verdict::Ignored(format!("mode {:?} packet, not a reply", h.mode));
+            return Err(format!("mode {:?} packet, not a reply", h.mode));
         }
         let Some(out) = self.outstanding else {
-            return Verdict::Ignored("reply while no query is outstanding (duplicate?)".into());
+            return Err("reply while no query is outstanding (duplicate?)".into());
         };
         if h.origin != out.cookie {
-            return Verdict::Ignored(format!(
+            return Err(format!(
                 "reply whose origin {} is not our query's transmit {}",
                 h.origin, out.cookie
             ));
         }
+        Ok((h, out))
+    }
+
+    /// Judges an answer to our query `out`, received at `t4`.
+    fn judge(&mut self, h: Header, out: Outstanding, t4: NtpTimestamp, now: Duration) -> Verdict {
+        let want = self.config.address;
         // It answers our query: from now on it counts, usable or not.
         self.outstanding = None;
         if let Some(code) = h.kiss_code() {
@@ -513,19 +515,6 @@ impl Upstream {
             last_problem: self.problem(now),
         }
     }
-}
-
-/// Offset and delay of a client/server exchange (RFC 5905 section 8):
-/// offset = ((T2 - T1) + (T3 - T4)) / 2, delay = (T4 - T1) - (T3 - T2).
-pub fn exchange(
-    t1: NtpTimestamp,
-    t2: NtpTimestamp,
-    t3: NtpTimestamp,
-    t4: NtpTimestamp,
-) -> (NtpDuration, NtpDuration) {
-    let offset = ((t2 - t1) + (t3 - t4)) / 2;
-    let delay = (t4 - t1) - (t3 - t2);
-    (offset, delay)
 }
 
 /// Dispersion growth over `d` at 15 ppm.
