@@ -461,13 +461,30 @@ impl ServerConfig {
                     "must be a unicast address and a port, e.g. \"127.0.0.1:123\"",
                 ));
             }
-            if up.ip().is_loopback() && up.port() == self.port {
+            // Our sockets bind each destination interface's address on
+            // `port` (the wildcard address when there is no destination):
+            // a loopback upstream on the same port collides only when one of
+            // them covers the loopback address. chronyd or ntpd answering on
+            // 127.0.0.1:123 next to broadcasts on bond0 port 123 is the
+            // normal set-up.
+            let clash = if self.destinations.is_empty() {
+                Some("with no [[destination]] the responder listens on every address".to_owned())
+            } else {
+                self.destinations
+                    .iter()
+                    .position(|d| d.interface == "lo")
+                    .map(|i| format!("destination[{i}] sends from the loopback interface"))
+            };
+            if up.ip().is_loopback()
+                && up.port() == self.port
+                && let Some(clash) = clash
+            {
                 return Err(o.error(
                     "time-source.upstream",
                     up,
                     format!(
-                        "is this server's own port {}: the upstream daemon must answer on \
-                         another port",
+                        "is on this server's own port {} and {clash}, the upstream's address \
+                         included: run the upstream daemon on another port",
                         self.port
                     ),
                 ));

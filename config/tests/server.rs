@@ -350,14 +350,32 @@ fn time_source_rules() {
     assert_eq!(c.time_source.refid, None);
     assert_eq!(c.time_source.query_interval, Duration::from_secs(32));
 
-    let self_query = MINIMAL.replace("kind = \"kernel\"\nstratum = 2", "kind = \"upstream\"");
-    let e = parse_err(&self_query);
+    // The defaults (upstream 127.0.0.1:123, port 123) work with broadcasts
+    // on bond0: our sockets bind bond0's address, the daemon 127.0.0.1.
+    let defaults = MINIMAL.replace("kind = \"kernel\"\nstratum = 2", "kind = \"upstream\"");
+    let c = parse(&defaults).unwrap();
+    assert_eq!(c.time_source.upstream, "127.0.0.1:123".parse().unwrap());
+    assert_eq!(c.time_source.query_interval, Duration::from_secs(16));
+    // A destination on lo (or none: the responder binds every address)
+    // would take the upstream's own address and port.
+    let on_lo = defaults.replace("\"bond0\"", "\"lo\"");
+    let e = parse_err(&on_lo);
     assert!(
         e.to_string().contains(
-            "time-source.upstream = 127.0.0.1:123 (default): is this server's own port 123"
+            "time-source.upstream = 127.0.0.1:123 (default): is on this server's own port 123 \
+             and destination[0] sends from the loopback interface"
         ),
         "{e}"
     );
+    let responder_only = "[time-source]\nkind = \"upstream\"\n";
+    let e = parse_err(responder_only);
+    assert!(
+        e.to_string()
+            .contains("is on this server's own port 123 and with no [[destination]]"),
+        "{e}"
+    );
+    let other_port = format!("port = 12300\n{responder_only}");
+    assert!(parse(&other_port).is_ok());
 
     let slow = upstream.replace("query-interval-s = 32", "query-interval-s = 100");
     let e = parse_err(&slow);

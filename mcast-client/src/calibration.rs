@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcast_proto::{KissCode, NtpDuration, NtpTimestamp};
+use mcast_proto::{KissCode, NtpDuration};
 
 /// Calibration settings (the `[calibration]` section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,20 +520,12 @@ fn signed_secs(a: Duration, b: Duration) -> f64 {
 }
 
 /// Offset and delay of a client/server exchange (RFC 5905 section 8).
-pub fn exchange(
-    t1: NtpTimestamp,
-    t2: NtpTimestamp,
-    t3: NtpTimestamp,
-    t4: NtpTimestamp,
-) -> (NtpDuration, NtpDuration) {
-    let offset = ((t2 - t1) + (t3 - t4)) / 2;
-    let delay = (t4 - t1) - (t3 - t2);
-    (offset, delay)
-}
+pub use mcast_proto::time::exchange;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcast_proto::NtpTimestamp;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use mcast_config::{ServerConfig, TimeSourceKind, Unsynchronized};
@@ -18,6 +18,7 @@ use crate::ratelimit::{Mru, RateLimitConfig};
 use crate::responder::{Outcome, Request, Responder, ResponderConfig};
 use crate::state::SyncStatus;
 use crate::timesource;
+use crate::upstream::{Upstream, UpstreamConfig, UpstreamReport, Verdict};
 
 /// DSCP EF, what ntpd marks its packets with.
 const TOS_EF: u8 = 0xb8;
@@ -87,6 +88,9 @@ pub struct Status {
     pub top_clients: Vec<ClientStatus>,
     /// Clients that keep polling by unicast after their calibration volley.
     pub unicast_polling_clients: Vec<PollerStatus>,
+    /// The upstream daemon queried, when `kind = "upstream"`.
+    #[serde(default)]
+    pub upstream: Option<UpstreamReport>,
 }
 
 /// One source in the MRU table.
@@ -125,6 +129,7 @@ struct Shared {
     sync: RwLock<SyncStatus>,
     responder: Mutex<Responder>,
     destinations: Mutex<Vec<DestinationStatus>>,
+    upstream: Option<Arc<UpstreamCell>>,
 }
 
 impl Shared {
@@ -198,12 +203,49 @@ impl Shared {
             mru_entries,
             top_clients: top,
             unicast_polling_clients: pollers,
+            upstream: self.upstream.as_ref().map(|u| u.report()),
         }
     }
 }
 
 fn now_ntp() -> NtpTimestamp {
     NtpTimestamp::from_system_time(RealClock::now())
+}
+
+/// The `upstream` time source of this process: its sans-I/O state, shared
+/// by the query task (in [`sync_loop`]), `status` and [`current_sync`].
+struct UpstreamCell {
+    start: Instant,
+    core: Mutex<Upstream>,
+}
+
+impl UpstreamCell {
+    fn with<T>(&self, f: impl FnOnce(&mut Upstream, Duration) -> T) -> T {
+        let now = self.start.elapsed();
+        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut core, now)
+    }
+
+    fn sync(&self) -> SyncStatus {
+        self.with(|u, now| u.status(now))
+    }
+
+    fn report(&self) -> UpstreamReport {
+        self.with(|u, now| u.report(now))
+    }
+}
+
+/// The running upstream source, for [`current_sync`]: the broadcast tasks
+/// read the time source through `current_sync(&config)` right before each
+/// send (so the dispersion is grown to that moment), and one process runs
+/// one server.
+static UPSTREAM: RwLock<Option<Arc<UpstreamCell>>> = RwLock::new(None);
+
+fn current_upstream() -> Option<Arc<UpstreamCell>> {
+    UPSTREAM
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 fn current_sync(config: &ServerConfig) -> SyncStatus {
@@ -224,7 +266,133 @@ fn current_sync(config: &ServerConfig) -> SyncStatus {
                 reason: format!("cannot read the kernel's time status: {e}"),
             },
         },
-        other => timesource::unsupported(other),
+        TimeSourceKind::Upstream => match current_upstream() {
+            Some(u) => u.sync(),
+            None => SyncStatus::Unsynchronized {
+                reason: "the upstream query task is not running".into(),
+            },
+        },
+    }
+}
+
+/// The socket the upstream task queries from, and the state it feeds.
+struct UpstreamLink {
+    cell: Arc<UpstreamCell>,
+    ep: UdpEndpoint,
+}
+
+/// Opens the ephemeral query socket (connected to the upstream, kernel
+/// receive and transmit timestamps on) and installs the upstream state
+/// for [`current_sync`].
+fn start_upstream(
+    config: &ServerConfig,
+    precision: Log2Seconds,
+    start: Instant,
+) -> Result<UpstreamLink, DaemonError> {
+    let ts = &config.time_source;
+    let addr = ts.upstream;
+    let what = format!("time-source.upstream {addr}: query socket");
+    let any = if addr.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    let ep = UdpEndpoint::bind(SocketAddr::new(any, 0), &EndpointOptions::new())
+        .map_err(io_err(what.clone()))?;
+    ep.connect(addr).map_err(io_err(what.clone()))?;
+    ep.enable_rx_metadata().map_err(io_err(what.clone()))?;
+    if let Err(e) = ep.enable_tx_timestamps() {
+        tracing::debug!("{what}: no kernel transmit timestamps ({e}); using the clock");
+    }
+    let cell = Arc::new(UpstreamCell {
+        start,
+        core: Mutex::new(Upstream::new(
+            UpstreamConfig {
+                address: addr,
+                query_interval: ts.query_interval,
+                precision,
+            },
+            start.elapsed(),
+        )),
+    });
+    *UPSTREAM.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&cell));
+    Ok(UpstreamLink { cell, ep })
+}
+
+/// A socket error in words.
+fn describe(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        "connection refused: nothing listens on that address and port".into()
+    } else {
+        e.to_string()
+    }
+}
+
+impl UpstreamLink {
+    /// Waits for the next event (a query due, a datagram, the 1 s tick)
+    /// and handles it.
+    async fn step(&self, tick: &mut tokio::time::Interval, buf: &mut [u8]) {
+        let due = self.cell.start + self.cell.with(|u, _| u.due());
+        tokio::select! {
+            _ = tick.tick() => {
+                // An ICMP "port unreachable" for a query is a pending error.
+                if let Ok(Some(e)) = self.ep.socket().take_error() {
+                    self.cell.with(|u, _| u.socket_error(&describe(&e)));
+                }
+            }
+            () = tokio::time::sleep_until(due) => self.query().await,
+            r = self.ep.recv(buf) => match r {
+                Ok(meta) => {
+                    let t4 = NtpTimestamp::from_system_time(
+                        meta.kernel_rx.unwrap_or_else(RealClock::now),
+                    );
+                    let bytes = buf.get(..meta.len).unwrap_or_default();
+                    let v = self.cell.with(|u, now| u.on_reply(meta.source, bytes, t4, now));
+                    match v {
+                        Verdict::Accepted(s) => tracing::debug!(
+                            stratum = s.header.stratum,
+                            offset = %s.offset,
+                            delay = %s.delay,
+                            "upstream reply"
+                        ),
+                        Verdict::Refused(why) => tracing::debug!("upstream reply refused: {why}"),
+                        Verdict::Ignored(why) => tracing::debug!("ignored a datagram: {why}"),
+                    }
+                }
+                Err(e) => {
+                    self.cell.with(|u, _| u.socket_error(&describe(&e)));
+                    // Never spin on a socket that keeps failing.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+
+    /// Sends one query: a random cookie as its transmit timestamp, T1 from
+    /// the kernel's transmit timestamp when there is one.
+    async fn query(&self) {
+        let cookie = NtpTimestamp::from_bits(rand::random::<u64>().max(1));
+        let t1 = now_ntp();
+        let bytes = self.cell.with(|u, now| u.query(now, cookie, t1));
+        let to = self.cell.with(|u, _| u.config().address);
+        if let Err(e) = self.ep.send_to(&bytes, to).await {
+            let why = format!("sending a query failed: {}", describe(&e));
+            self.cell.with(|u, _| u.socket_error(&why));
+            return;
+        }
+        // The oldest queued transmit timestamp not before our clock read is
+        // this query's (an older one belongs to an earlier query).
+        while let Ok(Some(tx)) = self
+            .ep
+            .take_tx_timestamp_within(Duration::from_millis(100))
+            .await
+        {
+            let tx = NtpTimestamp::from_system_time(tx.time);
+            if tx - t1 >= mcast_proto::NtpDuration::ZERO {
+                self.cell.with(|u, _| u.transmitted(cookie, tx));
+                break;
+            }
+        }
     }
 }
 
@@ -254,8 +422,13 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         kod: rate.kod,
         ..RateLimitConfig::default()
     });
+    let start = Instant::now();
+    let upstream = match config.time_source.kind {
+        TimeSourceKind::Upstream => Some(start_upstream(&config, precision, start)?),
+        TimeSourceKind::Kernel | TimeSourceKind::Local => None,
+    };
     let shared = Arc::new(Shared {
-        start: Instant::now(),
+        start,
         keys: RwLock::new(Arc::new(keys)),
         sync: RwLock::new(current_sync(&config)),
         responder: Mutex::new(Responder::new(
@@ -266,6 +439,7 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             mru,
         )),
         destinations: Mutex::new(Vec::new()),
+        upstream: upstream.as_ref().map(|u| Arc::clone(&u.cell)),
     });
 
     // One socket per destination, bound to the interface's address and the
@@ -389,7 +563,7 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             b,
         ));
     }
-    tasks.spawn(sync_loop(Arc::clone(&shared), config.clone()));
+    tasks.spawn(sync_loop(Arc::clone(&shared), config.clone(), upstream));
     let for_control = Arc::clone(&shared);
     tasks.spawn(mcast_sys::serve_control(
         control,
@@ -422,26 +596,43 @@ async fn wait_for_signals(shared: &Shared, config: &ServerConfig) -> Result<(), 
     .map_err(io_err("signal handlers"))
 }
 
-async fn sync_loop(shared: Arc<Shared>, config: ServerConfig) {
-    let mut last_synced = None;
+/// Keeps `shared.sync` current (every second, and after every upstream
+/// event) and logs each change of synchronization, stratum, leap warning
+/// or reason. With an upstream source it also runs the queries.
+async fn sync_loop(shared: Arc<Shared>, config: ServerConfig, upstream: Option<UpstreamLink>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; 2048];
+    let mut last_logged = None;
     loop {
+        match &upstream {
+            Some(link) => link.step(&mut tick, &mut buf).await,
+            None => {
+                tick.tick().await;
+            }
+        }
         let s = current_sync(&config);
-        let synced = s.header().is_some();
-        if last_synced != Some(synced) {
+        let key = match &s {
+            SyncStatus::Synchronized(h) => (true, h.stratum, h.leap.to_bits(), String::new()),
+            SyncStatus::Unsynchronized { reason } => (false, 16, 3, reason.clone()),
+        };
+        if last_logged.as_ref() != Some(&key) {
             match &s {
-                SyncStatus::Synchronized(h) => {
-                    tracing::info!(stratum = h.stratum, "time source synchronized")
-                }
+                SyncStatus::Synchronized(h) => tracing::info!(
+                    stratum = h.stratum,
+                    refid = %h.reference_id.display(h.stratum),
+                    leap = h.leap.to_bits(),
+                    "time source synchronized"
+                ),
                 SyncStatus::Unsynchronized { reason } => {
                     tracing::warn!("not synchronized: {reason}")
                 }
             }
-            last_synced = Some(synced);
+            last_logged = Some(key);
         }
         if let Ok(mut slot) = shared.sync.write() {
             *slot = s;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -553,6 +744,30 @@ pub fn format_status(s: &Status) -> String {
             let _ = writeln!(o, "NOT synchronized: {r}");
         }
         _ => {}
+    }
+    if let Some(u) = &s.upstream {
+        let addr = u.address.map_or_else(|| "?".to_string(), |a| a.to_string());
+        let _ = write!(
+            o,
+            "upstream {addr}: {} queries, {} replies, every {:.0} s",
+            u.queries, u.replies, u.query_interval_s
+        );
+        match (u.last_reply_ago_s, u.stratum, u.offset_s, u.delay_s) {
+            (Some(age), Some(st), Some(off), Some(delay)) => {
+                let _ = writeln!(
+                    o,
+                    "; last usable reply {age:.0} s ago: stratum {st}, offset {:+.6} s, \
+                     delay {:.6} s",
+                    off, delay
+                );
+            }
+            _ => {
+                let _ = writeln!(o, "; no usable reply yet");
+            }
+        }
+        if let Some(p) = &u.last_problem {
+            let _ = writeln!(o, "  last problem: {p}");
+        }
     }
     let _ = writeln!(
         o,

@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod responder;
 pub mod state;
 pub mod timesource;
+pub mod upstream;
 
 use std::fmt::Write as _;
 

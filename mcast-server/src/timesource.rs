@@ -1,8 +1,9 @@
 //! Where the server's time comes from, turned into the header fields it
-//! advertises ([`SyncStatus`]). Sans-I/O: the caller reads the kernel or
-//! the upstream daemon and hands the result in.
+//! advertises ([`SyncStatus`]): the `kernel` and `local` sources. Sans-I/O:
+//! the caller reads the kernel and hands the result in. The `upstream`
+//! source is [`crate::upstream`].
 
-use mcast_config::{RefId as ConfigRefId, TimeSource, TimeSourceKind};
+use mcast_config::{RefId as ConfigRefId, TimeSource};
 use mcast_proto::{LeapIndicator, NtpDuration, NtpShort, NtpTimestamp, RefId};
 
 use crate::state::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
@@ -56,11 +57,4 @@ pub fn kernel(source: &TimeSource, k: &KernelSync, now: NtpTimestamp) -> SyncSta
         root_dispersion: NtpShort::from_duration(k.maxerror),
         reference_time: now,
     })
-}
-
-/// The status of a time source kind this build cannot serve yet.
-pub fn unsupported(kind: TimeSourceKind) -> SyncStatus {
-    SyncStatus::Unsynchronized {
-        reason: format!("time source {kind:?} is not implemented yet"),
-    }
 }

@@ -4,66 +4,15 @@
 //! Traffic stays on 127.0.0.1 (multicast with IP_MULTICAST_IF = lo).
 #![cfg(test)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{free_port, group_listener, keys_path, start, status_json};
 use mcast_keys::{KeyStore, packet};
 use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpTimestamp};
-
-fn keys_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vectors/ntp.keys")
-}
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server and waits for its "running" log line.
-fn start(config: &Path) -> Server {
-    let mut child = Command::new("setpriv")
-        .args(["--bounding-set=-sys_time", "--inh-caps=-sys_time"])
-        .arg(env!("CARGO_BIN_EXE_mcast-server"))
-        .args(["run", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv and mcast-server start");
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("mcast-server running") => break,
-            Some(Ok(l)) => seen.push(l),
-            other => panic!(
-                "server did not start ({other:?}); it said:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 #[test]
 fn broadcasts_calibration_status_and_clean_stop() {
@@ -82,13 +31,7 @@ fn broadcasts_calibration_status_and_clean_stop() {
     )
     .expect("write config");
 
-    let listener = UdpSocket::bind(("224.0.1.1", port)).expect("bind listener to the group");
-    listener
-        .join_multicast_v4(&Ipv4Addr::new(224, 0, 1, 1), &Ipv4Addr::LOCALHOST)
-        .expect("join 224.0.1.1 on lo");
-    listener
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let listener = group_listener(port);
 
     let server = start(&config);
     let keys = KeyStore::load(&keys_path()).expect("keys");
@@ -156,13 +99,7 @@ fn broadcasts_calibration_status_and_clean_stop() {
     assert!(packet::authenticate(&keys, &buf[..n], &reply, None).is_valid());
     assert_eq!(n, req.len(), "reply is no larger than the request");
 
-    let status = Command::new(env!("CARGO_BIN_EXE_mcast-server"))
-        .args(["status", "--json", "--socket"])
-        .arg(&socket)
-        .output()
-        .expect("status runs");
-    assert!(status.status.success(), "{status:?}");
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status is JSON");
+    let json = status_json(&socket);
     assert_eq!(json["synchronized"], true);
     assert!(
         json["destinations"][0]["sent"].as_u64().unwrap_or(0) >= 3,

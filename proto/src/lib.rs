@@ -4,7 +4,8 @@
 //! values; bytes come in as slices.
 //!
 //! - [`time`]: timestamps, signed durations and the short format, with Unix
-//!   conversion that is right across the 2036 era boundary (RFC 5905 section 6).
+//!   conversion that is right across the 2036 era boundary (RFC 5905 section 6),
+//!   and the offset and delay of a client/server exchange (section 8).
 //! - [`header`]: the 48-byte header (RFC 5905 section 7.3).
 //! - [`datagram`]: framing of extension fields (RFC 7822) and the legacy MAC
 //!   the way ntpd 4.2.8 reads it.

@@ -280,6 +280,22 @@ impl NtpDuration {
     }
 }
 
+/// Offset and round-trip delay of a client/server exchange (RFC 5905
+/// section 8): T1 request sent (client clock), T2 request received and T3
+/// reply sent (server clock), T4 reply received (client clock).
+/// offset = ((T2 - T1) + (T3 - T4)) / 2 is the server's clock minus the
+/// client's; delay = (T4 - T1) - (T3 - T2).
+pub fn exchange(
+    t1: NtpTimestamp,
+    t2: NtpTimestamp,
+    t3: NtpTimestamp,
+    t4: NtpTimestamp,
+) -> (NtpDuration, NtpDuration) {
+    let offset = ((t2 - t1) + (t3 - t4)) / 2;
+    let delay = (t4 - t1) - (t3 - t2);
+    (offset, delay)
+}
+
 impl fmt::Display for NtpDuration {
     /// Seconds with nine decimals, e.g. `-0.001250000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

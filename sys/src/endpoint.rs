@@ -160,6 +160,20 @@ impl UdpEndpoint {
             .ok_or_else(|| io::Error::other("socket has a non-IP local address"))
     }
 
+    /// Connect to `peer` (`connect(2)`): the kernel then delivers only
+    /// datagrams from `peer`, and an ICMP "port unreachable" from it
+    /// becomes a pending `ECONNREFUSED` (read it with
+    /// `socket().take_error()`; the next send fails with it too), which
+    /// says "nothing listens there" better than a silent timeout.
+    ///
+    /// # Errors
+    /// The failing `connect(2)` (e.g. a family mismatch).
+    pub fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        self.socket()
+            .connect(&SockAddr::from(peer))
+            .map_err(|e| io::Error::new(e.kind(), format!("connect {peer}: {e}")))
+    }
+
     fn is_v4(&self) -> bool {
         self.domain == Domain::IPV4
     }

@@ -177,3 +177,45 @@ async fn send_from_refuses_a_foreign_source_and_a_family_mismatch() {
         .expect_err("IPv6 source on an IPv4 socket");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+#[tokio::test]
+async fn a_connected_socket_hears_only_its_peer_and_reports_a_closed_port() {
+    let peer = bind("127.0.0.1:0");
+    let stranger = bind("127.0.0.1:0");
+    let client = bind("127.0.0.1:0");
+    let peer_addr = peer.local_addr().expect("peer addr");
+    client.connect(peer_addr).expect("connect to the peer");
+    let me = client.local_addr().expect("client addr");
+    stranger.send_to(b"stranger", me).await.expect("send");
+    peer.send_to(b"peer", me).await.expect("send");
+    let mut buf = [0u8; 64];
+    let meta = recv_one(&client, &mut buf).await;
+    assert_eq!(
+        (meta.source, buf.get(..meta.len)),
+        (peer_addr, Some(&b"peer"[..])),
+        "only the connected peer's datagram is delivered"
+    );
+
+    // A port nobody listens on: the ICMP port unreachable becomes a
+    // pending ECONNREFUSED (SO_ERROR).
+    let closed = {
+        let s = bind("127.0.0.1:0");
+        s.local_addr().expect("addr")
+    };
+    let lonely = bind("127.0.0.1:0");
+    lonely.connect(closed).expect("connect");
+    lonely.send_to(b"anyone?", closed).await.expect("send");
+    let deadline = std::time::Instant::now() + common::ARRIVAL;
+    let err = loop {
+        if let Some(e) = lonely.socket().take_error().expect("SO_ERROR") {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ECONNREFUSED within {:?} after sending to a closed port",
+            common::ARRIVAL
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+}

@@ -2,7 +2,11 @@
 //! namespace of a test's [`Lan`](crate::netns::Lan) with a generated
 //! configuration, wait until it runs, read its status over its control
 //! socket (a Unix socket, reachable from outside the namespace) and its
-//! log. Also [`wait_for`], the one way lab tests await a condition.
+//! log. Also [`wait_for`], the one way lab tests await a condition, and
+//! the parsing of captured NTP packets.
+//!
+//! These helpers run inside tests: a step that cannot be done fails the
+//! calling test with a message saying what was expected.
 
 #![allow(
     clippy::panic,
@@ -10,19 +14,24 @@
     reason = "test support: a lab step that cannot go on fails the test that called it, with the daemon's log"
 )]
 
+use std::fmt::Display;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcast_client::daemon::ClientStatus;
+use mcast_keys::{KeyStore, PacketAuth, packet};
+use mcast_proto::{Datagram, Mode};
 use mcast_server::daemon::Status;
 
-use crate::netns::{Host, NsChild};
+use crate::netns::{Host, NsChild, UdpDatagram};
 use crate::{bins, vectors};
 
 /// The multicast group of the lab tests.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
+/// The NTP port our lab daemons use.
+pub const NTP_PORT: u16 = 123;
 /// How long a started daemon may take to log that it runs.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -31,6 +40,18 @@ pub fn lab_required(test: &str) {
     if let Err(e) = crate::netns::require_root() {
         panic!("{test} needs the network lab: {e}");
     }
+}
+
+/// The `mcast-server` binary, built once per test process.
+pub fn server_bin() -> PathBuf {
+    Program::Server.bin()
+}
+
+/// Wall-clock time since the Unix epoch (the time base of captures).
+pub fn epoch_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
 }
 
 /// Polls `check` every `every` until it gives a value or `timeout` passes;
@@ -181,7 +202,25 @@ impl Daemon {
 
     /// `status --json`, parsed as `T`.
     fn status_as<T: serde::de::DeserializeOwned>(&self) -> T {
-        let out = self.control(&["status", "--json"]);
+        let out = self.status_command(&["--json"]);
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!(
+                "status --json of {} is not what we expect ({e}): {}",
+                self.program.name(),
+                String::from_utf8_lossy(&out)
+            )
+        })
+    }
+
+    /// `status`: what an operator reads.
+    pub fn status_text(&self) -> String {
+        String::from_utf8_lossy(&self.status_command(&[])).into_owned()
+    }
+
+    fn status_command(&self, extra: &[&str]) -> Vec<u8> {
+        let mut args = vec!["status"];
+        args.extend_from_slice(extra);
+        let out = self.control(&args);
         assert!(
             out.status.success(),
             "{} status in {} failed: {}\nlog:\n{}",
@@ -190,13 +229,7 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "status --json of {} is not what we expect ({e}): {}",
-                self.program.name(),
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        out.stdout
     }
 
     /// A server's `status --json`.
@@ -217,8 +250,40 @@ impl Daemon {
     }
 }
 
-/// A server's `[[destination]]` on the host's `eth0`.
-pub fn destination(address: &str, key: u32, poll: i8, extra: &str) -> String {
+/// One of our servers in a lab host, on port 123.
+pub struct OurServer(Daemon);
+
+impl OurServer {
+    /// Writes `<name>.toml` (the vector keys, port 123, a control socket in
+    /// `work`, then `body`) and starts `mcast-server run` in `host`;
+    /// returns once it logged that it runs.
+    pub fn start(host: &Host, work: &Path, name: &str, body: &str) -> OurServer {
+        OurServer(Daemon::start(
+            Program::Server,
+            host,
+            work,
+            name,
+            NTP_PORT,
+            body,
+        ))
+    }
+
+    /// `mcast-server status --json`.
+    pub fn status(&self) -> Status {
+        self.0.server_status()
+    }
+}
+
+impl std::ops::Deref for OurServer {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+/// A server's `[[destination]]` on the host's `eth0`, signed with `key`.
+pub fn destination(address: &str, key: impl Display, poll: impl Display, extra: &str) -> String {
     format!(
         "[[destination]]\naddress = \"{address}\"\ninterface = \"eth0\"\nkey = {key}\n\
          poll = {poll}\n{extra}"
@@ -228,4 +293,37 @@ pub fn destination(address: &str, key: u32, poll: i8, extra: &str) -> String {
 /// A `local` time source at `stratum`.
 pub fn local_source(stratum: u8) -> String {
     format!("[time-source]\nkind = \"local\"\nstratum = {stratum}\n")
+}
+
+/// A captured NTP packet, parsed.
+pub struct Ntp<'a> {
+    /// The UDP datagram as captured.
+    pub udp: &'a UdpDatagram,
+    /// Its NTP content.
+    pub d: Datagram,
+}
+
+impl Ntp<'_> {
+    /// The packet's mode.
+    pub fn mode(&self) -> Mode {
+        self.d.header.mode
+    }
+
+    /// The key id of its MAC, if it has one.
+    pub fn key_id(&self) -> Option<u32> {
+        self.d.mac.as_ref().map(|m| m.key_id)
+    }
+
+    /// Its MAC checked against `keys`.
+    pub fn auth(&self, keys: &KeyStore) -> PacketAuth {
+        packet::authenticate(keys, &self.udp.payload, &self.d, Some(self.udp.src.ip()))
+    }
+}
+
+/// The captured datagrams that parse as NTP.
+pub fn parse_all(packets: &[UdpDatagram]) -> Vec<Ntp<'_>> {
+    packets
+        .iter()
+        .filter_map(|udp| Datagram::parse(&udp.payload).ok().map(|d| Ntp { udp, d }))
+        .collect()
 }

@@ -142,6 +142,39 @@ impl RefNtpd {
         Self::start(host, "server", keys_path, &trusted, &body, extra_conf)
     }
 
+    /// Starts the daemon our server's `upstream` time source queries: in
+    /// `host`, answering on 127.0.0.1:123 (and ::1) only, so that our
+    /// server can use port 123 on the LAN interface next to it.
+    ///
+    /// With `local_stratum = Some(n)` its source is the LOCAL clock fudged
+    /// to stratum `n`: it first runs as an orphan (stratum
+    /// `orphan_stratum`, refid 127.0.0.1, leap 0) and after about 10 s
+    /// synchronizes to LOCAL and serves stratum `n + 1`. With `None` it has
+    /// no source and stays an orphan at `orphan_stratum`.
+    pub fn loopback_upstream(
+        host: &Host,
+        local_stratum: Option<u8>,
+        orphan_stratum: u8,
+    ) -> io::Result<RefNtpd> {
+        let mut body = String::new();
+        if let Some(n) = local_stratum {
+            let _ = write!(
+                body,
+                "server 127.127.1.0 minpoll 3 maxpoll 3\nfudge 127.127.1.0 stratum {n}\n"
+            );
+        }
+        let _ = write!(
+            body,
+            "tos orphan {orphan_stratum} orphanwait 1\n\
+             interface ignore wildcard\n\
+             interface ignore all\n\
+             interface listen 127.0.0.1\n\
+             interface listen ::1\n"
+        );
+        let keys = crate::vectors::keys_file();
+        Self::start(host, "upstream", &keys, &[], &body, "")
+    }
+
     /// Starts a multicast client in `host` listening to `group`, trusting
     /// `trusted` keys of `keys_path`. `extra_conf` is appended verbatim
     /// (e.g. `broadcastdelay 0.004` to skip the calibration volley).

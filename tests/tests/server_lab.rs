@@ -12,155 +12,24 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use mcast_keys::{KeyStore, PacketAuth, packet};
-use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode};
+use mcast_keys::KeyStore;
+use mcast_proto::{LeapIndicator, Log2Seconds, Mode};
 use mcast_server::daemon::Status;
-use mcast_tests::netns::{self, Host, Lan, NsChild, UdpDatagram, read_pcap_udp};
+use mcast_tests::lab::{
+    NTP_PORT, Ntp, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
+};
+use mcast_tests::netns::{Host, Lan, read_pcap_udp};
 use mcast_tests::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
 use mcast_tests::refntpd::{PeerRow, RefNtpd};
-use mcast_tests::{bins, vectors};
+use mcast_tests::vectors;
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
 const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x101);
-const NTP_PORT: u16 = 123;
-/// How long a started server may take to log "mcast-server running".
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn lab_required(test: &str) {
-    if let Err(e) = netns::require_root() {
-        panic!("{test} needs the network lab: {e}");
-    }
-}
 
 fn keys() -> KeyStore {
     KeyStore::load(&vectors::keys_file()).expect("load tests/data/vectors/ntp.keys")
-}
-
-fn server_bin() -> PathBuf {
-    bins::bin_path("mcast-server").expect("build mcast-server")
-}
-
-fn epoch_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-}
-
-/// Polls `check` every `every` until it gives a value or `timeout` passes;
-/// then panics with `what` and `diag()`.
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    diag: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            diag()
-        );
-        std::thread::sleep(every);
-    }
-}
-
-/// One of our servers, running in a lab host.
-struct OurServer {
-    host: Host,
-    child: NsChild,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl OurServer {
-    /// Writes `<name>.toml` (keys, port 123, control socket, then `body`)
-    /// and starts `mcast-server run` in `host`; returns once it logged
-    /// that it runs.
-    fn start(host: &Host, work: &Path, name: &str, body: &str) -> OurServer {
-        let config = work.join(format!("{name}.toml"));
-        let socket = work.join(format!("{name}.sock"));
-        let log = work.join(format!("{name}.log"));
-        let text = format!(
-            "keys = {keys:?}\nport = {NTP_PORT}\ncontrol-socket = {socket:?}\n{body}",
-            keys = vectors::keys_file()
-        );
-        std::fs::write(&config, &text).expect("write server config");
-        let bin = server_bin();
-        let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
-        let child = host
-            .spawn(&bin.to_string_lossy(), &args, &log)
-            .unwrap_or_else(|e| panic!("start mcast-server in {}: {e}", host.name()));
-        let server = OurServer {
-            host: host.clone(),
-            child,
-            socket,
-            log,
-        };
-        wait_for(
-            &format!(
-                "mcast-server in {} to log \"mcast-server running\"",
-                host.name()
-            ),
-            START_TIMEOUT,
-            Duration::from_millis(50),
-            || {
-                assert!(
-                    server.child.is_running(),
-                    "mcast-server in {} exited at start ({:?}) with config\n{text}\nlog:\n{}",
-                    host.name(),
-                    server.child.exit_status(),
-                    server.log()
-                );
-                server.log().contains("mcast-server running").then_some(())
-            },
-            || server.log(),
-        );
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `mcast-server status --json --socket PATH` (a Unix socket: reachable
-    /// from outside the network namespace).
-    fn status(&self) -> Status {
-        let out = Command::new(server_bin())
-            .args(["status", "--json", "--socket"])
-            .arg(&self.socket)
-            .output()
-            .expect("run mcast-server status");
-        assert!(
-            out.status.success(),
-            "mcast-server status for {} failed: {}\nserver log:\n{}",
-            self.host.name(),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "status --json is not a Status ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-/// `[[destination]]` text.
-fn destination(address: &str, key: u16, poll: u8, extra: &str) -> String {
-    format!(
-        "[[destination]]\naddress = \"{address}\"\ninterface = \"eth0\"\nkey = {key}\n\
-         poll = {poll}\n{extra}"
-    )
 }
 
 fn local_source(stratum: u8) -> String {
@@ -197,31 +66,6 @@ fn listen(host: &Host, args: &ListenArgs) -> ListenReport {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ntp-probe listen prints a ListenReport")
-}
-
-/// A captured NTP packet, parsed.
-struct Ntp<'a> {
-    udp: &'a UdpDatagram,
-    d: Datagram,
-}
-
-impl Ntp<'_> {
-    fn mode(&self) -> Mode {
-        self.d.header.mode
-    }
-    fn key_id(&self) -> Option<u32> {
-        self.d.mac.as_ref().map(|m| m.key_id)
-    }
-    fn auth(&self, keys: &KeyStore) -> PacketAuth {
-        packet::authenticate(keys, &self.udp.payload, &self.d, Some(self.udp.src.ip()))
-    }
-}
-
-fn parse_all(packets: &[UdpDatagram]) -> Vec<Ntp<'_>> {
-    packets
-        .iter()
-        .filter_map(|udp| Datagram::parse(&udp.payload).ok().map(|d| Ntp { udp, d }))
-        .collect()
 }
 
 /// Checks the spacing of a destination's broadcasts: never sooner than
