@@ -70,6 +70,9 @@ pub enum Action {
 
 #[derive(Debug, Clone)]
 struct Outstanding {
+    /// The request's transmit field, which the reply must echo as origin.
+    cookie: NtpTimestamp,
+    /// When it left: the cookie, or the kernel transmit time once known.
     t1: NtpTimestamp,
     sent: Duration,
 }
@@ -164,6 +167,32 @@ impl ClientCore {
 
     fn count(&mut self, reason: &'static str) {
         *self.global_rejects.entry(reason).or_insert(0) += 1;
+    }
+
+    /// The kernel's transmit time `at` of the request `bytes` just sent to
+    /// `to`: it replaces the clock reading taken when the request was built
+    /// as T1, so time spent between building and sending does not count as
+    /// path delay (nor bias the calibration). Ignored unless it matches an
+    /// outstanding request and lies within a second after its build time.
+    pub fn request_transmitted(&mut self, to: SocketAddr, bytes: &[u8], at: NtpTimestamp) {
+        let Ok(d) = Datagram::parse(bytes) else {
+            return;
+        };
+        let cookie = d.header.transmit;
+        let Some(peer) = self
+            .peers
+            .iter_mut()
+            .find(|p| p.assoc.spec().address == to.ip())
+        else {
+            return;
+        };
+        let lag = at - cookie;
+        if lag.is_negative() || lag > NtpDuration::from_secs(1) {
+            return;
+        }
+        if let Some(o) = peer.outstanding.iter_mut().find(|o| o.cookie == cookie) {
+            o.t1 = at;
+        }
     }
 
     /// Counts a packet the I/O layer dropped before it reached the core
@@ -290,7 +319,7 @@ impl ClientCore {
             return Vec::new();
         };
         let origin = d.header.origin;
-        let Some(pos) = peer.outstanding.iter().position(|o| o.t1 == origin) else {
+        let Some(pos) = peer.outstanding.iter().position(|o| o.cookie == origin) else {
             self.count("bogus-origin");
             return Vec::new();
         };
@@ -303,7 +332,7 @@ impl ClientCore {
         // A KoD counts only when it echoes our transmit in all three fields.
         if let Some(code) = d.header.kiss_code() {
             let h = &d.header;
-            if h.receive == out.t1 && h.transmit == out.t1 {
+            if h.receive == out.cookie && h.transmit == out.cookie {
                 cal.kiss_of_death(code, inc.mono);
                 return vec![Action::Event(format!(
                     "{name}: kiss-o'-death {code} in reply to calibration"
@@ -400,6 +429,7 @@ impl ClientCore {
                             None => d.write_signed_part(&mut bytes),
                         }
                         peer.outstanding.push(Outstanding {
+                            cookie: clock_now,
                             t1: clock_now,
                             sent: mono,
                         });

@@ -124,6 +124,10 @@ struct Shared {
     start: Instant,
     core: Mutex<ClientCore>,
     clock_mode: ConfigClockMode,
+    /// Per calibration socket (IPv4, IPv6): the `SOF_TIMESTAMPING_OPT_ID`
+    /// of the next datagram it sends. Held across a send and the read of
+    /// its kernel transmit timestamp, so each request gets its own.
+    cal_tx_ids: tokio::sync::Mutex<[u32; 2]>,
 }
 
 impl Shared {
@@ -352,6 +356,11 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
     cal4.enable_rx_metadata()
         .map_err(io_err("calibration socket options"))?;
+    // Kernel transmit timestamps make T1 the moment the request left, not
+    // the moment it was built (without them T1 is the clock read at build).
+    if let Err(e) = cal4.enable_tx_timestamps() {
+        tracing::info!("no kernel transmit timestamps on the calibration socket: {e}");
+    }
     let local_port = cal4.local_addr().map(|a| a.port()).unwrap_or(cal_port);
     core.set_calibration_port(local_port);
     let cal6 = UdpEndpoint::bind(
@@ -361,6 +370,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     .ok();
     if let Some(c) = &cal6 {
         let _ = c.enable_rx_metadata();
+        let _ = c.enable_tx_timestamps();
     }
     let cal4 = Arc::new(cal4);
     let cal6 = cal6.map(Arc::new);
@@ -370,6 +380,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         start: Instant::now(),
         core: Mutex::new(core),
         clock_mode: config.clock.mode,
+        cal_tx_ids: tokio::sync::Mutex::new([0, 0]),
     });
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
         "control socket {}",
@@ -460,17 +471,49 @@ async fn execute(
     for a in actions {
         match a {
             Action::Send { to, bytes } => {
-                let ep = if to.is_ipv6() { cal6 } else { Some(cal4) };
-                if let Some(ep) = ep
-                    && let Err(e) = ep.send_to(&bytes, to).await
-                {
+                let Some(ep) = (if to.is_ipv6() { cal6 } else { Some(cal4) }) else {
+                    continue;
+                };
+                let family = usize::from(to.is_ipv6());
+                let mut ids = shared.cal_tx_ids.lock().await;
+                if let Err(e) = ep.send_to(&bytes, to).await {
                     tracing::warn!(to = %to, "calibration request not sent: {e}");
+                    continue;
+                }
+                let id = ids.get(family).copied().unwrap_or(0);
+                if let Some(slot) = ids.get_mut(family) {
+                    *slot = id.wrapping_add(1);
+                }
+                if let Some(at) = kernel_tx_time(ep, id).await
+                    && let Ok(mut core) = shared.core.lock()
+                {
+                    core.request_transmitted(to, &bytes, NtpTimestamp::from_system_time(at));
                 }
             }
             Action::Event(line) => tracing::info!("{line}"),
             Action::Clock(decision) => apply_decision(shared, &decision),
         }
     }
+}
+
+/// The kernel transmit time of datagram `id` of `ep` (older entries left in
+/// the error queue by an earlier timeout are skipped), if it comes soon.
+async fn kernel_tx_time(ep: &UdpEndpoint, id: u32) -> Option<std::time::SystemTime> {
+    for _ in 0..8 {
+        let ts = ep
+            .take_tx_timestamp_within(Duration::from_millis(20))
+            .await
+            .ok()
+            .flatten()?;
+        match ts.id {
+            None => return Some(ts.time),
+            Some(got) if got == id => return Some(ts.time),
+            // An older datagram's: skip it.
+            Some(got) if got.wrapping_sub(id) > u32::MAX / 2 => {}
+            Some(_) => return None,
+        }
+    }
+    None
 }
 
 /// The real system clock (`clock_adjtime`, needs `CAP_SYS_TIME`). Only

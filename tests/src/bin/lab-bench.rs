@@ -196,6 +196,10 @@ fn accuracy(minutes: u64, poll: i8) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
+    eprintln!("lab-bench: our client at the end:\n{}", ours.status_text());
+    if let Ok(rows) = ntpd.lpeers() {
+        eprintln!("lab-bench: ntpd at the end: {rows:#?}");
+    }
     println!(
         "| client | samples | median abs offset (us) | p99 (us) | max (us) |\n|---|---|---|---|---|"
     );

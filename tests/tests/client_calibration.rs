@@ -1,0 +1,141 @@
+//! Calibration through the client core: the kernel transmit time of a
+//! request, when the I/O layer reports it, is T1 (not the clock reading
+//! taken when the request was built), so time spent between building and
+//! sending is neither path delay nor offset.
+#![cfg(test)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mcast_client::association::ServerSpec;
+use mcast_client::calibration::CalibrationConfig;
+use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_client::discipline::DisciplineConfig;
+use mcast_client::select::SelectParams;
+use mcast_keys::{KeyId, KeyStore, packet};
+use mcast_proto::{
+    Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId, SampleLimits,
+};
+use mcast_tests::vectors;
+
+const SERVER: &str = "198.18.0.1:123";
+
+fn us(n: i64) -> NtpDuration {
+    NtpDuration::from_micros(n)
+}
+
+fn epoch() -> NtpTimestamp {
+    NtpTimestamp::from_unix(1_800_000_000, 0)
+}
+
+fn signed(keys: &KeyStore, h: Header) -> Vec<u8> {
+    let mut out = Vec::new();
+    let key = keys.get(KeyId::new(1).expect("id")).expect("key 1");
+    packet::sign(key, &Datagram::new(h), &mut out);
+    out
+}
+
+fn header(mode: Mode) -> Header {
+    let mut h = Header::new(mode);
+    h.stratum = 2;
+    h.poll = Log2Seconds(3);
+    h.precision = Log2Seconds(-20);
+    h.reference_id = RefId::from_code("GPS");
+    h.reference = epoch();
+    h
+}
+
+/// One server, one request per volley; a broadcast at 0 s that takes
+/// 200 us, then one exchange whose request leaves `build_lag` after it was
+/// built (and 200 us later reaches the server). Returns the status line.
+fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
+    let keys = KeyStore::load(&vectors::keys_file()).expect("lab keys");
+    let server: SocketAddr = SERVER.parse().expect("addr");
+    let mut core = ClientCore::new(
+        CoreConfig {
+            servers: vec![ServerSpec {
+                address: server.ip(),
+                key: KeyId::new(1),
+                name: "s".into(),
+            }],
+            discover: false,
+            calibration: CalibrationConfig {
+                start_delay_max: Duration::ZERO,
+                requests: 1,
+                retries: 0,
+                ..CalibrationConfig::default()
+            },
+            select: SelectParams::default(),
+            silent_intervals: 8,
+            limits: SampleLimits::default(),
+            server_port: 123,
+            precision: Log2Seconds(-20),
+            discipline: DisciplineConfig::default(),
+        },
+        keys.clone(),
+    );
+    let mut b = header(Mode::Broadcast);
+    b.transmit = epoch();
+    let bytes = signed(&keys, b);
+    core.on_broadcast(
+        Incoming {
+            bytes: &bytes,
+            source: server,
+            rx: epoch() + us(200),
+            mono: Duration::ZERO,
+        },
+        0,
+    );
+    // The request is built at 1 s and leaves build_lag later.
+    let built = epoch() + NtpDuration::from_secs(1);
+    let actions = core.on_tick(Duration::from_secs(1), built);
+    let request = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { to, bytes } if *to == server => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a calibration request at the first tick");
+    let left = built + build_lag;
+    if report_kernel_tx {
+        core.request_transmitted(server, &request, left);
+    }
+    let mut r = header(Mode::Server);
+    r.origin = built;
+    r.receive = left + us(200);
+    r.transmit = r.receive + us(10);
+    let reply = signed(&keys, r);
+    core.on_reply(Incoming {
+        bytes: &reply,
+        source: server,
+        rx: r.transmit + us(200),
+        mono: Duration::from_secs(1),
+    });
+    core.on_tick(Duration::from_secs(4), built + NtpDuration::from_secs(3));
+    core.associations()
+        .next()
+        .expect("association")
+        .calibration_summary()
+}
+
+#[test]
+fn the_kernel_transmit_time_replaces_the_build_time_as_t1() {
+    let lag = us(300);
+    let refined = calibrate(lag, true);
+    assert!(
+        refined.contains("one-way delay 0.200 ms"),
+        "with the kernel transmit time the 200 us path is measured: {refined}"
+    );
+    let naive = calibrate(lag, false);
+    assert!(
+        naive.contains("one-way delay 0.350 ms"),
+        "without it, half the 300 us build-to-send lag is taken for path delay: {naive}"
+    );
+}
+
+#[test]
+fn an_implausible_kernel_transmit_time_is_ignored() {
+    // Two seconds after the build is no transmit time of this request.
+    let out = calibrate(NtpDuration::from_secs(2), true);
+    assert!(!out.contains("one-way delay 0.200 ms"), "{out}");
+}
