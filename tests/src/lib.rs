@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod fuzz_checks;
 pub mod lab;
+pub mod labctl;
 pub mod loopback;
 pub mod netns;
 pub mod probe;

@@ -47,7 +47,7 @@ pub const NAME_PREFIX: &str = "mn";
 const CAP_SYS_TIME_BIT: u32 = 25;
 
 /// `setpriv` arguments that take `CAP_SYS_TIME` away for good.
-const DROP_SYS_TIME: [&str; 2] = ["--bounding-set=-sys_time", "--inh-caps=-sys_time"];
+pub(crate) const DROP_SYS_TIME: [&str; 2] = ["--bounding-set=-sys_time", "--inh-caps=-sys_time"];
 
 /// Where Lans record the subnet slot they use.
 const SLOT_DIR: &str = "/run/mcast-ntp-lab";
@@ -935,10 +935,17 @@ impl Shared {
 /// frames are skipped.
 pub fn read_pcap_udp(path: &Path) -> io::Result<Vec<UdpDatagram>> {
     let data = fs::read(path)?;
-    parse_pcap_udp(&data).map_err(|e| invalid(format!("{}: {e}", path.display())))
+    parse_pcap_udp(&data, false).map_err(|e| invalid(format!("{}: {e}", path.display())))
 }
 
-fn parse_pcap_udp(data: &[u8]) -> Result<Vec<UdpDatagram>, String> {
+/// As [`read_pcap_udp`], for a file a running `tcpdump` is still writing:
+/// a truncated last record (caught in the middle of a write) is left out.
+pub fn read_growing_pcap_udp(path: &Path) -> io::Result<Vec<UdpDatagram>> {
+    let data = fs::read(path)?;
+    parse_pcap_udp(&data, true).map_err(|e| invalid(format!("{}: {e}", path.display())))
+}
+
+fn parse_pcap_udp(data: &[u8], growing: bool) -> Result<Vec<UdpDatagram>, String> {
     let magic = data.get(..4).ok_or("shorter than a pcap header")?;
     let (big_endian, nanos) = match magic {
         [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
@@ -961,13 +968,19 @@ fn parse_pcap_udp(data: &[u8]) -> Result<Vec<UdpDatagram>, String> {
     while at < data.len() {
         let (Some(sec), Some(frac), Some(caplen)) = (u32_at(at), u32_at(at + 4), u32_at(at + 8))
         else {
+            if growing {
+                break;
+            }
             return Err(format!("truncated record header at byte {at}"));
         };
         let start = at + 16;
         let end = start + caplen as usize;
-        let frame = data
-            .get(start..end)
-            .ok_or_else(|| format!("truncated record at byte {at}"))?;
+        let Some(frame) = data.get(start..end) else {
+            if growing {
+                break;
+            }
+            return Err(format!("truncated record at byte {at}"));
+        };
         at = end;
         let time = Duration::from_secs(u64::from(sec))
             + if nanos {
@@ -1059,16 +1072,16 @@ fn to_pid(pid: u32) -> io::Result<Pid> {
         .ok_or_else(|| invalid(format!("bad pid {pid}")))
 }
 
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn has_sys_time(caps: u64) -> bool {
+pub(crate) fn has_sys_time(caps: u64) -> bool {
     (caps >> CAP_SYS_TIME_BIT) & 1 == 1
 }
 
 /// CapPrm, CapEff and CapBnd of a process (fewer if it is gone).
-fn read_caps(pid: u32) -> Vec<(String, u64)> {
+pub(crate) fn read_caps(pid: u32) -> Vec<(String, u64)> {
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return Vec::new();
     };
@@ -1087,7 +1100,7 @@ fn read_caps(pid: u32) -> Vec<(String, u64)> {
 
 /// Finds a program in `PATH`, then in the sbin directories (often missing
 /// from a non-login root `PATH`).
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }
@@ -1125,7 +1138,7 @@ fn ns_command(ns: &str, program: &str) -> Command {
 
 /// Runs `ip ARGS` (without `CAP_SYS_TIME`); its stdout, or an error with
 /// its stderr.
-fn run_ip(args: &[&str]) -> io::Result<String> {
+pub(crate) fn run_ip(args: &[&str]) -> io::Result<String> {
     let ip = find_program("ip").unwrap_or_else(|| PathBuf::from("ip"));
     let out = setpriv_command(&ip.to_string_lossy())
         .args(args)
@@ -1158,7 +1171,7 @@ fn in_ns_sh(ns: &str, script: &str) -> io::Result<()> {
     }
 }
 
-fn list_namespaces() -> io::Result<Vec<String>> {
+pub(crate) fn list_namespaces() -> io::Result<Vec<String>> {
     let out = run_ip(&["netns", "list"])?;
     Ok(out
         .lines()
@@ -1273,7 +1286,14 @@ mod tests {
         pcap.extend((frame.len() as u32).to_le_bytes());
         pcap.extend((frame.len() as u32).to_le_bytes());
         pcap.extend(&frame);
-        let got = parse_pcap_udp(&pcap).unwrap();
+        let got = parse_pcap_udp(&pcap, false).unwrap();
+        // A record cut short by a write in progress: an error for a
+        // finished file, left out of a growing one.
+        let mut cut = pcap.clone();
+        cut.extend(&pcap[24..40]);
+        cut.extend(&frame[..10]);
+        assert!(parse_pcap_udp(&cut, false).is_err());
+        assert_eq!(parse_pcap_udp(&cut, true).unwrap(), got);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].src, "198.18.1.1:123".parse().unwrap());
         assert_eq!(got[0].dst, "224.0.1.1:123".parse().unwrap());
