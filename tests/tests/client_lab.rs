@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use mcast_client::association::State;
 use mcast_client::daemon::{ClientStatus, ServerStatus};
-use mcast_proto::{Datagram, Mode};
-use mcast_tests::lab::{Daemon, GROUP, Program, destination, lab_required, local_source, wait_for};
-use mcast_tests::netns::{Host, Lan, UdpDatagram, read_pcap_udp};
+use mcast_proto::Mode;
+use mcast_tests::lab::{
+    Daemon, GROUP, Ntp, Program, destination, lab_required, local_source, parse_all, wait_for,
+};
+use mcast_tests::netns::{Host, Lan, read_pcap_udp};
 use mcast_tests::refntpd::RefNtpd;
 use mcast_tests::vectors;
 
@@ -124,21 +126,14 @@ fn wait_tracking_all(client: &Daemon, addrs: &[IpAddr], timeout: Duration) -> Cl
     )
 }
 
-/// The captured NTP packets, parsed.
-fn ntp_packets(udp: &[UdpDatagram]) -> Vec<(&UdpDatagram, Datagram)> {
-    udp.iter()
-        .filter_map(|u| Datagram::parse(&u.payload).ok().map(|d| (u, d)))
-        .collect()
-}
-
 /// Unicast packets (mode 3 from `client` or mode 4 to it) per server
 /// address, with their capture times.
 fn unicast_by_server(
-    packets: &[(&UdpDatagram, Datagram)],
+    packets: &[Ntp<'_>],
     client: IpAddr,
 ) -> BTreeMap<IpAddr, Vec<(Duration, Mode)>> {
     let mut out: BTreeMap<IpAddr, Vec<(Duration, Mode)>> = BTreeMap::new();
-    for (u, d) in packets {
+    for Ntp { udp: u, d } in packets {
         let server = match d.header.mode {
             Mode::Client if u.src.ip() == client => u.dst.ip(),
             Mode::Server if u.dst.ip() == client => u.src.ip(),
@@ -224,7 +219,7 @@ fn four_servers_with_different_keys_are_tracked_with_one_calibration_volley_each
     drop(servers);
     let pcap = capture.stop().expect("stop capture");
     let udp = read_pcap_udp(&pcap).expect("read capture");
-    let packets = ntp_packets(&udp);
+    let packets = parse_all(&udp);
     let client_addr = IpAddr::V4(client_host.addr());
 
     // Every server: at least INTERVALS broadcasts on the wire, exactly one
@@ -234,7 +229,7 @@ fn four_servers_with_different_keys_are_tracked_with_one_calibration_volley_each
     for &a in &addrs {
         let broadcasts = packets
             .iter()
-            .filter(|(u, d)| u.src.ip() == a && d.header.mode == Mode::Broadcast)
+            .filter(|n| n.udp.src.ip() == a && n.mode() == Mode::Broadcast)
             .count();
         assert!(
             broadcasts >= INTERVALS,
@@ -270,12 +265,12 @@ fn four_servers_with_different_keys_are_tracked_with_one_calibration_volley_each
     }
     let other: Vec<String> = packets
         .iter()
-        .filter(|(u, d)| {
+        .filter(|Ntp { udp: u, d }| {
             let volley = (d.header.mode == Mode::Client && u.src.ip() == client_addr)
                 || (d.header.mode == Mode::Server && u.dst.ip() == client_addr);
             d.header.mode != Mode::Broadcast && !volley
         })
-        .map(|(u, d)| format!("{} -> {} mode {:?}", u.src, u.dst, d.header.mode))
+        .map(|n| format!("{} -> {} mode {:?}", n.udp.src, n.udp.dst, n.mode()))
         .collect();
     assert!(other.is_empty(), "no other NTP traffic: {other:?}");
     assert!(
@@ -572,9 +567,9 @@ fn dropped_calibration_replies_end_in_fallback_and_no_further_unicast() {
     drop(client);
     let pcap = capture.stop().expect("stop capture");
     let udp = read_pcap_udp(&pcap).expect("read capture");
-    let requests = ntp_packets(&udp)
+    let requests = parse_all(&udp)
         .iter()
-        .filter(|(u, d)| d.header.mode == Mode::Client && u.dst.ip() == server_addr)
+        .filter(|n| n.mode() == Mode::Client && n.udp.dst.ip() == server_addr)
         .count();
     assert_eq!(
         requests as u64, total,
