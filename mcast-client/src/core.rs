@@ -39,6 +39,24 @@ pub struct CoreConfig {
     pub discipline: DisciplineConfig,
 }
 
+impl CoreConfig {
+    /// The defaults of the configuration file for these servers (port 123,
+    /// a microsecond precision): the start of tests and simulations.
+    pub fn with_servers(servers: Vec<ServerSpec>) -> Self {
+        CoreConfig {
+            servers,
+            discover: false,
+            calibration: CalibrationConfig::default(),
+            select: SelectParams::default(),
+            silent_intervals: 8,
+            limits: SampleLimits::default(),
+            server_port: 123,
+            precision: Log2Seconds(-20),
+            discipline: DisciplineConfig::default(),
+        }
+    }
+}
+
 /// A datagram handed to the core.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {

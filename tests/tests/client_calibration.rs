@@ -10,12 +10,8 @@ use std::time::Duration;
 use mcast_client::association::ServerSpec;
 use mcast_client::calibration::CalibrationConfig;
 use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_client::discipline::DisciplineConfig;
-use mcast_client::select::SelectParams;
 use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{
-    Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId, SampleLimits,
-};
+use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
 use mcast_tests::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
@@ -53,24 +49,17 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
     let server: SocketAddr = SERVER.parse().expect("addr");
     let mut core = ClientCore::new(
         CoreConfig {
-            servers: vec![ServerSpec {
-                address: server.ip(),
-                key: KeyId::new(1),
-                name: "s".into(),
-            }],
-            discover: false,
             calibration: CalibrationConfig {
                 start_delay_max: Duration::ZERO,
                 requests: 1,
                 retries: 0,
                 ..CalibrationConfig::default()
             },
-            select: SelectParams::default(),
-            silent_intervals: 8,
-            limits: SampleLimits::default(),
-            server_port: 123,
-            precision: Log2Seconds(-20),
-            discipline: DisciplineConfig::default(),
+            ..CoreConfig::with_servers(vec![ServerSpec {
+                address: server.ip(),
+                key: KeyId::new(1),
+                name: "s".into(),
+            }])
         },
         keys.clone(),
     );

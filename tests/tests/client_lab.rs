@@ -51,6 +51,26 @@ fn our_server(host: &Host, work: &Path, key: u32, poll: i8) -> Daemon {
     )
 }
 
+/// One of our servers in each of hosts 1, 2, ... signing with `keys` in
+/// order; also (address, key) of each, for the client's configuration.
+fn our_servers(
+    lan: &Lan,
+    work: &Path,
+    keys: &[u32],
+    poll: i8,
+) -> (Vec<Daemon>, Vec<(IpAddr, u32)>) {
+    keys.iter()
+        .enumerate()
+        .map(|(i, &k)| {
+            let host = lan.host(i + 1);
+            (
+                our_server(&host, work, k, poll),
+                (IpAddr::V4(host.addr()), k),
+            )
+        })
+        .unzip()
+}
+
 /// Client settings a test varies.
 struct ClientPlan<'a> {
     /// (server address, key id).
@@ -159,16 +179,7 @@ fn four_servers_with_different_keys_are_tracked_with_one_calibration_volley_each
         .expect("start tcpdump on the bridge");
     // MD5, SHA1, AES-128-CMAC and SHA256 keys.
     let keys = [1u32, 2, 3, 6];
-    let servers: Vec<Daemon> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| our_server(&lan.host(i + 1), work.path(), k, POLL))
-        .collect();
-    let plan: Vec<(IpAddr, u32)> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| (IpAddr::V4(lan.host(i + 1).addr()), k))
-        .collect();
+    let (servers, plan) = our_servers(&lan, work.path(), &keys, POLL);
     let addrs: Vec<IpAddr> = plan.iter().map(|p| p.0).collect();
     let client_host = lan.host(5);
     let client = ClientPlan {
@@ -359,16 +370,7 @@ fn a_killed_server_is_replaced_as_system_peer_within_two_intervals() {
     let work = tempfile::tempdir().expect("temp dir");
     let lan = Lan::new(4).expect("build a 4-host LAN");
     let keys = [1u32, 2, 3];
-    let servers: Vec<Daemon> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| our_server(&lan.host(i + 1), work.path(), k, POLL))
-        .collect();
-    let plan: Vec<(IpAddr, u32)> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| (IpAddr::V4(lan.host(i + 1).addr()), k))
-        .collect();
+    let (servers, plan) = our_servers(&lan, work.path(), &keys, POLL);
     let addrs: Vec<IpAddr> = plan.iter().map(|p| p.0).collect();
     let client = ClientPlan {
         servers: &plan,
@@ -421,11 +423,7 @@ fn a_forged_server_one_second_off_is_excluded_as_a_falseticker() {
     let work = tempfile::tempdir().expect("temp dir");
     let lan = Lan::new(5).expect("build a 5-host LAN");
     let honest = [1u32, 2, 3];
-    let _servers: Vec<Daemon> = honest
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| our_server(&lan.host(i + 1), work.path(), k, POLL))
-        .collect();
+    let (_servers, mut plan) = our_servers(&lan, work.path(), &honest, POLL);
     // The liar signs with a valid trusted key (MD5 key 4), answers the
     // calibration volley consistently, and is 1 s ahead in every field.
     let liar_host = lan.host(4);
@@ -451,11 +449,6 @@ fn a_forged_server_one_second_off_is_excluded_as_a_falseticker() {
     let _liar = liar_host
         .spawn(env!("CARGO_BIN_EXE_ntp-liar"), &liar_args, &liar_log)
         .expect("start ntp-liar");
-    let mut plan: Vec<(IpAddr, u32)> = honest
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| (IpAddr::V4(lan.host(i + 1).addr()), k))
-        .collect();
     plan.push((liar_addr, 4));
     let addrs: Vec<IpAddr> = plan.iter().map(|p| p.0).collect();
     let client = ClientPlan {

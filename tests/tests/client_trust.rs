@@ -9,14 +9,9 @@ use std::time::Duration;
 
 use mcast_client::association::ServerSpec;
 use mcast_client::association::State;
-use mcast_client::calibration::CalibrationConfig;
 use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_client::discipline::DisciplineConfig;
-use mcast_client::select::SelectParams;
 use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{
-    Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId, SampleLimits,
-};
+use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
 use mcast_tests::vectors;
 
 const S1: &str = "198.18.0.1:123";
@@ -37,15 +32,8 @@ fn core_with(keys: KeyStore, servers: &[(&str, Option<u16>)], discover: bool) ->
         .collect();
     ClientCore::new(
         CoreConfig {
-            servers,
             discover,
-            calibration: CalibrationConfig::default(),
-            select: SelectParams::default(),
-            silent_intervals: 8,
-            limits: SampleLimits::default(),
-            server_port: 123,
-            precision: Log2Seconds(-20),
-            discipline: DisciplineConfig::default(),
+            ..CoreConfig::with_servers(servers)
         },
         keys,
     )
