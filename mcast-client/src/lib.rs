@@ -7,6 +7,7 @@
 //! and clock control come with issue 4.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod association;
 pub mod calibration;
 pub mod cli;
