@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod fuzz_checks;
 pub mod netns;
+pub mod pcapng;
 pub mod probe;
 pub mod refntpd;
 pub mod vectors;
