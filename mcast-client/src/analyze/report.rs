@@ -729,7 +729,11 @@ fn human(d: Duration) -> String {
 
 /// `2026-11-22 02:42:53.118 UTC`.
 fn utc(t: Duration) -> String {
-    let base = mcast_keys::keygen::format_utc(std::time::UNIX_EPOCH + t);
+    // A corrupt or odd capture can hold any 64-bit time.
+    let Some(time) = std::time::UNIX_EPOCH.checked_add(t) else {
+        return format!("{} s after 1970", t.as_secs());
+    };
+    let base = mcast_keys::keygen::format_utc(time);
     // format_utc gives whole seconds: `YYYY-MM-DD HH:MM:SS UTC`.
     match base.strip_suffix(" UTC") {
         Some(head) => format!("{head}.{:03} UTC", t.subsec_millis()),
@@ -814,6 +818,11 @@ mod tests {
         assert_eq!(
             utc(Duration::from_millis(1_795_315_275_118)),
             "2026-11-22 02:41:15.118 UTC"
+        );
+        assert_eq!(
+            utc(Duration::MAX),
+            format!("{} s after 1970", u64::MAX),
+            "no overflow on absurd capture times"
         );
         assert_eq!(
             offset(Duration::from_secs(10), Duration::from_secs(4)),
