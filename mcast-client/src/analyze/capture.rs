@@ -236,10 +236,12 @@ fn drive(
                         })
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        // No timestamp; always interface 0.
+                        // No timestamp; always interface 0. The data is
+                        // padded to 4 bytes: cut it to the packet's length.
+                        let data = spb.data.get(..spb.origlen as usize).unwrap_or(spb.data);
                         interfaces
                             .first()
-                            .map(|i| (Duration::ZERO, i.link_type, spb.data))
+                            .map(|i| (Duration::ZERO, i.link_type, data))
                     }
                     PcapBlockOwned::NG(_) => None,
                 };
