@@ -1,6 +1,6 @@
 //! The `mcast-client` command line.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,6 +64,9 @@ pub enum Command {
     /// Diagnostic: join a group and print every packet heard and its verdict.
     #[command(after_help = LISTEN_HELP)]
     Listen(ListenArgs),
+    /// Summarise the NTP traffic in a tcpdump capture (pcap or pcapng).
+    #[command(after_help = ANALYZE_HELP)]
+    Analyze(AnalyzeArgs),
 }
 
 const LISTEN_HELP: &str = "Example:\n  \
@@ -163,6 +166,55 @@ pub struct RecalibrateArgs {
     pub server: std::net::IpAddr,
 }
 
+/// Options of `analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The capture: a pcap or pcapng file, e.g. from `tcpdump -w FILE udp port 123`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Keys file (ntpd syntax) to check every MAC with.
+    #[arg(long, value_name = "F")]
+    pub keys: Option<PathBuf>,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// NTP port: UDP datagrams from or to it are analysed.
+    #[arg(long, value_name = "P", default_value_t = 123)]
+    pub port: u16,
+    /// How many top talkers to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+}
+
+const ANALYZE_HELP: &str = "\
+Reads a capture (classic pcap or pcapng; Ethernet with VLAN tags, Linux cooked
+SLL/SLL2 from `tcpdump -i any`, raw IP) and prints, for NTP on the port:
+  - totals per mode, and what was skipped (other traffic, fragments, malformed);
+  - per host: packets and bytes sent and received, modes sent, key ids used;
+  - per host pair: ports, modes, poll field, first/last time and a histogram
+    of the intervals between packets in 2^n s buckets (as ntpd writes polls);
+  - multicast clients polling by unicast: when the capture holds broadcasts,
+    a host (not itself broadcasting) that sent one server more than 8 mode-3
+    requests, or 3 or more over more than 60 s, with its polling interval;
+  - Kiss-o'-Death packets (code, from, to) and crypto-NAKs;
+  - with --keys, MAC verdicts per source and key id;
+  - top talkers by packets and by bytes (IP bytes).
+
+Examples:
+  tcpdump -i bond0 -w ntp.pcap udp port 123
+  mcast-client analyze ntp.pcap --keys /etc/mcast-ntp/ntp.keys
+  mcast-client analyze --json ntp.pcapng | jq '.unicast_pollers'
+
+Part of the output for a multicast client stuck polling by unicast
+(tests/data/vectors/calib-fail.pcap):
+  multicast clients polling by unicast
+    client      server      requests  replies    first      last  poll interval
+    198.18.0.2  198.18.0.1        12        0  +1.418s  +89.418s  8.000 s (2^3)
+
+Exit status: 0 when the capture was read (a file cut short is read up to the
+cut, with a warning), 2 when the file cannot be read or is not a capture, or
+the keys file is invalid.";
+
 /// The `-c FILE` option.
 #[derive(Debug, Args)]
 pub struct ConfigArg {
@@ -199,6 +251,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Check(args) => check(args),
         Command::Recalibrate(args) => recalibrate(args),
         Command::Listen(args) => listen(args),
+        Command::Analyze(args) => analyze(args),
     }
 }
 
@@ -394,6 +447,56 @@ fn recalibrate(args: &RecalibrateArgs) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn analyze(args: &AnalyzeArgs) -> ExitCode {
+    let keys = match &args.keys {
+        Some(path) => match KeyStore::load(path) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("mcast-client: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let settings = crate::analyze::Settings {
+        port: args.port,
+        top: args.top,
+    };
+    let report = match crate::analyze::analyze_file(&args.file, keys.as_ref(), settings) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcast-client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(why) = &report.capture.stopped_early {
+        eprintln!(
+            "mcast-client: warning: {}: read stopped early: {why}",
+            args.file.display()
+        );
+    }
+    let text = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => text + "\n",
+            Err(e) => {
+                eprintln!("mcast-client: cannot write the report as JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.to_text()
+    };
+    // Piped into `head` or `less`: a reader that stops early is no error.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("mcast-client: writing the report: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

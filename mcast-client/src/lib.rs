@@ -7,6 +7,7 @@
 //! text); [`daemon`] and [`cli`] own the sockets, timers and clock.
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 pub mod association;
 pub mod calibration;
 pub mod cli;

@@ -423,3 +423,113 @@ pub fn client_config(data: &[u8]) {
         Err(e) => check_config_error("client_config", &e, &text, data),
     }
 }
+
+/// Link types a raw frame is tried under in [`capture_analysis`].
+const FRAME_LINK_TYPES: [u32; 9] = [0, 1, 12, 14, 101, 108, 113, 228, 276];
+
+/// Capture analysis (`mcast-client analyze`): any bytes, read as a capture
+/// file and also pushed as one frame of a link type picked by the first
+/// byte, never panic, and the report adds up:
+///
+/// * reading either fails with an error naming the file, or reports as many
+///   frames as it handed to the analyzer;
+/// * every frame lands in exactly one category (NTP, other UDP, not UDP,
+///   fragments, undecodable, unsupported link type);
+/// * every NTP-port datagram is malformed or counted under one mode, and
+///   is sent by one host and received by one, in one host pair;
+/// * the text and JSON renderings do not panic.
+pub fn capture_analysis(data: &[u8]) {
+    use mcast_client::analyze::{self, Analyzer, Frame, Report, Settings};
+
+    let keys = &*LAB_KEYS;
+    let settings = Settings::default();
+    let mut analyzer = Analyzer::new(settings, Some(keys));
+    let mut handed = 0u64;
+    let read = analyze::capture::read(data, Path::new(ORIGIN), |f| {
+        handed += 1;
+        analyzer.push(f);
+    });
+    let report = analyzer.finish(Some("lab.keys".into()));
+    match read {
+        Ok(summary) => {
+            if summary.frames != handed || report.counts.frames != handed {
+                panic!(
+                    "capture: summary says {} frames, {handed} handed over, report {}; input {}",
+                    summary.frames,
+                    report.counts.frames,
+                    quote(data)
+                );
+            }
+        }
+        Err(e) => {
+            if !e.to_string().starts_with(ORIGIN) {
+                panic!(
+                    "capture: error does not name the file: {e}; input {}",
+                    quote(data)
+                );
+            }
+        }
+    }
+    check_report(&report, data);
+
+    if let Some((&selector, frame)) = data.split_first() {
+        let link_type = FRAME_LINK_TYPES
+            .get(usize::from(selector) % FRAME_LINK_TYPES.len())
+            .copied()
+            .unwrap_or(1);
+        let report: Report = analyze::analyze(
+            [Frame {
+                time: std::time::Duration::from_secs(u64::from(selector)),
+                link_type,
+                data: frame,
+            }],
+            Some(keys),
+            settings,
+        );
+        if report.counts.frames != 1 {
+            panic!(
+                "capture: one frame pushed, {} counted",
+                report.counts.frames
+            );
+        }
+        check_report(&report, data);
+    }
+}
+
+fn check_report(r: &mcast_client::analyze::Report, data: &[u8]) {
+    let c = &r.counts;
+    let categories = c.ntp_packets
+        + c.other_udp
+        + c.not_udp
+        + c.fragmented_ntp
+        + c.later_fragments
+        + c.undecodable
+        + c.unsupported_link_type;
+    if categories != c.frames {
+        panic!(
+            "capture: {} frames but {categories} in categories ({c:?}); input {}",
+            c.frames,
+            quote(data)
+        );
+    }
+    let moded: u64 = r.modes.iter().map(|m| m.packets).sum();
+    let sent: u64 = r.hosts.iter().map(|h| h.sent_packets).sum();
+    let received: u64 = r.hosts.iter().map(|h| h.received_packets).sum();
+    let paired: u64 = r.pairs.iter().map(|p| p.packets).sum();
+    if moded + c.malformed != c.ntp_packets
+        || sent != c.ntp_packets
+        || received != c.ntp_packets
+        || paired != c.ntp_packets
+    {
+        panic!(
+            "capture: {} NTP packets, but {moded} by mode + {} malformed, {sent} sent, \
+             {received} received, {paired} in pairs; input {}",
+            c.ntp_packets,
+            c.malformed,
+            quote(data)
+        );
+    }
+    if r.to_text().is_empty() || serde_json::to_string(r).is_err() {
+        panic!("capture: the report does not render; input {}", quote(data));
+    }
+}

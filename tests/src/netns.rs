@@ -390,7 +390,7 @@ impl Lan {
     /// sees every host's traffic (unicast included: tcpdump makes the
     /// bridge promiscuous), for UDP port `port`, into `path`.
     pub fn capture_switch(&self, port: u16, path: &Path) -> io::Result<Capture> {
-        Capture::start(&self.shared, &self.shared.switch_ns, "br0", port, path)
+        Capture::start(&self.shared, &self.shared.switch_ns, "br0", &[], port, path)
     }
 }
 
@@ -576,7 +576,21 @@ impl Host {
     /// Starts `tcpdump` on this host's LAN interface for UDP port `port`,
     /// into `path` (sees only this host's traffic and multicast).
     pub fn capture(&self, port: u16, path: &Path) -> io::Result<Capture> {
-        Capture::start(&self.shared, self.name(), &self.iface(), port, path)
+        Capture::start(&self.shared, self.name(), &self.iface(), &[], port, path)
+    }
+
+    /// Starts `tcpdump -i any` in this host's namespace for UDP port
+    /// `port`, into `path`: every interface, in Linux cooked framing (SLL2
+    /// by default with libpcap 1.10; `link_type` picks another, e.g.
+    /// `LINUX_SLL` for the original cooked header).
+    pub fn capture_any(
+        &self,
+        port: u16,
+        path: &Path,
+        link_type: Option<&str>,
+    ) -> io::Result<Capture> {
+        let extra: Vec<&str> = link_type.map(|l| vec!["-y", l]).unwrap_or_default();
+        Capture::start(&self.shared, self.name(), "any", &extra, port, path)
     }
 
     /// Adds secondary addresses to the LAN interface (`/prefix_len` each),
@@ -651,6 +665,7 @@ impl Capture {
         shared: &Arc<Shared>,
         ns: &str,
         iface: &str,
+        extra: &[&str],
         port: u16,
         path: &Path,
     ) -> io::Result<Capture> {
@@ -662,27 +677,28 @@ impl Capture {
         })?;
         let log_path = PathBuf::from(format!("{}.log", path.display()));
         let mut log = File::create(&log_path)?;
-        let args: Vec<OsString> = [
-            "-i",
-            iface,
-            "-n",
-            // Stay root: the default drop to user `tcpdump` could not write
-            // into a root-only temporary directory.
-            "-Z",
-            "root",
-            "--immediate-mode",
-            "-U",
-            "-w",
-        ]
-        .iter()
-        .map(OsString::from)
-        .chain([path.as_os_str().to_owned()])
-        .chain(
-            ["udp", "port", &port.to_string()]
-                .iter()
-                .map(OsString::from),
-        )
-        .collect();
+        let args: Vec<OsString> = extra
+            .iter()
+            .chain(&[
+                "-i",
+                iface,
+                "-n",
+                // Stay root: the default drop to user `tcpdump` could not
+                // write into a root-only temporary directory.
+                "-Z",
+                "root",
+                "--immediate-mode",
+                "-U",
+                "-w",
+            ])
+            .map(OsString::from)
+            .chain([path.as_os_str().to_owned()])
+            .chain(
+                ["udp", "port", &port.to_string()]
+                    .iter()
+                    .map(OsString::from),
+            )
+            .collect();
         let program = tcpdump.to_string_lossy().into_owned();
         let (child, stderr) =
             shared.spawn_in(ns, &program, &args, &[], Stdio::null(), Stdio::piped())?;
