@@ -107,6 +107,9 @@ pub struct Association {
     last_transmit: Option<NtpTimestamp>,
     /// Monotonic arrival of the last accepted packet.
     last_accepted: Option<Duration>,
+    /// Monotonic arrival of the last packet that was usable time (not
+    /// LI=3, stratum 0/16 ...): what silence is judged by.
+    last_usable: Option<Duration>,
     /// Poll the server has been sending.
     poll: Option<i8>,
     /// A different poll seen in consecutive verified packets, and how often.
@@ -132,6 +135,7 @@ impl Association {
             calibration: None,
             last_transmit: None,
             last_accepted: None,
+            last_usable: None,
             poll: None,
             poll_candidate: None,
             backstep: None,
@@ -314,6 +318,7 @@ impl Association {
         self.backstep = None;
         self.last_transmit = Some(h.transmit);
         self.last_accepted = Some(now);
+        self.last_usable = Some(now);
         self.last_header = Some(h);
         self.accepted += 1;
         self.mark_reach(now);
@@ -364,9 +369,12 @@ impl Association {
         self.reach_shifted_at = Some(now);
     }
 
-    /// Whether it has been silent for `intervals` of its poll interval.
+    /// Whether it has sent no usable time for `intervals` of its poll
+    /// interval. A server that keeps sending with the alarm (LI=3, stratum
+    /// 16) is as silent as one that stopped: its last samples must not
+    /// steer the clock for ever.
     pub fn is_silent(&self, now: Duration, intervals: u32) -> bool {
-        match self.last_accepted {
+        match self.last_usable {
             Some(t) => now.saturating_sub(t) > self.interval() * intervals,
             None => true,
         }
@@ -399,5 +407,75 @@ impl Association {
                 one_way.as_seconds_f64() * 1e3
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcast_proto::{LeapIndicator, Log2Seconds, RefId};
+
+    fn packet(t: u64, synchronized: bool) -> (Vec<u8>, Datagram) {
+        let mut h = Header::new(Mode::Broadcast);
+        h.poll = Log2Seconds(6);
+        if synchronized {
+            h.stratum = 2;
+            h.reference_id = RefId::from_code("GPS");
+        } else {
+            h.leap = LeapIndicator::Unsynchronized;
+            h.stratum = 16;
+            h.reference_id = RefId::from_code("INIT");
+        }
+        h.transmit = NtpTimestamp::from_unix(1_800_000_000 + t as i64, 0);
+        let d = Datagram::new(h);
+        (d.to_bytes(), d)
+    }
+
+    /// A server whose reference fails may keep sending with the alarm
+    /// (LI=3); those packets were verified, so they moved the "last heard"
+    /// time on and the server never went silent: its stale samples stayed
+    /// in the selection for as long as it sent alarms.
+    #[test]
+    fn a_server_sending_only_alarms_falls_silent() {
+        let spec = ServerSpec {
+            address: "198.18.0.1".parse().expect("address"),
+            key: None,
+            name: "s".into(),
+        };
+        let keys = KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store");
+        let limits = SampleLimits::default();
+        let mut a = Association::new(spec, CalibrationConfig::default());
+        let at = |t: u64| Duration::from_secs(t);
+        let rx = NtpTimestamp::from_unix(1_800_000_000, 0);
+        for t in [0, 64, 128] {
+            let (raw, d) = packet(t, true);
+            assert!(
+                a.check_broadcast(&raw, &d, &keys, rx, at(t), &limits)
+                    .is_ok()
+            );
+        }
+        for k in 1..=10 {
+            let t = 128 + 64 * k;
+            let (raw, d) = packet(t, false);
+            assert_eq!(
+                a.check_broadcast(&raw, &d, &keys, rx, at(t), &limits),
+                Err(Rejection::Unusable)
+            );
+        }
+        assert!(
+            !a.is_silent(at(128 + 64 * 8), 8),
+            "8 intervals after the last usable packet"
+        );
+        assert!(
+            a.is_silent(at(128 + 64 * 8 + 1), 8),
+            "alarms only for more than 8 intervals: silent"
+        );
+        // Usable time again ends the silence.
+        let (raw, d) = packet(128 + 64 * 11, true);
+        assert!(
+            a.check_broadcast(&raw, &d, &keys, rx, at(128 + 64 * 11), &limits)
+                .is_ok()
+        );
+        assert!(!a.is_silent(at(128 + 64 * 11), 8));
     }
 }

@@ -12,7 +12,7 @@ use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp
 
 use crate::association::{Association, ServerSpec, State};
 use crate::calibration::{self, BroadcastObservation, CalibrationConfig, Exchange, Step};
-use crate::discipline::{Clock, Decision, Discipline, DisciplineConfig};
+use crate::discipline::{Clock, Decision, Discipline, DisciplineConfig, Ppm};
 use crate::filter::{ClockFilter, FilterResult, Sample};
 use crate::select::{Candidate, SelectOutcome, SelectParams, select};
 
@@ -104,6 +104,87 @@ struct Peer {
     last_offset: Option<NtpDuration>,
 }
 
+/// Our own corrections to the clock as they take effect, so a measurement
+/// can be taken free of them (calibration pairs replies and broadcasts
+/// seconds apart). Steps act at once; a slew runs at `max_slew_ppm`, as
+/// the kernel's `adjtime` does, and a new one replaces the one in
+/// progress; a frequency correction adds up over time.
+#[derive(Debug, Clone, Copy)]
+struct Adjustments {
+    /// Slew rate, seconds per second.
+    slew_rate: f64,
+    /// Steps, finished or replaced slews, and frequency corrections up to
+    /// `frequency_since`.
+    settled: NtpDuration,
+    /// The slew in progress: when it was started and how much it was asked
+    /// to do.
+    slew: Option<(Duration, NtpDuration)>,
+    /// Frequency correction in force (seconds per second) and since when.
+    frequency: f64,
+    frequency_since: Duration,
+}
+
+impl Adjustments {
+    fn new(slew_rate: f64) -> Self {
+        Adjustments {
+            slew_rate: slew_rate.abs(),
+            settled: NtpDuration::ZERO,
+            slew: None,
+            frequency: 0.0,
+            frequency_since: Duration::ZERO,
+        }
+    }
+
+    /// How much of the slew in progress is done at `at`.
+    fn slewed(&self, at: Duration) -> NtpDuration {
+        let Some((start, amount)) = self.slew else {
+            return NtpDuration::ZERO;
+        };
+        if self.slew_rate <= 0.0 {
+            return amount;
+        }
+        let limit = self.slew_rate * at.saturating_sub(start).as_secs_f64();
+        if amount.abs().as_seconds_f64() <= limit {
+            amount
+        } else {
+            let done = NtpDuration::from_seconds_f64(limit);
+            if amount.is_negative() { -done } else { done }
+        }
+    }
+
+    fn drifted(&self, at: Duration) -> NtpDuration {
+        let elapsed = at.saturating_sub(self.frequency_since).as_secs_f64();
+        NtpDuration::from_seconds_f64(self.frequency * elapsed)
+    }
+
+    /// Everything we had added to our clock by `at`.
+    fn at(&self, at: Duration) -> NtpDuration {
+        self.settled + self.slewed(at) + self.drifted(at)
+    }
+
+    /// Ends the slew in progress at `at` (what it did so far stays).
+    fn settle_slew(&mut self, at: Duration) {
+        self.settled += self.slewed(at);
+        self.slew = None;
+    }
+
+    fn step(&mut self, at: Duration, amount: NtpDuration) {
+        self.settle_slew(at);
+        self.settled += amount;
+    }
+
+    fn slew(&mut self, at: Duration, amount: NtpDuration) {
+        self.settle_slew(at);
+        self.slew = Some((at, amount));
+    }
+
+    fn set_frequency(&mut self, at: Duration, ppm: Ppm) {
+        self.settled += self.drifted(at);
+        self.frequency = ppm.as_rate();
+        self.frequency_since = at;
+    }
+}
+
 /// The client core.
 #[derive(Debug)]
 pub struct ClientCore {
@@ -112,8 +193,10 @@ pub struct ClientCore {
     peers: Vec<Peer>,
     global_rejects: BTreeMap<&'static str, u64>,
     discipline: Discipline,
-    /// Everything we have added to our clock since start.
-    adjustment: NtpDuration,
+    /// Everything we have added to our clock since start, as it takes effect.
+    adjustments: Adjustments,
+    /// Monotonic time of the last clock decision (when it is carried out).
+    decided_at: Duration,
     selection: Option<SelectOutcome>,
     last_decision: Option<Decision>,
     calibration_port: Option<u16>,
@@ -134,13 +217,15 @@ impl ClientCore {
             })
             .collect();
         let discipline = Discipline::new(config.discipline);
+        let adjustments = Adjustments::new(config.discipline.max_slew_ppm.as_rate());
         ClientCore {
             config,
             keys,
             peers,
             global_rejects: BTreeMap::new(),
             discipline,
-            adjustment: NtpDuration::ZERO,
+            adjustments,
+            decided_at: Duration::ZERO,
             selection: None,
             last_decision: None,
             calibration_port: None,
@@ -178,9 +263,11 @@ impl ClientCore {
         self.last_decision.as_ref()
     }
 
-    /// Our cumulative clock adjustment.
-    pub fn adjustment(&self) -> NtpDuration {
-        self.adjustment
+    /// Our cumulative clock adjustment at monotonic time `mono`: steps,
+    /// slews as far as they have run (at `max_slew_ppm`) and frequency
+    /// corrections as they have added up.
+    pub fn adjustment(&self, mono: Duration) -> NtpDuration {
+        self.adjustments.at(mono)
     }
 
     fn count(&mut self, reason: &'static str) {
@@ -245,7 +332,7 @@ impl ClientCore {
             },
         };
         let limits = self.config.limits;
-        let adjustment = self.adjustment;
+        let adjustment = self.adjustments.at(inc.mono);
         let Some(peer) = self.peers.get_mut(idx) else {
             return Vec::new();
         };
@@ -386,7 +473,7 @@ impl ClientCore {
             offset,
             delay,
             at: inc.mono,
-            adjustment: self.adjustment,
+            adjustment: self.adjustments.at(inc.mono),
         });
         // The exchange is a real measurement: it feeds the clock filter like
         // ntpd's volley does, so the server is selectable right after the
@@ -514,21 +601,31 @@ impl ClientCore {
 
     /// Carries out a clock decision on `clock` and records what was done to
     /// it (never called in monitor mode, where decisions are only reported).
+    /// The decision is taken to be carried out at the time it was made.
     pub fn apply(&mut self, decision: &Decision, clock: &mut dyn Clock) -> Result<(), String> {
         self.discipline.apply(decision, clock)?;
+        let at = self.decided_at;
         match decision {
             Decision::Step { offset } => self.clock_adjusted(*offset, true),
-            Decision::Slew { correction, .. } => self.clock_adjusted(*correction, false),
+            Decision::Slew {
+                correction,
+                frequency_ppm,
+                ..
+            } => {
+                self.adjustments.set_frequency(at, *frequency_ppm);
+                self.adjustments.slew(at, *correction);
+            }
             _ => {}
         }
         Ok(())
     }
 
-    /// Records that the shell changed our clock by `amount` (a step, or
-    /// the amount of a slew as it is applied). Filters are cleared on a
-    /// step: their samples were measured against the old clock.
+    /// Records that the shell changed our clock by `amount` at once, at the
+    /// time of the last decision (a step; any slew in progress ends).
+    /// Filters are cleared on a step: their samples were measured against
+    /// the old clock.
     pub fn clock_adjusted(&mut self, amount: NtpDuration, stepped: bool) {
-        self.adjustment += amount;
+        self.adjustments.step(self.decided_at, amount);
         if stepped {
             for p in &mut self.peers {
                 p.filter.clear();
@@ -566,6 +663,7 @@ impl ClientCore {
         let mut actions = Vec::new();
         if fresh && let Some(offset) = outcome.offset {
             let decision = self.discipline.update(offset, outcome.jitter, mono);
+            self.decided_at = mono;
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
         }
@@ -592,5 +690,98 @@ impl ClientCore {
         self.peer_index(server)
             .and_then(|i| self.peers.get(i))
             .and_then(|p| p.assoc.spec().key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    fn ms(m: f64) -> NtpDuration {
+        NtpDuration::from_seconds_f64(m / 1e3)
+    }
+
+    fn close(a: NtpDuration, b: NtpDuration) -> bool {
+        (a - b).abs() < NtpDuration::from_nanos(10)
+    }
+
+    #[test]
+    fn adjustments_take_effect_as_the_kernel_carries_them_out() {
+        let mut a = Adjustments::new(500e-6);
+        // A 16 ms slew at 100 s runs at 500 ppm: 1 ms after 2 s, all of it after 32 s.
+        a.slew(secs(100.0), ms(16.0));
+        assert!(close(a.at(secs(100.0)), NtpDuration::ZERO));
+        assert!(close(a.at(secs(102.0)), ms(1.0)), "{}", a.at(secs(102.0)));
+        assert!(close(a.at(secs(200.0)), ms(16.0)));
+        // A new slew replaces the one in progress: what was done stays.
+        a.slew(secs(110.0), ms(-2.0));
+        assert!(close(a.at(secs(110.0)), ms(5.0)));
+        assert!(close(a.at(secs(114.0)), ms(3.0)));
+        // A step acts at once and ends the slew.
+        a.step(secs(111.0), ms(100.0));
+        assert!(close(a.at(secs(111.0)), ms(104.5)));
+        assert!(close(a.at(secs(500.0)), ms(104.5)));
+        // A frequency correction adds up: +10 ppm for 100 s is 1 ms.
+        a.set_frequency(secs(600.0), Ppm(10.0));
+        assert!(close(a.at(secs(700.0)), ms(105.5)));
+        a.set_frequency(secs(700.0), Ppm(-10.0));
+        assert!(close(a.at(secs(800.0)), ms(104.5)));
+    }
+
+    /// Calibration subtracts our own corrections from each measurement; a
+    /// slew counted in full when it is started (the kernel needs 32 s for
+    /// 16 ms) corrupted the one-way delay of servers calibrated meanwhile.
+    #[test]
+    fn a_slew_counts_only_as_far_as_it_has_run() {
+        let mut core = ClientCore::new(
+            CoreConfig {
+                servers: Vec::new(),
+                discover: false,
+                calibration: CalibrationConfig::default(),
+                select: SelectParams::default(),
+                silent_intervals: 8,
+                limits: SampleLimits::default(),
+                server_port: 123,
+                precision: Log2Seconds(-20),
+                discipline: DisciplineConfig {
+                    mode: crate::discipline::ClockMode::Step,
+                    ..DisciplineConfig::default()
+                },
+            },
+            KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store"),
+        );
+        struct Kernel;
+        impl Clock for Kernel {
+            fn now(&self) -> NtpTimestamp {
+                NtpTimestamp::ZERO
+            }
+            fn step(&mut self, _: NtpDuration) -> Result<(), String> {
+                Ok(())
+            }
+            fn slew(&mut self, _: NtpDuration) -> Result<(), String> {
+                Ok(())
+            }
+            fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        let d = core.discipline.update(ms(16.0), ms(0.1), secs(100.0));
+        core.decided_at = secs(100.0);
+        assert!(
+            matches!(d, Decision::Slew { correction, .. } if close(correction, ms(16.0))),
+            "{d:?}"
+        );
+        core.apply(&d, &mut Kernel).expect("applied");
+        assert!(close(core.adjustment(secs(100.0)), NtpDuration::ZERO));
+        assert!(close(core.adjustment(secs(102.0)), ms(1.0)));
+        assert!(close(core.adjustment(secs(140.0)), ms(16.0)));
+        core.decided_at = secs(104.0);
+        core.apply(&Decision::Step { offset: ms(-300.0) }, &mut Kernel)
+            .expect("applied");
+        assert!(close(core.adjustment(secs(200.0)), ms(2.0 - 300.0)));
     }
 }

@@ -619,18 +619,19 @@ async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
         };
         let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
         let bytes = buf.get(..meta.len).unwrap_or_default();
-        if let Ok(mut core) = shared.core.lock() {
-            for a in core.on_reply(Incoming {
+        let actions = match shared.core.lock() {
+            Ok(mut core) => core.on_reply(Incoming {
                 bytes,
                 source: meta.source,
                 rx,
                 mono: shared.mono(),
-            }) {
-                if let Action::Event(line) = a {
-                    tracing::info!("{line}");
-                }
-            }
-        }
+            }),
+            Err(_) => continue,
+        };
+        // A reply can produce a clock decision (the volley's samples feed
+        // the filter); the discipline has already moved on to it, so it
+        // must be carried out like any other. Replies never ask to send.
+        execute(&shared, actions, &ep, None).await;
     }
 }
 

@@ -1,11 +1,12 @@
 //! The per-association clock filter (RFC 5905 section 10).
 //!
 //! The filter keeps the last [`NSTAGE`] samples of one server and picks, for
-//! each new sample, the one with the lowest round-trip delay among those
-//! still valid: on a path with queueing, the lowest-delay sample is the one
-//! least distorted by it. In broadcast mode the delay is the calibrated
-//! constant, so every sample has the same delay and the newest wins the tie;
-//! the filter then acts as a jitter estimator and a spike suppressor.
+//! each new sample, the one with the lowest round-trip delay (plus its
+//! dispersion, which grows with age) among those still valid: on a path
+//! with queueing, the lowest-delay sample is the one least distorted by it.
+//! In broadcast mode the delay is the calibrated constant, so every sample
+//! has the same delay and the newest wins; the filter then acts as a jitter
+//! estimator and a spike suppressor.
 //!
 //! Sans-I/O: every method takes the time it should act at; nothing here
 //! reads a clock.
@@ -150,8 +151,9 @@ impl ClockFilter {
     ///
     /// The stages are aged to the sample's time (each stage's dispersion
     /// grows by `PHI` times its age), the valid ones (aged dispersion below
-    /// [`MAXDISP`], and not a dropped spike) are sorted by delay, newest
-    /// first among equal delays, and the first is the candidate. It is used
+    /// [`MAXDISP`], and not a dropped spike) are sorted by delay plus aged
+    /// dispersion (as ntpd 4.2.8 `clock_filter()` ranks aged samples),
+    /// newest first among equal ranks, and the first is the candidate. It is used
     /// only if it is newer than the last one used and passes the spike
     /// suppressor:
     ///
@@ -232,9 +234,14 @@ impl ClockFilter {
     /// The filter's estimate from the current stages at time `now`: the
     /// lowest-delay valid stage, the filter dispersion and the jitter.
     fn evaluate(&self, now: Duration) -> Option<FilterOutput> {
-        // Age every stage to now; keep the valid ones, sorted by delay.
-        // The stages are newest first and the sort is stable, so among
-        // equal delays the newest comes first.
+        // Age every stage to now; keep the valid ones, sorted by delay plus
+        // aged dispersion (ntpd's ranking of aged samples): a sample's error
+        // bound now, so a reply of the calibration volley cannot outrank
+        // every broadcast that follows it for eight intervals (broadcast
+        // samples carry the calibrated delay, a median, usually above the
+        // volley's best round trip, while the clock moves on). The stages
+        // are newest first and the sort is stable, so among equal ranks the
+        // newest comes first.
         let mut valid: Vec<(Sample, NtpDuration)> = self
             .stages
             .iter()
@@ -248,7 +255,7 @@ impl ClockFilter {
             })
             .filter(|(_, disp)| *disp < MAXDISP)
             .collect();
-        valid.sort_by_key(|(st, _)| st.delay);
+        valid.sort_by_key(|(st, disp)| st.delay.abs().saturating_add(*disp));
         let &(best, _) = valid.first()?;
 
         // ε = Σ εᵢ / 2^(i+1), missing stages counting as MAXDISP.
@@ -464,6 +471,24 @@ mod tests {
         assert_eq!(f.add(sample(us(200), ms(3), 2)), FilterResult::Stale);
         assert_eq!(f.offset(), us(300));
         assert_eq!(f.delay(), ms(1));
+    }
+
+    /// Replies of the calibration volley have lower delays than the
+    /// broadcast samples after it (whose delay is twice the calibrated
+    /// one-way delay); ranked by delay alone the best reply stayed the
+    /// filter's pick for eight broadcasts, freezing the server's offset
+    /// while the clock moved on.
+    #[test]
+    fn broadcasts_after_the_volley_are_used_at_once() {
+        let mut f = ClockFilter::new(us(1));
+        for t in 0..6 {
+            f.add(sample(us(-5_000), us(280 + 10 * t as i64), 10 + 2 * t));
+        }
+        for (k, off) in [-4_800i64, -4_600, -4_400, -4_200].into_iter().enumerate() {
+            let t = 64 * (k as u64 + 1);
+            let out = accepted(f.add(sample(us(off), us(330), t)));
+            assert_eq!(out.offset, us(off), "broadcast at {t} s not used");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Test support for mcast-ntp: the reference vectors captured from ntpd
-//! 4.2.8p15, and (in later work) the simulator, the network-namespace lab
-//! harness and the packet forger.
+//! 4.2.8p15, the deterministic simulator ([`sim`]), the network-namespace
+//! lab harness and the packet forger.
 #![forbid(unsafe_code)]
 
 pub mod bins;
@@ -12,4 +12,5 @@ pub mod netns;
 pub mod pcapng;
 pub mod probe;
 pub mod refntpd;
+pub mod sim;
 pub mod vectors;

@@ -1,0 +1,349 @@
+//! A simulated client host: its clock, and the unchanged [`ClientCore`]
+//! driven the way `mcast-client run` drives it (kernel receive time as the
+//! host clock reads it, the daemon's monotonic clock, a tick at
+//! `next_wakeup`), with clock decisions carried out on the simulated clock.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use mcast_client::association::State;
+use mcast_client::calibration::{Calibration, Phase};
+use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_client::daemon::{ClientStatus, core_config, status_of};
+use mcast_client::discipline::Decision;
+use mcast_config::{ClientConfig, ClockMode};
+use mcast_keys::KeyStore;
+use mcast_proto::NtpDuration;
+
+use super::clock::{ClockModel, HostClock};
+use super::random::Stream;
+use super::server::{NTP_PORT, PRECISION, server_address, server_key_id};
+
+/// The port clients send calibration requests from.
+pub const CALIBRATION_PORT: u16 = 41230;
+
+/// Address of client `j`: 198.18.1.(j+1).
+pub fn client_address(j: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        198,
+        18,
+        1,
+        u8::try_from(j + 1).unwrap_or(u8::MAX),
+    ))
+}
+
+/// Something that happens to a client at a given time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// SIGHUP after the keys file was updated: it takes the servers'
+    /// current keys.
+    ReloadKeys,
+}
+
+/// A client in a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSetup {
+    /// Its clock.
+    pub clock: ClockModel,
+    /// What it may do to its (simulated) clock.
+    pub mode: ClockMode,
+    /// Extra `key = value` lines for the `[clock]` section of its
+    /// configuration (for example `stepout-s = 300`).
+    pub clock_options: String,
+    /// When the daemon starts.
+    pub start: Duration,
+    /// What happens to it, in time order.
+    pub events: Vec<(Duration, ClientEvent)>,
+}
+
+impl Default for ClientSetup {
+    fn default() -> Self {
+        ClientSetup {
+            clock: ClockModel::default(),
+            mode: ClockMode::Step,
+            clock_options: String::new(),
+            start: Duration::ZERO,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// How one server's calibration ended, as this client saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationRecord {
+    /// When the association started tracking (true time).
+    pub at: Duration,
+    /// The one-way delay it uses from then on.
+    pub one_way: Option<NtpDuration>,
+    /// True when the fallback delay is in use (calibration failed).
+    pub fallback: bool,
+}
+
+/// One sample of a client's state (every `sample_every` of true time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// True time.
+    pub at: Duration,
+    /// The clock's true error: local minus true time, seconds.
+    pub error_s: f64,
+    /// Servers (bit i: server i) among the survivors of the last selection.
+    pub survivors: u32,
+    /// Servers the last selection called falsetickers.
+    pub falsetickers: u32,
+    /// Servers the last selection called truechimers (selectable).
+    pub truechimers: u32,
+    /// The system peer.
+    pub system_peer: Option<usize>,
+}
+
+/// What a client did and how its clock fared.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTrace {
+    /// Sampled state, in time order (from the client's start).
+    pub samples: Vec<Sample>,
+    /// Clock decisions made, with their true time.
+    pub decisions: Vec<(Duration, Decision)>,
+    /// Steps, slews and frequency settings carried out on its clock.
+    pub ops: super::clock::ClockOps,
+    /// Unicast requests sent: when, to which server.
+    pub unicast: Vec<(Duration, usize)>,
+    /// Per server, how calibration ended (`None`: never finished).
+    pub calibrations: Vec<Option<CalibrationRecord>>,
+    /// Log lines of the core, with their true time.
+    pub events: Vec<(Duration, String)>,
+    /// The `status` the daemon would report at the end.
+    pub status: Option<ClientStatus>,
+}
+
+/// Name of a decision kind, for counting.
+pub fn decision_kind(d: &Decision) -> &'static str {
+    match d {
+        Decision::Monitor { .. } => "monitor",
+        Decision::Slew { .. } => "slew",
+        Decision::Step { .. } => "step",
+        Decision::SpikeIgnored { .. } => "spike-ignored",
+        Decision::Panic { .. } => "panic",
+        Decision::WaitingForStepout { .. } => "waiting-for-stepout",
+        Decision::SlewInProgress { .. } => "slew-in-progress",
+    }
+}
+
+/// The client configuration a simulated client runs with: the same TOML
+/// a user writes, through the same parser and `core_config` as the daemon.
+pub fn client_config(
+    servers: usize,
+    setup: &ClientSetup,
+    keys: &KeyStore,
+) -> Result<CoreConfig, String> {
+    let mode = match setup.mode {
+        ClockMode::Monitor => "monitor",
+        ClockMode::Slew => "slew",
+        ClockMode::Step => "step",
+    };
+    let mut text = format!(
+        "keys = \"sim.keys\"\nport = {NTP_PORT}\n\n[[listen]]\ninterface = \"sim0\"\n\n\
+         [calibration]\nsource-port = {CALIBRATION_PORT}\n\n"
+    );
+    for i in 0..servers {
+        let key = server_key_id(i).map_or(0, |k| k.get());
+        text += &format!(
+            "[[server]]\naddress = \"{}\"\nkey = {key}\nname = \"server{}\"\n\n",
+            server_address(i),
+            i + 1
+        );
+    }
+    text += &format!("[clock]\nmode = \"{mode}\"\n{}\n", setup.clock_options);
+    let path = Path::new("sim-client.toml");
+    let config = ClientConfig::parse(&text, path).map_err(|e| e.to_string())?;
+    config.validate_with_keys(keys).map_err(|e| e.to_string())?;
+    Ok(core_config(&config, PRECISION))
+}
+
+/// A simulated client host.
+pub(crate) struct SimClient {
+    pub addr: SocketAddr,
+    pub setup: ClientSetup,
+    pub clock: HostClock,
+    pub rng: Stream,
+    config: CoreConfig,
+    core: Option<ClientCore>,
+    /// Host monotonic time the daemon started at.
+    started: Duration,
+    pub trace: ClientTrace,
+}
+
+/// A request the client sends: to whom, what.
+pub(crate) type Outgoing = (SocketAddr, Vec<u8>);
+
+impl SimClient {
+    pub fn new(
+        index: usize,
+        setup: ClientSetup,
+        config: CoreConfig,
+        clock: HostClock,
+        rng: Stream,
+    ) -> Self {
+        let servers = config.servers.len();
+        SimClient {
+            addr: SocketAddr::new(client_address(index), CALIBRATION_PORT),
+            setup,
+            clock,
+            rng,
+            config,
+            core: None,
+            started: Duration::ZERO,
+            trace: ClientTrace {
+                calibrations: vec![None; servers],
+                ..ClientTrace::default()
+            },
+        }
+    }
+
+    /// Starts the daemon now with `keys`.
+    pub fn start(&mut self, keys: KeyStore) {
+        let mut core = ClientCore::new(self.config.clone(), keys);
+        core.set_calibration_port(CALIBRATION_PORT);
+        self.core = Some(core);
+        self.started = self.clock.mono();
+    }
+
+    pub fn set_keys(&mut self, keys: KeyStore) {
+        if let Some(core) = self.core.as_mut() {
+            core.set_keys(keys);
+        }
+    }
+
+    fn mono(&self) -> Duration {
+        self.clock.mono().saturating_sub(self.started)
+    }
+
+    /// A broadcast arriving on the group socket now.
+    pub fn broadcast(&mut self, now: Duration, bytes: &[u8], source: SocketAddr) -> Vec<Outgoing> {
+        self.receive(now, bytes, source, true)
+    }
+
+    /// A datagram arriving on the calibration socket now.
+    pub fn reply(&mut self, now: Duration, bytes: &[u8], source: SocketAddr) -> Vec<Outgoing> {
+        self.receive(now, bytes, source, false)
+    }
+
+    fn receive(
+        &mut self,
+        now: Duration,
+        bytes: &[u8],
+        source: SocketAddr,
+        group: bool,
+    ) -> Vec<Outgoing> {
+        self.clock.advance_to(now);
+        let inc = Incoming {
+            bytes,
+            source,
+            rx: self.clock.read(),
+            mono: self.mono(),
+        };
+        let random = self.rng.u32();
+        let Some(core) = self.core.as_mut() else {
+            return Vec::new();
+        };
+        let actions = if group {
+            core.on_broadcast(inc, random)
+        } else {
+            core.on_reply(inc)
+        };
+        self.execute(now, actions)
+    }
+
+    /// The tick loop: a tick now; returns the requests to send and the
+    /// true time of the next tick.
+    pub fn tick(&mut self, now: Duration) -> (Vec<Outgoing>, Duration) {
+        self.clock.advance_to(now);
+        let mono = self.mono();
+        let read = self.clock.read();
+        let Some(core) = self.core.as_mut() else {
+            return (Vec::new(), now + Duration::from_secs(1));
+        };
+        let actions = core.on_tick(mono, read);
+        let next = core.next_wakeup(mono);
+        let out = self.execute(now, actions);
+        let next = next.max(mono + Duration::from_millis(10));
+        (out, self.clock.when_mono(self.started + next))
+    }
+
+    /// Carries out the core's actions as the daemon does; in slew and step
+    /// modes clock decisions act on the simulated clock.
+    fn execute(&mut self, now: Duration, actions: Vec<Action>) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let Some(core) = self.core.as_mut() else {
+            return out;
+        };
+        for a in actions {
+            match a {
+                Action::Send { to, bytes } => {
+                    if let Some(i) = core
+                        .associations()
+                        .position(|a| a.spec().address == to.ip())
+                    {
+                        self.trace.unicast.push((now, i));
+                    }
+                    out.push((to, bytes));
+                }
+                Action::Clock(d) => {
+                    self.trace.decisions.push((now, d));
+                    if self.setup.mode != ClockMode::Monitor
+                        && let Err(e) = core.apply(&d, &mut self.clock)
+                    {
+                        self.trace
+                            .events
+                            .push((now, format!("clock adjustment failed: {e}")));
+                    }
+                }
+                Action::Event(line) => self.trace.events.push((now, line)),
+            }
+        }
+        for (i, a) in core.associations().enumerate() {
+            if a.state() == State::Tracking
+                && let Some(slot) = self.trace.calibrations.get_mut(i)
+                && slot.is_none()
+            {
+                *slot = Some(CalibrationRecord {
+                    at: now,
+                    one_way: a.calibration().and_then(Calibration::one_way_delay),
+                    fallback: matches!(
+                        a.calibration().map(Calibration::phase),
+                        Some(Phase::Fallback { .. })
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// Records the clock's true error and the selection now.
+    pub fn sample(&mut self, now: Duration) {
+        let Some(core) = self.core.as_ref() else {
+            return;
+        };
+        self.clock.advance_to(now);
+        let bits = |ids: &[usize]| ids.iter().fold(0u32, |m, i| m | super::metrics::bit(*i));
+        let sel = core.selection();
+        self.trace.samples.push(Sample {
+            at: now,
+            error_s: self.clock.error_s(),
+            survivors: sel.map_or(0, |s| bits(&s.survivors)),
+            falsetickers: sel.map_or(0, |s| bits(&s.falsetickers)),
+            truechimers: sel.map_or(0, |s| bits(&s.truechimers)),
+            system_peer: sel.and_then(|s| s.system_peer),
+        });
+    }
+
+    /// Final status and counters.
+    pub fn finish(&mut self) {
+        self.trace.ops = self.clock.ops().clone();
+        if let Some(core) = self.core.as_ref() {
+            let mono = self.mono();
+            let mode = format!("{:?}", self.setup.mode).to_lowercase();
+            self.trace.status = Some(status_of(core, mono, mono, &mode));
+        }
+    }
+}
