@@ -380,10 +380,11 @@ impl Association {
         }
     }
 
-    /// Whether its next broadcast is late by more than half an interval
-    /// (jitter is at most 1/16 of one), a sign that the server stopped.
+    /// Whether its next usable broadcast is late by more than half an
+    /// interval (jitter is at most 1/16 of one), a sign that the server
+    /// stopped or lost its time.
     pub fn is_overdue(&self, now: Duration) -> bool {
-        match self.last_accepted {
+        match self.last_usable {
             Some(t) => now.saturating_sub(t) > self.interval() * 3 / 2,
             None => true,
         }
