@@ -137,7 +137,10 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                mcast_sys::run_daemon("mcast-client", crate::daemon::run(config, keys))
+                mcast_sys::run_daemon_single_threaded(
+                    "mcast-client",
+                    crate::daemon::run(config, keys),
+                )
             }
             Err(e) => config_error(&e),
         },

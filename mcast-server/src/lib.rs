@@ -9,7 +9,6 @@
 pub mod broadcaster;
 pub mod cli;
 pub mod daemon;
-pub mod privileges;
 pub mod ratelimit;
 pub mod responder;
 pub mod state;
