@@ -61,6 +61,9 @@ pub enum Command {
     /// Rerun the calibration volley for one server.
     #[command(after_help = "Example:\n  mcast-client recalibrate 198.18.0.1")]
     Recalibrate(RecalibrateArgs),
+    /// Translate ntpd's ntp.conf (multicastclient, keys, tinker...) into this client's TOML.
+    #[command(after_help = crate::import_ntp_conf::AFTER_HELP)]
+    ImportNtpConf(crate::import_ntp_conf::ImportArgs),
 }
 
 /// Where a running client's control socket is.
@@ -147,6 +150,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Status(args) => status(args),
         Command::Check(args) => check(args),
         Command::Recalibrate(args) => recalibrate(args),
+        Command::ImportNtpConf(args) => crate::import_ntp_conf::run(args),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod core;
 pub mod daemon;
 pub mod discipline;
 pub mod filter;
+pub mod import_ntp_conf;
 pub mod select;
 
 use std::fmt::Write as _;
