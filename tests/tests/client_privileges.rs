@@ -89,6 +89,8 @@ fn all_threads(pid: u32) -> Vec<(String, Creds)> {
 struct Daemon {
     child: Child,
     log: Vec<String>,
+    /// Lines logged after `ready`.
+    later: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl Drop for Daemon {
@@ -123,10 +125,17 @@ fn start(bin: &Path, config: &Path, ready: &str) -> (Daemon, bool) {
             break;
         }
     }
+    let mut later = None;
     if ready_seen {
-        std::thread::spawn(move || for _ in lines {});
+        let (tx, rx) = std::sync::mpsc::channel();
+        later = Some(rx);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
     }
-    (Daemon { child, log }, ready_seen)
+    (Daemon { child, log, later }, ready_seen)
 }
 
 fn free_port() -> u16 {
@@ -235,6 +244,23 @@ fn root_client_in_monitor_mode_runs_as_nobody_with_no_capabilities() {
             "not tracking within 60 s after dropping privileges:\n{s:#}"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // `systemctl reload` = SIGHUP: the keys file is read again, as nobody.
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+    let later = client.later.as_ref().expect("log lines after start");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match later.recv_timeout(left) {
+            Ok(line) if line.contains("SIGHUP: keys reloaded") => break,
+            Ok(line) => assert!(
+                !line.contains("keeping the old keys"),
+                "reload failed after the drop: {line}"
+            ),
+            Err(e) => panic!("no reload within 10 s of SIGHUP: {e}"),
+        }
     }
 }
 
