@@ -18,12 +18,13 @@ use mcast_tests::fuzz_checks;
 /// Every fuzz target; its corpus is `fuzz/corpus/<name>/`, its cargo-fuzz
 /// target `fuzz/fuzz_targets/<name>.rs` and its property the function of
 /// the same name in `fuzz_checks`, replayed by the `<name>_corpus` test below.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "datagram_round_trip",
     "keys_file",
     "mac_check",
     "server_config",
     "client_config",
+    "ntp_conf_import",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -118,4 +119,9 @@ fn server_config_corpus() {
 #[test]
 fn client_config_corpus() {
     replay("client_config", fuzz_checks::client_config);
+}
+
+#[test]
+fn ntp_conf_import_corpus() {
+    replay("ntp_conf_import", fuzz_checks::ntp_conf_import);
 }
