@@ -449,7 +449,7 @@ pub fn ntp_conf_import(data: &[u8]) {
             );
         }
         assert!(
-            import.notes.windows(2).all(|w| w[0].line <= w[1].line),
+            import.notes.is_sorted_by_key(|n| n.line),
             "ntp_conf_import: {name} notes out of line order; input {}",
             quote(data)
         );
