@@ -61,6 +61,11 @@ pub struct ClientConfig {
     /// Address to serve metrics on (`metrics`); `None` (the default) serves none.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// User to switch to after the sockets are open (`user`); `None` keeps
+    /// the starting user. The client keeps `CAP_SYS_TIME` across the switch
+    /// only when `[clock] mode` is not `monitor`.
+    #[serde(default)]
+    pub user: Option<String>,
     #[serde(skip)]
     origin: Origin,
 }
@@ -325,6 +330,7 @@ impl ClientConfig {
                  system picked",
             ));
         }
+        common::check_user(o, self.user.as_deref())?;
         if self.listen.is_empty() {
             return Err(o.labelled(
                 "listen",

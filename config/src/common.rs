@@ -89,6 +89,24 @@ pub(crate) fn check_interface(origin: &Origin, field: &str, name: &str) -> Resul
     }
 }
 
+/// `user = "..."`: a plain user name, looked up when the daemon starts.
+pub(crate) fn check_user(origin: &Origin, user: Option<&str>) -> Result<(), ConfigError> {
+    let Some(user) = user else { return Ok(()) };
+    let ok = !user.is_empty()
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(origin.error(
+            "user",
+            user,
+            "must be a user name (letters, digits, '_', '-', '.')",
+        ))
+    }
+}
+
 pub(crate) fn load_keys(origin: &Origin, path: &Path) -> Result<KeyStore, ConfigError> {
     KeyStore::load(path).map_err(|e| {
         let detail = if e.line == 0 {

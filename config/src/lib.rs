@@ -29,6 +29,7 @@
 mod client;
 mod common;
 mod error;
+pub mod import;
 mod locate;
 mod server;
 mod units;

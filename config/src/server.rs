@@ -317,19 +317,7 @@ impl ServerConfig {
         if self.port == 0 {
             return Err(o.error("port", self.port, "must be 1..65535"));
         }
-        if let Some(user) = &self.user {
-            let ok = !user.is_empty()
-                && user
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !ok {
-                return Err(o.error(
-                    "user",
-                    user,
-                    "must be a user name (letters, digits, '_', '-', '.')",
-                ));
-            }
-        }
+        common::check_user(o, self.user.as_deref())?;
         if self.destinations.is_empty() && !self.responder.enabled {
             return Err(o.error(
                 "responder.enabled",

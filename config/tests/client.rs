@@ -50,6 +50,7 @@ fn defaults_are_what_an_operator_expects() {
         PathBuf::from("/run/mcast-ntp/client.sock")
     );
     assert_eq!(c.metrics, None);
+    assert_eq!(c.user, None, "no user switch unless asked for");
     assert_eq!(c.listen.len(), 1);
     assert_eq!(c.listen[0].group, IpAddr::V4(Ipv4Addr::new(224, 0, 1, 1)));
     assert_eq!(c.listen[0].interface, "bond0");
@@ -421,4 +422,15 @@ fn parse_never_panics_on_odd_input() {
     ] {
         let _ = parse(text);
     }
+}
+
+#[test]
+fn user_is_a_plain_user_name() {
+    let c = parse(&format!("user = \"mcast-ntp\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.user.as_deref(), Some("mcast-ntp"));
+    let text = format!("user = \"root; rm\"\n{MINIMAL}");
+    let e = parse_err(&text);
+    assert_eq!(e.line, Some(1), "{e}");
+    assert_eq!(e.field.as_deref(), Some("user"), "{e}");
+    assert!(e.to_string().contains("must be a user name"), "{e}");
 }

@@ -11,12 +11,14 @@
 //!   work on bytes only: the "message" is the NTP header plus any extension fields;
 //!   the 4-byte key id word is never hashed.
 //! * [`packet`] applies them to whole datagrams of [`mcast_proto`].
-//! * [`keygen`] holds the logic of the `mcast-keygen` binary.
+//! * [`keygen`] holds the logic of the `mcast-keygen` binary, [`cli`] its
+//!   command line.
 //!
 //! Secrets are kept in [`zeroize::Zeroizing`] buffers and never appear in `Debug`
 //! output or error messages.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod file;
 mod key;
 pub mod keygen;

@@ -67,6 +67,9 @@ pub enum Command {
     /// Summarise the NTP traffic in a tcpdump capture (pcap or pcapng).
     #[command(after_help = ANALYZE_HELP)]
     Analyze(AnalyzeArgs),
+    /// Translate ntpd's ntp.conf (multicastclient, keys, tinker...) into this client's TOML.
+    #[command(after_help = crate::import_ntp_conf::AFTER_HELP)]
+    ImportNtpConf(crate::import_ntp_conf::ImportArgs),
 }
 
 const LISTEN_HELP: &str = "Example:\n  \
@@ -243,7 +246,10 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                mcast_sys::run_daemon("mcast-client", crate::daemon::run(config, keys))
+                mcast_sys::run_daemon_single_threaded(
+                    "mcast-client",
+                    crate::daemon::run(config, keys),
+                )
             }
             Err(e) => config_error(&e),
         },
@@ -252,6 +258,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Recalibrate(args) => recalibrate(args),
         Command::Listen(args) => listen(args),
         Command::Analyze(args) => analyze(args),
+        Command::ImportNtpConf(args) => crate::import_ntp_conf::run(args),
     }
 }
 

@@ -32,6 +32,10 @@ pub enum DaemonError {
         /// The system error.
         source: std::io::Error,
     },
+    /// Privileges could not be dropped, or the clock mode needs a
+    /// capability the process does not have.
+    #[error("{0}")]
+    Privileges(String),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -394,6 +398,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         ),
         None => None,
     };
+    drop_privileges(&config)?;
     tracing::info!(
         servers = config.servers.len(),
         listen = config.listen.len(),
@@ -446,6 +451,44 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     let _ = std::fs::remove_file(&config.control_socket);
     tracing::info!("mcast-client stopped");
     result
+}
+
+/// Every socket is bound: switch to `user` (if set) keeping `CAP_SYS_TIME`
+/// only when the clock mode adjusts the clock, and refuse to run a clock
+/// mode whose adjustments would fail for want of it. Runs on the thread
+/// that later adjusts the clock (the client's runtime has one thread), so
+/// the kept capability is where it is used.
+fn drop_privileges(config: &ClientConfig) -> Result<(), DaemonError> {
+    let adjusts = config.clock.mode != ConfigClockMode::Monitor;
+    let keep: &[mcast_sys::Capability] = if adjusts {
+        &[mcast_sys::Capability::SysTime]
+    } else {
+        &[]
+    };
+    let p = mcast_sys::drop_privileges(config.user.as_deref(), keep).map_err(|e| {
+        DaemonError::Privileges(match &config.user {
+            Some(user) => format!("user {user}: {e}"),
+            None => e.to_string(),
+        })
+    })?;
+    if p.switched_user || p.reduced {
+        tracing::info!(
+            uid = p.uid,
+            gid = p.gid,
+            kept = ?p.kept.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "dropped privileges"
+        );
+    }
+    if adjusts && !p.has(mcast_sys::Capability::SysTime) {
+        let mode = format!("{:?}", config.clock.mode).to_lowercase();
+        return Err(DaemonError::Privileges(format!(
+            "clock mode \"{mode}\" needs CAP_SYS_TIME, which this process does not have \
+             (it is not in its permitted or bounding set): start it as root, or under systemd \
+             with AmbientCapabilities=CAP_SYS_TIME, or set [clock] mode = \"monitor\" in {}",
+            config.file().display()
+        )));
+    }
+    Ok(())
 }
 
 async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), DaemonError> {

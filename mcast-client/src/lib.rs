@@ -15,6 +15,7 @@ pub mod core;
 pub mod daemon;
 pub mod discipline;
 pub mod filter;
+pub mod import_ntp_conf;
 pub mod listen;
 pub mod metrics;
 pub mod select;
@@ -34,6 +35,13 @@ pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
     let _ = writeln!(out, "{}: OK", config.file().display());
     let _ = writeln!(out, "keys file: {}", keys.path().display());
     let _ = writeln!(out, "port: {}", config.port);
+    if let Some(user) = &config.user {
+        let keeps = match config.clock.mode {
+            ClockMode::Monitor => "no capabilities",
+            ClockMode::Slew | ClockMode::Step => "CAP_SYS_TIME",
+        };
+        let _ = writeln!(out, "user: {user} (after binding; keeps {keeps})");
+    }
     for (i, l) in config.listen.iter().enumerate() {
         let what = if l.broadcast {
             "subnet broadcast"

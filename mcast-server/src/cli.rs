@@ -51,6 +51,9 @@ pub enum Command {
                       mcast-server status --json --socket /run/mcast-ntp/server.sock"
     )]
     Status(StatusArgs),
+    /// Translate ntpd's ntp.conf (broadcast, keys, restrict...) into this server's TOML.
+    #[command(after_help = crate::import_ntp_conf::AFTER_HELP)]
+    ImportNtpConf(crate::import_ntp_conf::ImportArgs),
 }
 
 /// Options of `status`.
@@ -100,6 +103,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Status(args) => status(args),
+        Command::ImportNtpConf(args) => crate::import_ntp_conf::run(args),
     }
 }
 

@@ -537,8 +537,10 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         config.control_socket.display()
     )))?;
     if let Some(user) = &config.user {
-        crate::privileges::drop_to(user)
+        // Every socket is bound: the server needs no capability any more.
+        let p = mcast_sys::drop_privileges(Some(user), &[])
             .map_err(|e| DaemonError::Config(format!("user {user}: {e}")))?;
+        tracing::info!(user, uid = p.uid, gid = p.gid, "dropped privileges");
     }
     tracing::info!(
         destinations = config.destinations.len(),

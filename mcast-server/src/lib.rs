@@ -9,7 +9,7 @@
 pub mod broadcaster;
 pub mod cli;
 pub mod daemon;
-pub mod privileges;
+pub mod import_ntp_conf;
 pub mod ratelimit;
 pub mod responder;
 pub mod state;

@@ -83,10 +83,39 @@ pub fn run_daemon<E: std::fmt::Display>(
     name: &str,
     daemon: impl std::future::Future<Output = Result<(), E>>,
 ) -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    run_on(
+        name,
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        daemon,
+    )
+}
+
+/// As [`run_daemon`], on a runtime whose tasks all run on the calling
+/// thread. For a daemon that keeps a capability after
+/// [`crate::drop_privileges`] and uses it from its tasks: capabilities are
+/// per thread, and only the thread that dropped privileges (and threads it
+/// starts later) holds the kept ones.
+pub fn run_daemon_single_threaded<E: std::fmt::Display>(
+    name: &str,
+    daemon: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    run_on(
+        name,
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        daemon,
+    )
+}
+
+fn run_on<E: std::fmt::Display>(
+    name: &str,
+    runtime: io::Result<tokio::runtime::Runtime>,
+    daemon: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{name}: cannot start the runtime: {e}");

@@ -15,6 +15,8 @@
 //!   [`wait_for_stop`]: the daemons' control sockets and signals.
 //! - [`serve_http`], [`http_response`]: the minimal HTTP endpoint that
 //!   serves metrics.
+//! - [`drop_privileges`]: switching from root to the configured user after
+//!   binding, keeping only the capabilities a daemon still needs.
 //!
 //! Everything else goes through `nix` and `socket2`.
 
@@ -26,11 +28,16 @@ mod http;
 mod iface;
 mod kernel_time;
 mod msg;
+mod privileges;
 
 pub use clock::{RealClock, measure_precision};
-pub use control::{bind_control, control_request, run_daemon, serve_control, wait_for_stop};
+pub use control::{
+    bind_control, control_request, run_daemon, run_daemon_single_threaded, serve_control,
+    wait_for_stop,
+};
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use http::{HttpLimits, head_end, http_response, serve_http};
 pub use iface::{interface_addresses, interface_by_index, interface_index};
 pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
 pub use msg::{RecvMeta, TxTimestamp};
+pub use privileges::{Capability, PrivilegeError, Privileges, drop_privileges, has_capability};

@@ -533,3 +533,53 @@ fn check_report(r: &mcast_client::analyze::Report, data: &[u8]) {
         panic!("capture: the report does not render; input {}", quote(data));
     }
 }
+
+/// ntp.conf import: `client_from_ntp_conf` and `server_from_ntp_conf` never
+/// panic on any text (lossy UTF-8); every note's line is within the text
+/// and the notes come in line order; a result that says it is ready parses
+/// with that program's own configuration parser.
+pub fn ntp_conf_import(data: &[u8]) {
+    use mcast_config::import::{ImportOptions, client_from_ntp_conf, server_from_ntp_conf};
+    let text = String::from_utf8_lossy(data);
+    let lines = text.lines().count();
+    let opts = ImportOptions {
+        interface: Some("bond0".into()),
+        ..ImportOptions::default()
+    };
+    let client = client_from_ntp_conf(&text, &opts);
+    let server = server_from_ntp_conf(&text, &opts);
+    for (name, import) in [("client", &client), ("server", &server)] {
+        for n in &import.notes {
+            assert!(
+                n.line <= lines,
+                "ntp_conf_import: {name} note on line {} of a {lines}-line text: {}; input {}",
+                n.line,
+                n.message,
+                quote(data)
+            );
+        }
+        assert!(
+            import.notes.is_sorted_by_key(|n| n.line),
+            "ntp_conf_import: {name} notes out of line order; input {}",
+            quote(data)
+        );
+    }
+    if client.ready.is_ok()
+        && let Err(e) = ClientConfig::parse(&client.toml, Path::new(ORIGIN))
+    {
+        panic!(
+            "ntp_conf_import: a ready client import does not parse: {e}\n{}\ninput {}",
+            client.toml,
+            quote(data)
+        );
+    }
+    if server.ready.is_ok()
+        && let Err(e) = ServerConfig::parse(&server.toml, Path::new(ORIGIN))
+    {
+        panic!(
+            "ntp_conf_import: a ready server import does not parse: {e}\n{}\ninput {}",
+            server.toml,
+            quote(data)
+        );
+    }
+}

@@ -18,13 +18,14 @@ use mcast_tests::fuzz_checks;
 /// Every fuzz target; its corpus is `fuzz/corpus/<name>/`, its cargo-fuzz
 /// target `fuzz/fuzz_targets/<name>.rs` and its property the function of
 /// the same name in `fuzz_checks`, replayed by the `<name>_corpus` test below.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "datagram_round_trip",
     "keys_file",
     "mac_check",
     "server_config",
     "client_config",
     "capture_analysis",
+    "ntp_conf_import",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -124,4 +125,9 @@ fn client_config_corpus() {
 #[test]
 fn capture_analysis_corpus() {
     replay("capture_analysis", fuzz_checks::capture_analysis);
+}
+
+#[test]
+fn ntp_conf_import_corpus() {
+    replay("ntp_conf_import", fuzz_checks::ntp_conf_import);
 }
