@@ -4,7 +4,8 @@
 //! - [`UdpEndpoint`]: a tokio-registered UDP socket with receive metadata
 //!   (destination address, arrival interface, kernel receive timestamp),
 //!   per-datagram source address, multicast options and kernel transmit
-//!   timestamps.
+//!   timestamps; [`RecvBatch`] and [`SendBatch`] for `recvmmsg`/`sendmmsg`
+//!   with reused buffers and a source address per datagram.
 //! - [`interface_index`], [`interface_by_index`], [`interface_addresses`]:
 //!   interfaces by name and index.
 //! - [`kernel_time_status`]: the kernel's NTP state, read-only;
@@ -16,6 +17,7 @@
 //!
 //! Everything else goes through `nix` and `socket2`.
 
+mod batch;
 mod clock;
 mod control;
 mod endpoint;
@@ -24,6 +26,7 @@ mod iface;
 mod kernel_time;
 mod msg;
 
+pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendOutcome};
 pub use clock::{RealClock, measure_precision};
 pub use control::{bind_control, control_request, run_daemon, serve_control, wait_for_stop};
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
