@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod fuzz_checks;
+pub mod lab;
 pub mod netns;
 pub mod probe;
 pub mod refntpd;
