@@ -440,7 +440,14 @@ fn open_responder_socket(addr: SocketAddr) -> std::io::Result<UdpEndpoint> {
         .reuse_port(true)
         .v6_only(true);
     let ep = UdpEndpoint::bind(addr, &opts)?;
-    ep.enable_rx_metadata()?;
+    if addr.ip().is_unspecified() {
+        // Replies must leave from each request's destination address.
+        ep.enable_rx_metadata()?;
+    } else {
+        // Every request's destination is the bound address, which replies
+        // leave from anyway: no IP_PKTINFO either way, just timestamps.
+        ep.enable_rx_timestamps()?;
+    }
     ep.set_tos(TOS_EF)?;
     Ok(ep)
 }
@@ -753,8 +760,9 @@ async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, slot: usize) 
             };
             let req = request(meta, bytes);
             if let Outcome::Reply(_) = answerer.answer(&req, d, *rate, &sync, &keys, now_ntp, out) {
-                // From the address the request went to; a request to a
-                // group (a wildcard socket sees those) is answered from
+                // From the address the request went to (known on wildcard
+                // sockets only; the others are bound to it); a request to
+                // a group (a wildcard socket sees those) is answered from
                 // whatever address routing picks.
                 let from = meta.dest.filter(|ip| !ip.is_multicast());
                 if let Err(e) = tx.commit(meta.source, from) {

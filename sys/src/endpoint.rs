@@ -205,6 +205,17 @@ impl UdpEndpoint {
         Ok(())
     }
 
+    /// Ask only for the kernel receive timestamp (`SO_TIMESTAMPNS`), not the
+    /// destination address: enough for a socket bound to one address, which
+    /// is every datagram's destination. Fills [`RecvMeta::kernel_rx`].
+    ///
+    /// # Errors
+    /// The failing `setsockopt(2)`.
+    pub fn enable_rx_timestamps(&self) -> io::Result<()> {
+        setsockopt(&self.socket().as_fd(), sockopt::ReceiveTimestampns, &true)?;
+        Ok(())
+    }
+
     /// Receive one datagram into `buf`, waiting until one arrives.
     ///
     /// # Errors

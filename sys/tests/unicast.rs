@@ -73,6 +73,27 @@ async fn without_metadata_the_fields_are_empty() {
 }
 
 #[tokio::test]
+async fn rx_timestamps_alone_leave_out_the_destination() {
+    let rx = bind("127.0.0.1:0");
+    rx.enable_rx_timestamps().unwrap();
+    let tx = bind("127.0.0.1:0");
+    tx.send_to(b"x", rx.local_addr().unwrap()).await.unwrap();
+    let mut batch = mcast_sys::RecvBatch::new(4, 16);
+    let n = tokio::time::timeout(common::ARRIVAL, rx.recv_batch(&mut batch))
+        .await
+        .expect("a datagram within the timeout")
+        .expect("recvmmsg");
+    assert_eq!(n, 1);
+    let (meta, _) = batch.iter().next().unwrap();
+    assert_recent(meta.kernel_rx.expect("timestamp"), "rx timestamp");
+    assert_eq!(
+        (meta.dest, meta.ifindex),
+        (None, None),
+        "no IP_PKTINFO asked for"
+    );
+}
+
+#[tokio::test]
 async fn try_recv_would_block_then_truncates_long_datagram() {
     let rx = bind("127.0.0.1:0");
     let mut buf = [0u8; 4];
