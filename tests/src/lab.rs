@@ -24,7 +24,7 @@ use mcast_keys::{KeyStore, PacketAuth, packet};
 use mcast_proto::{Datagram, Mode};
 use mcast_server::daemon::Status;
 
-use crate::netns::{self, Host, NsChild, UdpDatagram};
+use crate::netns::{self, Capture, Host, NsChild, UdpDatagram, read_pcap_udp};
 use crate::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
 use crate::{bins, vectors};
 
@@ -225,6 +225,12 @@ pub fn listen(host: &Host, args: &ListenArgs) -> ListenReport {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("ntp-probe listen prints a ListenReport")
+}
+
+/// Stops `capture` and returns the UDP datagrams it saw.
+pub fn stop_capture(capture: Capture) -> Vec<UdpDatagram> {
+    let pcap = capture.stop().expect("stop tcpdump");
+    read_pcap_udp(&pcap).expect("read the capture")
 }
 
 /// A captured NTP packet, parsed.

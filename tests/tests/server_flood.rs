@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use mcast_tests::lab::{
     GROUP, NTP_PORT, OurServer, assert_intervals_within, broadcasts, destination, epoch_now, keys,
-    lab_required, local_source, parse_all, tool_bin,
+    lab_required, local_source, parse_all, stop_capture, tool_bin, wait_for,
 };
-use mcast_tests::netns::{Lan, read_pcap_udp};
+use mcast_tests::netns::Lan;
 
 /// Broadcast interval, log2 s (2 s: a lab-only poll).
 const POLL: u8 = 1;
@@ -57,7 +57,7 @@ fn junk_flood_is_counted_and_dropped_and_never_delays_a_broadcast() {
     let server = OurServer::start(&h1, work.path(), "h1", &body);
     let target = server.addr();
     // A broadcast before the flood, so every flood interval has a start.
-    mcast_tests::lab::wait_for(
+    wait_for(
         "the first broadcast",
         Duration::from_secs(10),
         Duration::from_millis(100),
@@ -99,8 +99,7 @@ fn junk_flood_is_counted_and_dropped_and_never_delays_a_broadcast() {
     // One more interval, so the last one of the flood is complete.
     std::thread::sleep(Duration::from_secs(3));
     let st = server.status();
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
     let group = SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT);
     let bcasts = broadcasts(&packets, target, group);

@@ -19,9 +19,9 @@ use mcast_proto::{LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
 use mcast_server::daemon::Status;
 use mcast_tests::lab::{
     GROUP, GROUP6, NTP_PORT, Ntp, OurServer, assert_intervals, broadcasts, destination, epoch_now,
-    keys, lab_required, listen, local_source, parse_all, probe, wait_for,
+    keys, lab_required, listen, local_source, parse_all, probe, stop_capture, wait_for,
 };
-use mcast_tests::netns::{Host, Lan, read_pcap_udp};
+use mcast_tests::netns::{Host, Lan};
 use mcast_tests::probe::{ListenArgs, ProbeArgs};
 use mcast_tests::refntpd::{PeerRow, RefNtpd};
 use mcast_tests::vectors;
@@ -163,8 +163,7 @@ fn reference_ntpd_multicast_client_accepts_md5_sha1_and_cmac_servers() {
 
     let statuses: Vec<Status> = servers.iter().map(OurServer::status).collect();
     let capture_end = epoch_now();
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
     let h4 = IpAddr::V4(client_host.addr());
     let tail_start =
@@ -515,8 +514,7 @@ fn unsynchronized_kernel_source_stays_silent_or_sends_alarm() {
     );
     let (s, a) = (silent.status(), alarm.status());
     kernel_unsynced();
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
 
     for (name, st) in [("silent", &s), ("send-alarm", &a)] {
@@ -787,8 +785,7 @@ fn interleaved_broadcasts_carry_the_previous_packets_kernel_transmit_time() {
         || (server.status().destinations[0].sent >= 7).then_some(()),
         || server.log(),
     );
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
     let group = SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT);
     let bcasts = broadcasts(&packets, server.addr(), group);
