@@ -1,4 +1,11 @@
 //! Dropping root after the sockets are bound (`user = "..."` in the config).
+//!
+//! `setuid` from root without `PR_SET_KEEPCAPS` clears the permitted and
+//! effective capability sets of every thread (glibc applies it to all of
+//! them), so nothing is kept, not even `CAP_NET_BIND_SERVICE`: every socket,
+//! port 123 and the control socket included, is open before the switch.
+//! The lab test `started_as_root_it_drops_to_nobody_after_binding_and_keeps_working`
+//! checks each thread's ids and capabilities in `/proc`.
 
 use nix::unistd::{Gid, Uid, User, setgid, setgroups, setuid};
 
