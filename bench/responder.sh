@@ -3,6 +3,7 @@
 #
 #   bench/responder.sh [--seconds N] [--fixed-rate R] [--window W] [--out DIR]
 #                      [--only LIST] [--no-build] [--nice N]
+#                      [--workers N] [--server-cpus LIST]
 #
 # For each responder -- udp-floor (the machine's floor), chronyd (Debian's
 # chrony 4.3), reference ntpd 4.2.8p15 and mcast-server -- and each request
@@ -21,7 +22,10 @@
 # 102,000 distinct source addresses (a full 100,000-entry MRU table).
 #
 # Placement: every responder runs on CPU 0 (taskset -c 0), the load
-# generator on CPU 1. Rate limiting is off in every responder (chronyd: no
+# generator on CPU 1. mcast-server runs with `[responder] workers = N`
+# (--workers, default 1: one receive thread, like the single-threaded
+# floor) on --server-cpus (default 0); e.g. --workers 2 --server-cpus 0,1
+# for the SO_REUSEPORT scaling run (the load generator then shares CPU 1). Rate limiting is off in every responder (chronyd: no
 # `ratelimit`; ntpd: no `restrict ... limited`; mcast-server:
 # min-interval-s = 0, average-interval-log2 = 0, kod = false, which still
 # looks up and updates the per-source MRU entry of every request), so the
@@ -52,11 +56,13 @@ NICE=10
 OUT=""
 ONLY="floor chronyd ntpd mcast-server mru"
 BUILD=1
+WORKERS=1
+SERVER_CPUS=0
 CHRONY_ROOT=${CHRONY_ROOT:-/var/cache/mcast-ntp/chrony}
 PORT=11123
 NTPD_PORT=123
 
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECS=$2; shift 2 ;;
@@ -66,6 +72,8 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --nice) NICE=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    --server-cpus) SERVER_CPUS=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "responder.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -134,10 +142,12 @@ port_free() {
   ! ss -Huln "sport = :$1" 2>/dev/null | grep -q .
 }
 
-# start NAME LOG CMD...: the daemon on CPU 0, without CAP_SYS_TIME; sets DPID.
+# start NAME LOG CMD...: the daemon on CPU 0 (DAEMON_CPUS), without
+# CAP_SYS_TIME; sets DPID.
+DAEMON_CPUS=0
 start_daemon() {
   local name=$1 log=$2; shift 2
-  nice -n "$NICE" taskset -c 0 "${NOCLOCK[@]}" "$@" >"$log" 2>&1 &
+  nice -n "$NICE" taskset -c "$DAEMON_CPUS" "${NOCLOCK[@]}" "$@" >"$log" 2>&1 &
   DPID=$!
   PIDS+=("$DPID")
   sleep 0.3
@@ -187,8 +197,9 @@ measure() {
     j=$(load "${args[@]}" "$@")
     c1=$(cpu_ticks "$DPID")
     j=$(jq -c --arg t "$target" --arg a "$auth" --arg k "$kind" \
-          --argjson d "$((c1 - c0))" --argjson hz "$CLK_TCK" '
-        {target: $t, auth: $a, load: $k} + . +
+          --argjson d "$((c1 - c0))" --argjson hz "$CLK_TCK" \
+          --argjson w "${WORKERS_OF_RUN:-1}" --arg cpus "$DAEMON_CPUS" '
+        {target: $t, auth: $a, load: $k, workers: $w, cpus: $cpus} + . +
         {server_cpu_s: ($d / $hz),
          server_cpu_share: (($d / $hz) / .duration * 1000 | round / 1000),
          cpu_us_per_reply: (if .replies > 0
@@ -210,7 +221,7 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "git: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- mcast-server 2>/dev/null || echo ' (mcast-server/ modified in the work tree)')"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "settings: seconds=$SECS fixed-rate=$FIXED_RATE window=$WINDOW nice=$NICE"
+  echo "settings: seconds=$SECS fixed-rate=$FIXED_RATE window=$WINDOW nice=$NICE workers=$WORKERS server-cpus=$SERVER_CPUS"
 } > "$OUT/machine.txt"
 say "results in $OUT"
 cat "$OUT/machine.txt" >&2
@@ -312,6 +323,7 @@ stratum = 8
 [responder]
 enabled = true
 require-auth = $2
+workers = $WORKERS
 
 [rate-limit]
 mru-size = 100000
@@ -322,6 +334,8 @@ EOF
 }
 
 if want mcast-server; then
+  DAEMON_CPUS=$SERVER_CPUS
+  WORKERS_OF_RUN=$WORKERS
   for auth in none md5 aes-cmac; do
     port_free "$PORT" || die "port $PORT is in use"
     if [ "$auth" = none ]; then ra=false; else ra=true; fi
@@ -334,6 +348,8 @@ if want mcast-server; then
     measure mcast-server "$auth" "127.0.0.1:$PORT" --auth "$auth" --keys "$KEYS"
     stop_pid "$DPID"
   done
+  DAEMON_CPUS=0
+  WORKERS_OF_RUN=1
 fi
 
 # ---- 5. mcast-server RSS with a full MRU table ----------------------------------
@@ -369,7 +385,7 @@ fi
     sort_by(.[0] as $r | [($targets | index($r.target)), ($auths | index($r.auth))]) | .[] |
     (map(select(.load == "max")) | first) as $m |
     (map(select(.load == "fixed")) | first) as $f |
-    "| \($m.target) | \($m.auth) | \($m.replies_per_s | round) | \($m.cpu_us_per_reply) | \($f.cpu_us_per_reply) | \($f.replies_per_s | round) |"
+    "| \($m.target)\(if $m.target == "mcast-server" then " (\($m.workers) worker\(if $m.workers > 1 then "s" else "" end), CPU \($m.cpus))" else "" end) | \($m.auth) | \($m.replies_per_s | round) | \($m.cpu_us_per_reply) | \($f.cpu_us_per_reply) | \($f.replies_per_s | round) |"
   ' "$OUT/results.jsonl"
   # The issue's targets: fewer CPU us/reply than chronyd (same requests),
   # and within 15 % of the floor.

@@ -175,6 +175,30 @@ pub struct Responder {
     pub enabled: bool,
     /// Answer only requests with a valid MAC (`require-auth`, default true).
     pub require_auth: bool,
+    /// Receive threads (`workers`, 1..=64): each has its own socket per
+    /// bound address (`SO_REUSEPORT`, the kernel spreads clients among
+    /// them), all share one rate-limit table. `None` (left out, the
+    /// default) means one per CPU, at most [`Responder::AUTO_WORKERS_MAX`];
+    /// see [`Responder::workers_for`].
+    #[serde(deserialize_with = "opt_workers")]
+    pub workers: Option<u16>,
+}
+
+impl Responder {
+    /// The most receive threads chosen automatically.
+    pub const AUTO_WORKERS_MAX: usize = 8;
+    /// The most receive threads that may be configured.
+    pub const WORKERS_MAX: u16 = 64;
+
+    /// Receive threads to run on a machine with `cpus` CPUs: the
+    /// configured number, or one per CPU up to
+    /// [`Responder::AUTO_WORKERS_MAX`].
+    pub fn workers_for(&self, cpus: usize) -> usize {
+        match self.workers {
+            Some(n) => usize::from(n),
+            None => cpus.clamp(1, Self::AUTO_WORKERS_MAX),
+        }
+    }
 }
 
 impl Default for Responder {
@@ -182,8 +206,13 @@ impl Default for Responder {
         Responder {
             enabled: true,
             require_auth: true,
+            workers: None,
         }
     }
+}
+
+fn opt_workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    units::ranged::<_, u16, 1, { Responder::WORKERS_MAX as i64 }>(d).map(Some)
 }
 
 /// `[rate-limit]`: per-source limits on unicast requests, as ntpd's

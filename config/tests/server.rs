@@ -79,6 +79,9 @@ fn defaults_are_what_an_operator_expects() {
     assert_eq!(ts.unsynchronized, Unsynchronized::Silent);
     assert!(c.responder.enabled);
     assert!(c.responder.require_auth);
+    assert_eq!(c.responder.workers, None, "workers: one per CPU");
+    assert_eq!(c.responder.workers_for(2), 2);
+    assert_eq!(c.responder.workers_for(64), 8, "auto is capped at 8");
     assert_eq!(c.rate_limit.mru_size, 100_000);
     assert_eq!(c.rate_limit.min_interval, Duration::from_secs(2));
     assert_eq!(c.rate_limit.average_interval_log2, 3);
@@ -123,6 +126,26 @@ stratum = 2
             .contains("destination[0].ttl = 0: must be 1..255"),
         "{e}"
     );
+}
+
+#[test]
+fn responder_workers_are_1_to_64() {
+    let text = format!("{MINIMAL}\n[responder]\nworkers = 3\n");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.responder.workers, Some(3));
+    assert_eq!(c.responder.workers_for(1), 3, "a configured count is kept");
+    for bad in ["0", "65", "-1"] {
+        let text = format!("{MINIMAL}\n[responder]\nworkers = {bad}\n");
+        let e = parse_err(&text);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "server.toml:{}: responder.workers = {bad}: must be 1..64",
+                line_of(&text, "workers =")
+            )
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
 }
 
 #[test]

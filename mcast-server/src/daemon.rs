@@ -1,5 +1,6 @@
 //! The I/O shell of `mcast-server run`: sockets, timers, signals and the
-//! control socket around the sans-I/O [`Broadcaster`] and [`Responder`].
+//! control socket around the sans-I/O [`Broadcaster`] and the responder's
+//! [`Answerer`]s.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -8,14 +9,14 @@ use std::time::Duration;
 
 use mcast_config::{ServerConfig, TimeSourceKind, Unsynchronized};
 use mcast_keys::KeyStore;
-use mcast_proto::{Log2Seconds, NtpTimestamp};
-use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
+use mcast_proto::{Datagram, Log2Seconds, NtpTimestamp};
+use mcast_sys::{EndpointOptions, RealClock, RecvBatch, RecvMeta, SendBatch, UdpEndpoint};
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::broadcaster::{BroadcastConfig, Broadcaster, Build};
-use crate::ratelimit::{Mru, RateLimitConfig};
-use crate::responder::{Outcome, Request, Responder, ResponderConfig};
+use crate::ratelimit::{Mru, RateLimitConfig, RateVerdict};
+use crate::responder::{Answerer, Outcome, Request, ResponderConfig, ResponderCounters, observe};
 use crate::state::SyncStatus;
 use crate::timesource;
 use crate::upstream::{Upstream, UpstreamConfig, UpstreamReport, Verdict};
@@ -80,8 +81,8 @@ pub struct Status {
     pub stratum: Option<u8>,
     /// Each destination.
     pub destinations: Vec<DestinationStatus>,
-    /// Responder counters.
-    pub counters: crate::responder::ResponderCounters,
+    /// Responder counters (all receive threads together).
+    pub counters: ResponderCounters,
     /// Sources remembered by the rate limiter.
     pub mru_entries: usize,
     /// The busiest sources.
@@ -127,7 +128,14 @@ struct Shared {
     start: Instant,
     keys: RwLock<Arc<KeyStore>>,
     sync: RwLock<SyncStatus>,
-    responder: Mutex<Responder>,
+    /// The one rate-limit table of the server, shared by every receive
+    /// thread; each takes the lock once per batch of requests.
+    mru: Mutex<Mru>,
+    responder: ResponderConfig,
+    /// Poll floor of KoD replies (the rate limit's average interval).
+    kod_average_log2: u8,
+    /// Counters of each receive loop, published once per batch.
+    counters: Vec<Mutex<ResponderCounters>>,
     destinations: Mutex<Vec<DestinationStatus>>,
     upstream: Option<Arc<UpstreamCell>>,
 }
@@ -155,35 +163,35 @@ impl Shared {
         let sync = self.sync();
         let now = self.mono();
         let secs = |d: Duration| d.as_secs_f64();
-        let (counters, mru_entries, top, pollers) = match self.responder.lock() {
-            Ok(r) => {
-                let top = r
-                    .mru()
-                    .top(10)
-                    .into_iter()
-                    .map(|e| ClientStatus {
-                        address: e.addr,
-                        count: e.count,
-                        average_interval_s: e.average_interval().map(secs),
-                        last_seen_ago_s: secs(now.saturating_sub(e.last_seen)),
-                        mode: e.last_mode,
-                        key_id: e.last_key_id,
-                    })
-                    .collect();
-                let pollers = r
-                    .mru()
-                    .unicast_pollers(now)
-                    .into_iter()
-                    .map(|p| PollerStatus {
-                        address: p.addr,
-                        requests: p.requests,
-                        average_interval_s: secs(p.average_interval),
-                        last_request_ago_s: secs(p.last_request_ago),
-                    })
-                    .collect();
-                (*r.counters(), r.mru().len(), top, pollers)
-            }
-            Err(_) => Default::default(),
+        let mut counters = ResponderCounters::default();
+        for slot in &self.counters {
+            counters.add(&lock(slot));
+        }
+        let (mru_entries, top, pollers) = {
+            let mru = lock(&self.mru);
+            let top = mru
+                .top(10)
+                .into_iter()
+                .map(|e| ClientStatus {
+                    address: e.addr,
+                    count: e.count,
+                    average_interval_s: e.average_interval().map(secs),
+                    last_seen_ago_s: secs(now.saturating_sub(e.last_seen)),
+                    mode: e.last_mode,
+                    key_id: e.last_key_id,
+                })
+                .collect();
+            let pollers = mru
+                .unicast_pollers(now)
+                .into_iter()
+                .map(|p| PollerStatus {
+                    address: p.addr,
+                    requests: p.requests,
+                    average_interval_s: secs(p.average_interval),
+                    last_request_ago_s: secs(p.last_request_ago),
+                })
+                .collect();
+            (mru.len(), top, pollers)
         };
         Status {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -206,6 +214,12 @@ impl Shared {
             upstream: self.upstream.as_ref().map(|u| u.report()),
         }
     }
+}
+
+/// A lock whose holder panicked is still usable: every value behind these
+/// locks is valid after each single update.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ntp() -> NtpTimestamp {
@@ -411,9 +425,266 @@ fn source_address(interface: &str, v6: bool) -> Result<IpAddr, DaemonError> {
         })
 }
 
+/// A thread of its own with a single-threaded tokio runtime. Sockets are
+/// registered with the runtime (bound inside [`ThreadRuntime::enter`])
+/// before the thread starts, so that all of them are open before the
+/// server drops its privileges.
+struct ThreadRuntime {
+    name: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ThreadRuntime {
+    fn new(name: impl Into<String>) -> Result<Self, DaemonError> {
+        let name = name.into();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err(format!("runtime of thread {name}")))?;
+        Ok(ThreadRuntime {
+            name,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Makes this runtime the current one (for `UdpEndpoint::bind`).
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.runtime.as_ref().map(tokio::runtime::Runtime::enter)
+    }
+
+    /// Starts the thread, running the tasks `tasks` makes until all end;
+    /// `ended` hears of it when they do.
+    fn start<F>(
+        mut self,
+        tasks: impl FnOnce() -> Vec<F> + Send + 'static,
+        ended: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(), DaemonError>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(runtime) = self.runtime.take() else {
+            return Ok(());
+        };
+        let name = self.name.clone();
+        std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for task in tasks() {
+                        set.spawn(task);
+                    }
+                    while set.join_next().await.is_some() {}
+                });
+                let _ = ended.send(name);
+            })
+            .map(drop)
+            .map_err(io_err(format!("start thread {}", self.name)))
+    }
+}
+
+impl Drop for ThreadRuntime {
+    fn drop(&mut self) {
+        // Not started (an error before): dropping a runtime inside the main
+        // runtime's context would panic; this form does not block.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Addresses the responder answers on: each destination's source address
+/// (so calibration goes to the address broadcasts come from), or, without
+/// destinations, the IPv4 and IPv6 wildcard addresses.
+fn responder_addresses(senders: &[Sender]) -> Vec<SocketAddr> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for s in senders {
+        if !addrs.contains(&s.local) {
+            addrs.push(s.local);
+        }
+    }
+    addrs
+}
+
+/// One destination's broadcasts: socket, status slot, schedule.
+struct Sender {
+    index: usize,
+    local: SocketAddr,
+    ep: Arc<UdpEndpoint>,
+    dest: SocketAddr,
+    broadcaster: Broadcaster,
+    status: DestinationStatus,
+}
+
+/// Opens the broadcast socket of destination `i` on the current runtime:
+/// bound to the interface's address and the NTP port (broadcasts leave from
+/// the address clients calibrate with), and *connected* to the destination,
+/// so it never receives a request: requests go to the responder's
+/// `SO_REUSEPORT` sockets on the same address, and the error queue holds
+/// only this destination's transmit timestamps (interleaved mode).
+fn open_sender(
+    config: &ServerConfig,
+    i: usize,
+    precision: Log2Seconds,
+    start: Duration,
+) -> Result<Sender, DaemonError> {
+    let Some(d) = config.destinations.get(i) else {
+        return Err(DaemonError::Config(format!("no destination[{i}]")));
+    };
+    let v6 = d.address.is_ipv6();
+    let ifindex = mcast_sys::interface_index(&d.interface).map_err(io_err(format!(
+        "destination[{i}]: interface {}",
+        d.interface
+    )))?;
+    let src = source_address(&d.interface, v6)?;
+    let local = SocketAddr::new(src, config.port);
+    let dest = SocketAddr::new(d.address, config.port);
+    let opts = EndpointOptions::new().reuse_addr(true);
+    let ep = UdpEndpoint::bind(local, &opts).map_err(io_err(format!(
+        "destination[{i}]: bind {src} port {}",
+        config.port
+    )))?;
+    let what = format!("destination[{i}]: socket options");
+    if v6 {
+        ep.set_multicast_if_v6(ifindex)
+            .map_err(io_err(what.clone()))?;
+        ep.set_multicast_hops_v6(u32::from(d.ttl))
+            .map_err(io_err(what.clone()))?;
+    } else {
+        ep.set_multicast_if_v4_index(ifindex)
+            .map_err(io_err(what.clone()))?;
+        ep.set_multicast_ttl_v4(u32::from(d.ttl))
+            .map_err(io_err(what.clone()))?;
+        ep.set_broadcast(d.broadcast)
+            .map_err(io_err(what.clone()))?;
+        ep.set_tos(TOS_EF).map_err(io_err(what.clone()))?;
+    }
+    ep.set_multicast_loop(d.multicast_loop)
+        .map_err(io_err(what.clone()))?;
+    if d.interleave {
+        ep.enable_tx_timestamps().map_err(io_err(what))?;
+    }
+    ep.socket()
+        .connect(&dest.into())
+        .map_err(io_err(format!("destination[{i}]: connect to {dest}")))?;
+    let poll = i8::try_from(d.poll.log2()).unwrap_or(6);
+    let broadcaster = Broadcaster::new(
+        BroadcastConfig {
+            poll: Log2Seconds(poll),
+            key: d.key,
+            interleave: d.interleave,
+            send_when_unsynchronized: config.time_source.unsynchronized
+                == Unsynchronized::SendAlarm,
+            precision,
+        },
+        start,
+    );
+    Ok(Sender {
+        index: i,
+        local,
+        ep: Arc::new(ep),
+        dest,
+        broadcaster,
+        status: DestinationStatus {
+            address: d.address,
+            interface: d.interface.clone(),
+            source: src,
+            poll,
+            key: d.key.map(|k| k.get()),
+            sent: 0,
+            skipped: 0,
+            last_problem: None,
+        },
+    })
+}
+
+/// Opens one responder socket on `addr` for the current runtime:
+/// `SO_REUSEPORT`, so each receive thread has its own and the kernel
+/// spreads clients among them (a client's requests, same address and
+/// port, always reach the same one).
+fn open_responder_socket(addr: SocketAddr) -> std::io::Result<UdpEndpoint> {
+    let opts = EndpointOptions::new()
+        .reuse_addr(true)
+        .reuse_port(true)
+        .v6_only(true);
+    let ep = UdpEndpoint::bind(addr, &opts)?;
+    if addr.ip().is_unspecified() {
+        // Replies must leave from each request's destination address.
+        ep.enable_rx_metadata()?;
+    } else {
+        // Every request's destination is the bound address, which replies
+        // leave from anyway: no IP_PKTINFO either way, just timestamps.
+        ep.enable_rx_timestamps()?;
+    }
+    ep.set_tos(TOS_EF)?;
+    Ok(ep)
+}
+
 /// Runs the server until SIGTERM or SIGINT.
+///
+/// Threads: the main runtime (signals, control socket, time source); one
+/// thread for all broadcasts, so that no load on the responder can delay
+/// them; and `responder.workers` receive threads, each with its own socket
+/// on every responder address, receiving and answering requests in batches
+/// of up to [`mcast_sys::MAX_BATCH`].
 pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError> {
     let precision = Log2Seconds(mcast_sys::measure_precision(64));
+    let start = Instant::now();
+
+    let broadcast_rt = ThreadRuntime::new("mcast-broadcast")?;
+    let mut senders = Vec::new();
+    {
+        let _in_rt = broadcast_rt.enter();
+        for i in 0..config.destinations.len() {
+            senders.push(open_sender(&config, i, precision, start.elapsed())?);
+        }
+    }
+
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = if config.responder.enabled {
+        config.responder.workers_for(cpus)
+    } else {
+        0
+    };
+    let mut worker_rts = Vec::new();
+    // Per worker, its sockets.
+    let mut worker_eps: Vec<Vec<Arc<UdpEndpoint>>> = Vec::new();
+    let addrs = if senders.is_empty() {
+        vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port),
+        ]
+    } else {
+        responder_addresses(&senders)
+    };
+    for w in 0..workers {
+        let rt = ThreadRuntime::new(format!("mcast-resp-{w}"))?;
+        let mut eps = Vec::new();
+        {
+            let _in_rt = rt.enter();
+            for addr in &addrs {
+                match open_responder_socket(*addr) {
+                    Ok(ep) => eps.push(Arc::new(ep)),
+                    // A host without IPv6 still answers IPv4 (wildcard
+                    // sockets of a responder-only server).
+                    Err(e) if senders.is_empty() && addr.is_ipv6() => {
+                        if w == 0 {
+                            tracing::info!("no IPv6 responder socket ({e}); answering IPv4 only");
+                        }
+                    }
+                    Err(e) => {
+                        return Err(DaemonError::Io {
+                            what: format!("responder: bind {addr}"),
+                            source: e,
+                        });
+                    }
+                }
+            }
+        }
+        worker_rts.push(rt);
+        worker_eps.push(eps);
+    }
+
     let rate = &config.rate_limit;
     let mru = Mru::new(RateLimitConfig {
         min_interval: rate.min_interval,
@@ -422,7 +693,7 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         kod: rate.kod,
         ..RateLimitConfig::default()
     });
-    let start = Instant::now();
+    let loops: usize = worker_eps.iter().map(Vec::len).sum();
     let upstream = match config.time_source.kind {
         TimeSourceKind::Upstream => Some(start_upstream(&config, precision, start)?),
         TimeSourceKind::Kernel | TimeSourceKind::Local => None,
@@ -431,106 +702,18 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         start,
         keys: RwLock::new(Arc::new(keys)),
         sync: RwLock::new(current_sync(&config)),
-        responder: Mutex::new(Responder::new(
-            ResponderConfig {
-                require_auth: config.responder.require_auth,
-                precision,
-            },
-            mru,
-        )),
-        destinations: Mutex::new(Vec::new()),
+        mru: Mutex::new(mru),
+        responder: ResponderConfig {
+            require_auth: config.responder.require_auth,
+            precision,
+        },
+        kod_average_log2: rate.average_interval_log2,
+        counters: (0..loops)
+            .map(|_| Mutex::new(ResponderCounters::default()))
+            .collect(),
+        destinations: Mutex::new(senders.iter().map(|s| s.status.clone()).collect()),
         upstream: upstream.as_ref().map(|u| Arc::clone(&u.cell)),
     });
-
-    // One socket per destination, bound to the interface's address and the
-    // NTP port, so broadcasts leave from the address clients calibrate with
-    // and requests to that address are answered from it.
-    let mut endpoints: Vec<Arc<UdpEndpoint>> = Vec::new();
-    let mut senders = Vec::new();
-    for (i, d) in config.destinations.iter().enumerate() {
-        let v6 = d.address.is_ipv6();
-        let ifindex = mcast_sys::interface_index(&d.interface).map_err(io_err(format!(
-            "destination[{i}]: interface {}",
-            d.interface
-        )))?;
-        let src = source_address(&d.interface, v6)?;
-        let opts = EndpointOptions::new().reuse_addr(true).reuse_port(true);
-        let ep = UdpEndpoint::bind(SocketAddr::new(src, config.port), &opts).map_err(io_err(
-            format!("destination[{i}]: bind {src} port {}", config.port),
-        ))?;
-        let what = format!("destination[{i}]: socket options");
-        if v6 {
-            ep.set_multicast_if_v6(ifindex)
-                .map_err(io_err(what.clone()))?;
-            ep.set_multicast_hops_v6(u32::from(d.ttl))
-                .map_err(io_err(what.clone()))?;
-        } else {
-            ep.set_multicast_if_v4_index(ifindex)
-                .map_err(io_err(what.clone()))?;
-            ep.set_multicast_ttl_v4(u32::from(d.ttl))
-                .map_err(io_err(what.clone()))?;
-            ep.set_broadcast(d.broadcast)
-                .map_err(io_err(what.clone()))?;
-            ep.set_tos(TOS_EF).map_err(io_err(what.clone()))?;
-        }
-        ep.set_multicast_loop(d.multicast_loop)
-            .map_err(io_err(what.clone()))?;
-        ep.enable_rx_metadata().map_err(io_err(what.clone()))?;
-        if d.interleave {
-            ep.enable_tx_timestamps().map_err(io_err(what))?;
-        }
-        let ep = Arc::new(ep);
-        endpoints.push(Arc::clone(&ep));
-        let poll = i8::try_from(d.poll.log2()).unwrap_or(6);
-        if let Ok(mut list) = shared.destinations.lock() {
-            list.push(DestinationStatus {
-                address: d.address,
-                interface: d.interface.clone(),
-                source: src,
-                poll,
-                key: d.key.map(|k| k.get()),
-                sent: 0,
-                skipped: 0,
-                last_problem: None,
-            });
-        }
-        let b = Broadcaster::new(
-            BroadcastConfig {
-                poll: Log2Seconds(poll),
-                key: d.key,
-                interleave: d.interleave,
-                send_when_unsynchronized: config.time_source.unsynchronized
-                    == Unsynchronized::SendAlarm,
-                precision,
-            },
-            shared.mono(),
-        );
-        senders.push((i, ep, SocketAddr::new(d.address, config.port), b));
-    }
-    if config.destinations.is_empty() {
-        // Responder only: one IPv4 and one IPv6-only wildcard socket (a
-        // dual-stack socket would see IPv4 clients as mapped addresses and
-        // could not answer from their destination address).
-        let port = config.port;
-        let opts = EndpointOptions::new().reuse_addr(true);
-        let v4 = UdpEndpoint::bind(
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-            &opts,
-        )
-        .map_err(io_err(format!("bind 0.0.0.0 port {port}")))?;
-        v4.enable_rx_metadata().map_err(io_err("socket options"))?;
-        endpoints.push(Arc::new(v4));
-        match UdpEndpoint::bind(
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            &opts.clone().v6_only(true),
-        ) {
-            Ok(v6) => {
-                v6.enable_rx_metadata().map_err(io_err("socket options"))?;
-                endpoints.push(Arc::new(v6));
-            }
-            Err(e) => tracing::info!("no IPv6 responder socket ({e}); answering IPv4 only"),
-        }
-    }
 
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
         "control socket {}",
@@ -542,29 +725,54 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             .map_err(|e| DaemonError::Config(format!("user {user}: {e}")))?;
         tracing::info!(user, uid = p.uid, gid = p.gid, "dropped privileges");
     }
+
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let mut slot = 0;
+    for (rt, eps) in worker_rts.into_iter().zip(worker_eps) {
+        let first = slot;
+        slot += eps.len();
+        let shared = Arc::clone(&shared);
+        rt.start(
+            move || {
+                eps.into_iter()
+                    .enumerate()
+                    .map(|(k, ep)| responder_loop(Arc::clone(&shared), ep, first + k))
+                    .collect()
+            },
+            ended_tx.clone(),
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        let config = config.clone();
+        broadcast_rt.start(
+            move || {
+                senders
+                    .into_iter()
+                    .map(|s| {
+                        broadcast_loop(
+                            Arc::clone(&shared),
+                            config.clone(),
+                            s.index,
+                            s.ep,
+                            s.dest,
+                            s.broadcaster,
+                        )
+                    })
+                    .collect()
+            },
+            ended_tx.clone(),
+        )?;
+    }
     tracing::info!(
         destinations = config.destinations.len(),
         port = config.port,
         precision = precision.0,
+        workers,
         "mcast-server running"
     );
 
     let mut tasks = tokio::task::JoinSet::new();
-    if config.responder.enabled {
-        for ep in &endpoints {
-            tasks.spawn(responder_loop(Arc::clone(&shared), Arc::clone(ep)));
-        }
-    }
-    for (i, ep, dest, b) in senders {
-        tasks.spawn(broadcast_loop(
-            Arc::clone(&shared),
-            config.clone(),
-            i,
-            ep,
-            dest,
-            b,
-        ));
-    }
     tasks.spawn(sync_loop(Arc::clone(&shared), config.clone(), upstream));
     let for_control = Arc::clone(&shared);
     tasks.spawn(mcast_sys::serve_control(
@@ -577,7 +785,12 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         }),
     ));
 
-    let result = wait_for_signals(&shared, &config).await;
+    let result = tokio::select! {
+        r = wait_for_signals(&shared, &config) => r,
+        Some(name) = ended.recv() => Err(DaemonError::Config(format!(
+            "thread {name} stopped unexpectedly"
+        ))),
+    };
     tasks.abort_all();
     let _ = std::fs::remove_file(&config.control_socket);
     tracing::info!("mcast-server stopped");
@@ -687,41 +900,75 @@ async fn broadcast_loop(
     }
 }
 
-async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
-    let mut buf = vec![0u8; 2048];
-    let mut out = Vec::with_capacity(72);
+/// Datagram buffer per request: larger requests are cut (and then fail to
+/// parse or verify).
+const MAX_REQUEST: usize = 2048;
+
+/// One receive loop: a batch of requests per `recvmmsg`, the shared rate
+/// limiter locked once per batch, MAC checks and signing outside that
+/// lock, and all replies in one `sendmmsg`, each from the address its
+/// request was sent to. Its counters go to `shared.counters[slot]`.
+async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, slot: usize) {
+    let mut rx = RecvBatch::new(mcast_sys::MAX_BATCH, MAX_REQUEST);
+    let mut tx = SendBatch::new(mcast_sys::MAX_BATCH);
+    let mut answerer = Answerer::new(shared.responder, shared.kod_average_log2);
+    let mut parsed: Vec<Option<Datagram>> = Vec::with_capacity(mcast_sys::MAX_BATCH);
+    let mut verdicts: Vec<RateVerdict> = Vec::with_capacity(mcast_sys::MAX_BATCH);
     loop {
-        let meta = match ep.recv(&mut buf).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!("receive error: {e}");
-                continue;
-            }
-        };
-        let received_at =
-            NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
-        let bytes = buf.get(..meta.len).unwrap_or_default();
-        let req = Request {
-            bytes,
-            source: meta.source,
-            received_at,
-            monotonic: shared.mono(),
-        };
+        if let Err(e) = ep.recv_batch(&mut rx).await {
+            tracing::debug!("receive error: {e}");
+            continue;
+        }
+        let monotonic = shared.mono();
         let sync = shared.sync();
         let keys = shared.keys();
-        let outcome = match shared.responder.lock() {
-            Ok(mut r) => r.handle(&req, &sync, &keys, now_ntp, &mut out),
-            Err(_) => continue,
+        let request = |meta: &RecvMeta, bytes| Request {
+            bytes,
+            source: meta.source,
+            received_at: NtpTimestamp::from_system_time(
+                meta.kernel_rx.unwrap_or_else(RealClock::now),
+            ),
+            monotonic,
         };
-        if let Outcome::Reply(_) = outcome {
-            let sent = match meta.dest {
-                Some(local) if !local.is_multicast() => {
-                    ep.send_from(&out, meta.source, local).await
-                }
-                _ => ep.send_to(&out, meta.source).await,
+        parsed.clear();
+        parsed.extend(
+            rx.iter()
+                .map(|(meta, bytes)| answerer.parse(&request(meta, bytes))),
+        );
+        verdicts.clear();
+        {
+            let mut mru = lock(&shared.mru);
+            for ((meta, bytes), d) in rx.iter().zip(&parsed) {
+                verdicts.push(match d {
+                    Some(d) => observe(&mut mru, &request(meta, bytes), d),
+                    None => RateVerdict::Allowed,
+                });
+            }
+        }
+        tx.clear();
+        for (((meta, bytes), d), rate) in rx.iter().zip(&parsed).zip(&verdicts) {
+            let (Some(d), Some(out)) = (d, tx.next_payload()) else {
+                continue;
             };
-            if let Err(e) = sent {
-                tracing::debug!(to = %meta.source, "reply failed: {e}");
+            let req = request(meta, bytes);
+            if let Outcome::Reply(_) = answerer.answer(&req, d, *rate, &sync, &keys, now_ntp, out) {
+                // From the address the request went to (known on wildcard
+                // sockets only; the others are bound to it); a request to
+                // a group (a wildcard socket sees those) is answered from
+                // whatever address routing picks.
+                let from = meta.dest.filter(|ip| !ip.is_multicast());
+                if let Err(e) = tx.commit(meta.source, from) {
+                    tracing::debug!(to = %meta.source, "reply not queued: {e}");
+                }
+            }
+        }
+        if let Some(c) = shared.counters.get(slot) {
+            *lock(c) = *answerer.counters();
+        }
+        if !tx.is_empty() {
+            let sent = ep.send_batch(&tx).await;
+            if let Some(e) = sent.last_error {
+                tracing::debug!(failed = sent.failed, "replies not sent: {e}");
             }
         }
     }

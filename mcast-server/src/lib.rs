@@ -96,7 +96,14 @@ pub fn summary(config: &ServerConfig, keys: &KeyStore) -> String {
         } else {
             "also unauthenticated requests"
         };
-        let _ = writeln!(out, "responder: on, {auth}");
+        let workers = match r.workers {
+            Some(n) => format!("{n} receive threads"),
+            None => format!(
+                "one receive thread per CPU (at most {})",
+                mcast_config::Responder::AUTO_WORKERS_MAX
+            ),
+        };
+        let _ = writeln!(out, "responder: on, {auth}, {workers}");
     } else {
         let _ = writeln!(out, "responder: off (clients use their fallback delay)");
     }

@@ -43,6 +43,24 @@ pub struct ResponderCounters {
     pub crypto_naks_sent: u64,
 }
 
+impl ResponderCounters {
+    /// Adds `other`'s counts to these (several receive threads' counters
+    /// make the server's).
+    pub fn add(&mut self, other: &ResponderCounters) {
+        self.received += other.received;
+        self.current_version += other.current_version;
+        self.older_version += other.older_version;
+        self.bad_format += other.bad_format;
+        self.auth_failed += other.auth_failed;
+        self.declined += other.declined;
+        self.restricted += other.restricted;
+        self.rate_limited += other.rate_limited;
+        self.kod_sent += other.kod_sent;
+        self.replies_sent += other.replies_sent;
+        self.crypto_naks_sent += other.crypto_naks_sent;
+    }
+}
+
 /// Responder settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResponderConfig {
@@ -104,27 +122,28 @@ pub struct Request<'a> {
     pub monotonic: Duration,
 }
 
-/// The calibration responder.
+/// The calibration responder of one thread: the single-threaded
+/// composition of an [`Answerer`] and its own rate-limit table. The daemon,
+/// with several receive threads, shares one [`Mru`] among their
+/// [`Answerer`]s instead (see [`Answerer`]).
 #[derive(Debug)]
 pub struct Responder {
-    config: ResponderConfig,
+    answerer: Answerer,
     mru: Mru,
-    counters: ResponderCounters,
 }
 
 impl Responder {
     /// A responder with an empty MRU table.
     pub fn new(config: ResponderConfig, mru: Mru) -> Self {
         Responder {
-            config,
+            answerer: Answerer::new(config, mru.config().average_log2),
             mru,
-            counters: ResponderCounters::default(),
         }
     }
 
     /// Counters so far.
     pub fn counters(&self) -> &ResponderCounters {
-        &self.counters
+        self.answerer.counters()
     }
 
     /// The MRU table.
@@ -143,26 +162,90 @@ impl Responder {
         out: &mut Vec<u8>,
     ) -> Outcome {
         out.clear();
+        let Some(d) = self.answerer.parse(req) else {
+            return Outcome::Dropped(DropReason::BadFormat);
+        };
+        let rate = observe(&mut self.mru, req, &d);
+        self.answerer.answer(req, &d, rate, sync, keys, clock, out)
+    }
+}
+
+/// The rate limiter's verdict on a parsed datagram, which it also records
+/// (step 2 of 3; see [`Answerer`]). Every parsed packet counts, whatever
+/// its mode, as in ntpd's `ntp_monitor()`.
+pub fn observe(mru: &mut Mru, req: &Request<'_>, d: &Datagram) -> RateVerdict {
+    mru.observe(
+        Observation {
+            addr: req.source.ip(),
+            port: req.source.port(),
+            mode: d.header.mode.to_bits(),
+            version: d.header.version,
+            key_id: d.mac.as_ref().map(|m| m.key_id),
+        },
+        req.monotonic,
+    )
+}
+
+/// Everything of the responder but the rate-limit table: settings,
+/// counters and the reply logic. A request goes through three steps:
+/// [`Answerer::parse`], [`observe`] (the one step that needs the shared
+/// [`Mru`], so a thread takes its lock once for a whole batch of requests),
+/// and [`Answerer::answer`] (MAC checks and signing, outside that lock).
+#[derive(Debug, Clone)]
+pub struct Answerer {
+    config: ResponderConfig,
+    /// Poll floor of a KoD (the rate limit's average interval, log2 s).
+    kod_average_log2: u8,
+    counters: ResponderCounters,
+}
+
+impl Answerer {
+    /// An answerer whose KoDs advertise `kod_average_log2` as poll floor.
+    pub fn new(config: ResponderConfig, kod_average_log2: u8) -> Self {
+        Answerer {
+            config,
+            kod_average_log2,
+            counters: ResponderCounters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &ResponderCounters {
+        &self.counters
+    }
+
+    /// Step 1: counts the datagram and parses it; `None` (counted as bad
+    /// format) when it does not parse.
+    pub fn parse(&mut self, req: &Request<'_>) -> Option<Datagram> {
         self.counters.received += 1;
         let Ok(d) = Datagram::parse(req.bytes) else {
             self.counters.bad_format += 1;
-            return Outcome::Dropped(DropReason::BadFormat);
+            return None;
         };
         if d.header.version == 4 {
             self.counters.current_version += 1;
         } else {
             self.counters.older_version += 1;
         }
-        let rate = self.mru.observe(
-            Observation {
-                addr: req.source.ip(),
-                port: req.source.port(),
-                mode: d.header.mode.to_bits(),
-                version: d.header.version,
-                key_id: d.mac.as_ref().map(|m| m.key_id),
-            },
-            req.monotonic,
-        );
+        Some(d)
+    }
+
+    /// Step 3: the answer to a parsed datagram given the rate limiter's
+    /// verdict. On [`Outcome::Reply`] it is in `out`. `clock` is read once,
+    /// as late as possible, for the transmit timestamp. A request over the
+    /// limit that gets no KoD costs no MAC computation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer(
+        &mut self,
+        req: &Request<'_>,
+        d: &Datagram,
+        rate: RateVerdict,
+        sync: &SyncStatus,
+        keys: &KeyStore,
+        clock: impl FnOnce() -> NtpTimestamp,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
         match d.header.mode {
             Mode::Client => {}
             Mode::Control | Mode::Private => {
@@ -174,7 +257,11 @@ impl Responder {
                 return Outcome::Dropped(DropReason::NotARequest);
             }
         }
-        let auth = packet::authenticate(keys, req.bytes, &d, Some(req.source.ip()));
+        if rate == RateVerdict::LimitedSilent {
+            self.counters.rate_limited += 1;
+            return Outcome::Dropped(DropReason::RateLimited);
+        }
+        let auth = packet::authenticate(keys, req.bytes, d, Some(req.source.ip()));
         // Which key the answer is signed with, or why there is no answer.
         let signing: Result<Option<KeyId>, Outcome> = match auth {
             PacketAuth::Mac(MacVerdict::Valid(k)) => Ok(Some(k)),
@@ -200,21 +287,14 @@ impl Responder {
                 Err(Outcome::Reply(ReplyKind::CryptoNak))
             }
         };
-        match rate {
-            RateVerdict::Allowed => {}
-            RateVerdict::LimitedSilent => {
-                self.counters.rate_limited += 1;
+        if rate == RateVerdict::LimitedKod {
+            self.counters.rate_limited += 1;
+            // Only a request we would answer gets a KoD; a forged one gets nothing.
+            let Ok(key) = signing else {
                 return Outcome::Dropped(DropReason::RateLimited);
-            }
-            RateVerdict::LimitedKod => {
-                self.counters.rate_limited += 1;
-                // Only a request we would answer gets a KoD; a forged one gets nothing.
-                let Ok(key) = signing else {
-                    return Outcome::Dropped(DropReason::RateLimited);
-                };
-                let kod = kod_rate(&d.header, self.mru.config().average_log2);
-                return self.finish(req, kod, key, keys, ReplyKind::KissOfDeath, out);
-            }
+            };
+            let kod = kod_rate(&d.header, self.kod_average_log2);
+            return self.finish(req, kod, key, keys, ReplyKind::KissOfDeath, out);
         }
         let key = match signing {
             Ok(k) => k,

@@ -12,6 +12,7 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::batch::{RecvBatch, SendBatch, SendOutcome};
 use crate::ffi;
 use crate::msg::{self, RecvMeta, TxTimestamp};
 
@@ -218,6 +219,17 @@ impl UdpEndpoint {
         Ok(())
     }
 
+    /// Ask only for the kernel receive timestamp (`SO_TIMESTAMPNS`), not the
+    /// destination address: enough for a socket bound to one address, which
+    /// is every datagram's destination. Fills [`RecvMeta::kernel_rx`].
+    ///
+    /// # Errors
+    /// The failing `setsockopt(2)`.
+    pub fn enable_rx_timestamps(&self) -> io::Result<()> {
+        setsockopt(&self.socket().as_fd(), sockopt::ReceiveTimestampns, &true)?;
+        Ok(())
+    }
+
     /// Receive one datagram into `buf`, waiting until one arrives.
     ///
     /// # Errors
@@ -252,7 +264,57 @@ impl UdpEndpoint {
             .await
     }
 
+    /// Receive up to [`RecvBatch::capacity`] datagrams with one
+    /// `recvmmsg(2)` into buffers reused from call to call, waiting until at
+    /// least one is there. With [`UdpEndpoint::enable_rx_metadata`], each
+    /// comes with its destination address, interface and kernel receive
+    /// timestamp. Returns how many arrived ([`RecvBatch::iter`]).
+    ///
+    /// # Errors
+    /// The failing `recvmmsg(2)`.
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.fd
+            .async_io(Interest::READABLE, |s| batch.receive(s))
+            .await
+    }
+
     // ---- send ---------------------------------------------------------
+
+    /// Send every datagram queued in `batch` with as few `sendmmsg(2)`
+    /// calls as the kernel allows (one, unless the socket buffer fills up
+    /// or a datagram is refused), waiting for buffer space when needed. A
+    /// refused datagram (e.g. `ENETUNREACH`) is skipped and counted; the
+    /// others are still sent. The batch is left as it was (call
+    /// [`SendBatch::clear`] before reuse).
+    pub async fn send_batch(&self, batch: &SendBatch) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        let mut next = 0;
+        while next < batch.len() {
+            let pending = batch.pending(next);
+            let result = self
+                .fd
+                .async_io(Interest::WRITABLE, |s| ffi::send_mmsg(s.as_fd(), pending))
+                .await;
+            match result {
+                Ok(0) => {
+                    // Nothing accepted and no error: give up on this one
+                    // rather than spin.
+                    out.failed += 1;
+                    next += 1;
+                }
+                Ok(n) => {
+                    out.sent += n;
+                    next += n;
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    out.last_error = Some(e);
+                    next += 1;
+                }
+            }
+        }
+        out
+    }
 
     /// Send `buf` to `dest`, waiting for buffer space if needed.
     ///

@@ -8,16 +8,22 @@
 //! - registering a socket with the tokio reactor (`AsyncFd::register`,
 //!   unsafe since tokio 1.5x because the reactor trusts the raw descriptor);
 //! - `clock_adjtime(2)`, both the read-only form (`modes = 0`) and the
-//!   clock-changing form used by [`crate::adjust_clock`].
+//!   clock-changing form used by [`crate::adjust_clock`];
+//! - `recvmmsg(2)` and `sendmmsg(2)` over buffers that are reused from one
+//!   call to the next (nix's wrappers either share one set of control
+//!   messages among all datagrams of a `sendmmsg`, which rules out a
+//!   per-reply source address, or never reset `msg_controllen` between
+//!   `recvmmsg` calls), and reading the source address the kernel wrote.
 //!
 //! Each function is small, takes only safe types, and checks the C return
 //! value itself.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use socket2::Socket;
+use socket2::{SockAddr, SockAddrStorage, Socket};
 use tokio::io::unix::AsyncFd;
 
 /// Register an owned socket with the current tokio reactor.
@@ -122,4 +128,185 @@ pub(crate) fn adjtime_write(tx: &mut libc::timex) -> io::Result<libc::c_int> {
     } else {
         Ok(rc)
     }
+}
+
+/// Most datagrams one [`recv_mmsg`] or [`send_mmsg`] call handles.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// Control-message space of one datagram: `in6_pktinfo` (40 bytes with its
+/// header) plus `SCM_TIMESTAMPNS` (32) plus `SCM_TIMESTAMPING` (64).
+pub(crate) const CMSG_BYTES: usize = 192;
+
+/// Control-message buffer of one datagram, aligned for `struct cmsghdr`.
+#[repr(C, align(8))]
+pub(crate) struct CmsgSpace(pub(crate) [u8; CMSG_BYTES]);
+
+impl CmsgSpace {
+    pub(crate) fn new() -> Self {
+        Self([0; CMSG_BYTES])
+    }
+}
+
+/// One datagram's worth of receive buffers for [`recv_mmsg`], and what the
+/// kernel reported for it.
+pub(crate) struct RecvSlot {
+    /// Payload buffer.
+    pub(crate) buf: Box<[u8]>,
+    /// Source address, as the kernel writes it.
+    name: SockAddrStorage,
+    /// Control messages, as the kernel writes them.
+    pub(crate) control: CmsgSpace,
+    /// Payload bytes received.
+    pub(crate) len: usize,
+    /// Bytes of `name` written.
+    namelen: libc::socklen_t,
+    /// Bytes of `control` written.
+    pub(crate) controllen: usize,
+    /// `msg_flags` (`MSG_TRUNC`, `MSG_CTRUNC`).
+    pub(crate) flags: libc::c_int,
+}
+
+impl RecvSlot {
+    pub(crate) fn new(size: usize) -> Self {
+        RecvSlot {
+            buf: vec![0; size].into_boxed_slice(),
+            name: SockAddrStorage::zeroed(),
+            control: CmsgSpace::new(),
+            len: 0,
+            namelen: 0,
+            controllen: 0,
+            flags: 0,
+        }
+    }
+
+    /// The source address the last [`recv_mmsg`] wrote for this datagram.
+    pub(crate) fn source(&mut self) -> Option<SocketAddr> {
+        let len = self.namelen;
+        let storage = std::mem::replace(&mut self.name, SockAddrStorage::zeroed());
+        let fits = usize::try_from(len).is_ok_and(|l| l <= std::mem::size_of::<SockAddrStorage>());
+        if !fits {
+            return None;
+        }
+        // SAFETY: the kernel wrote a socket address of length `len` (checked
+        // to fit) into `storage` during the `recvmmsg` that set `namelen`,
+        // starting with its family; the rest of the storage is zeroes from
+        // `SockAddrStorage::zeroed`. `as_socket` reads only as much as the
+        // family needs and returns `None` for any non-IP family.
+        let addr = unsafe { SockAddr::new(storage, len) };
+        addr.as_socket()
+    }
+}
+
+/// One datagram to send with [`send_mmsg`].
+pub(crate) struct SendSlot {
+    /// Payload.
+    pub(crate) buf: Vec<u8>,
+    /// Destination.
+    pub(crate) to: SockAddr,
+    /// Control messages (an `IP_PKTINFO`/`IPV6_PKTINFO`), `controllen` bytes.
+    pub(crate) control: CmsgSpace,
+    /// Bytes of `control` to pass; 0 for none.
+    pub(crate) controllen: usize,
+}
+
+/// An all-zero `struct mmsghdr` array and `struct iovec` array for one call.
+fn zeroed_headers() -> ([libc::mmsghdr; MAX_BATCH], [libc::iovec; MAX_BATCH]) {
+    // SAFETY: `mmsghdr` (a `msghdr` and an unsigned int) and `iovec` are C
+    // structs of integers and raw pointers; all-zero is a valid value of each
+    // field (null pointers, zero lengths).
+    unsafe { std::mem::zeroed() }
+}
+
+fn c_len(n: usize) -> io::Result<libc::c_uint> {
+    libc::c_uint::try_from(n).map_err(|_| io::Error::other("batch size does not fit a C int"))
+}
+
+/// One non-blocking `recvmmsg(2)` into `slots` (at most [`MAX_BATCH`]).
+/// Returns how many datagrams arrived (slots `0..n` are filled in);
+/// `WouldBlock` when none was queued.
+pub(crate) fn recv_mmsg(fd: BorrowedFd<'_>, slots: &mut [RecvSlot]) -> io::Result<usize> {
+    let (mut hdrs, mut iovs) = zeroed_headers();
+    let mut n = 0;
+    for ((slot, hdr), iov) in slots.iter_mut().zip(hdrs.iter_mut()).zip(iovs.iter_mut()) {
+        iov.iov_base = slot.buf.as_mut_ptr().cast::<libc::c_void>();
+        iov.iov_len = slot.buf.len();
+        let m = &mut hdr.msg_hdr;
+        m.msg_name = (&raw mut slot.name).cast::<libc::c_void>();
+        m.msg_namelen = slot.name.size_of();
+        m.msg_iov = &raw mut *iov;
+        m.msg_iovlen = 1;
+        m.msg_control = slot.control.0.as_mut_ptr().cast::<libc::c_void>();
+        m.msg_controllen = slot.control.0.len() as _;
+        m.msg_flags = 0;
+        n += 1;
+    }
+    // SAFETY: `fd` is an open descriptor borrowed for the call. For each of
+    // the first `n` headers, every pointer (name, iovec, payload buffer,
+    // control buffer) points into `slots`, `iovs` or `hdrs`, all of which
+    // are exclusively borrowed or owned by this frame and outlive the call,
+    // and every length is the size of the buffer it describes. The kernel
+    // writes at most those lengths and the headers' result fields.
+    let rc = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            c_len(n)?,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    let got = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+    // `msg_controllen` is a size_t in glibc but a socklen_t in musl.
+    #[allow(clippy::useless_conversion)]
+    for (slot, hdr) in slots.iter_mut().zip(hdrs.iter()).take(got) {
+        slot.len = usize::try_from(hdr.msg_len)
+            .unwrap_or(0)
+            .min(slot.buf.len());
+        slot.namelen = hdr.msg_hdr.msg_namelen;
+        slot.controllen = usize::try_from(hdr.msg_hdr.msg_controllen)
+            .unwrap_or(0)
+            .min(slot.control.0.len());
+        slot.flags = hdr.msg_hdr.msg_flags;
+    }
+    Ok(got)
+}
+
+/// One non-blocking `sendmmsg(2)` of `slots` (at most [`MAX_BATCH`]).
+/// Returns how many were sent, from the first; an error only when the first
+/// could not be sent (`WouldBlock` when the socket buffer is full).
+pub(crate) fn send_mmsg(fd: BorrowedFd<'_>, slots: &[SendSlot]) -> io::Result<usize> {
+    let (mut hdrs, mut iovs) = zeroed_headers();
+    let mut n = 0;
+    for ((slot, hdr), iov) in slots.iter().zip(hdrs.iter_mut()).zip(iovs.iter_mut()) {
+        iov.iov_base = slot.buf.as_ptr().cast_mut().cast::<libc::c_void>();
+        iov.iov_len = slot.buf.len();
+        let m = &mut hdr.msg_hdr;
+        m.msg_name = slot.to.as_ptr().cast_mut().cast::<libc::c_void>();
+        m.msg_namelen = slot.to.len();
+        m.msg_iov = &raw mut *iov;
+        m.msg_iovlen = 1;
+        if slot.controllen > 0 {
+            m.msg_control = slot.control.0.as_ptr().cast_mut().cast::<libc::c_void>();
+            m.msg_controllen = slot.controllen.min(slot.control.0.len()) as _;
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: `fd` is an open descriptor borrowed for the call. For each of
+    // the first `n` headers, the name, iovec, payload and control pointers
+    // point into `slots` (shared-borrowed for the call) or into `iovs` and
+    // `hdrs` on this frame, with the lengths of those buffers. `sendmmsg`
+    // only reads them (despite the `*mut` in the C types) and writes the
+    // headers' `msg_len` fields, which live in `hdrs`.
+    let rc = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            c_len(n)?,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(rc).map_err(|_| io::Error::last_os_error())
 }

@@ -4,7 +4,8 @@
 //! - [`UdpEndpoint`]: a tokio-registered UDP socket with receive metadata
 //!   (destination address, arrival interface, kernel receive timestamp),
 //!   per-datagram source address, multicast options and kernel transmit
-//!   timestamps.
+//!   timestamps; [`RecvBatch`] and [`SendBatch`] for `recvmmsg`/`sendmmsg`
+//!   with reused buffers and a source address per datagram.
 //! - [`interface_index`], [`interface_by_index`], [`interface_addresses`]:
 //!   interfaces by name and index.
 //! - [`kernel_time_status`]: the kernel's NTP state, read-only;
@@ -20,6 +21,7 @@
 //!
 //! Everything else goes through `nix` and `socket2`.
 
+mod batch;
 mod clock;
 mod control;
 mod endpoint;
@@ -30,6 +32,7 @@ mod kernel_time;
 mod msg;
 mod privileges;
 
+pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendOutcome};
 pub use clock::{RealClock, measure_precision};
 pub use control::{
     bind_control, control_request, run_daemon, run_daemon_single_threaded, serve_control,

@@ -73,6 +73,27 @@ async fn without_metadata_the_fields_are_empty() {
 }
 
 #[tokio::test]
+async fn rx_timestamps_alone_leave_out_the_destination() {
+    let rx = bind("127.0.0.1:0");
+    rx.enable_rx_timestamps().unwrap();
+    let tx = bind("127.0.0.1:0");
+    tx.send_to(b"x", rx.local_addr().unwrap()).await.unwrap();
+    let mut batch = mcast_sys::RecvBatch::new(4, 16);
+    let n = tokio::time::timeout(common::ARRIVAL, rx.recv_batch(&mut batch))
+        .await
+        .expect("a datagram within the timeout")
+        .expect("recvmmsg");
+    assert_eq!(n, 1);
+    let (meta, _) = batch.iter().next().unwrap();
+    assert_recent(meta.kernel_rx.expect("timestamp"), "rx timestamp");
+    assert_eq!(
+        (meta.dest, meta.ifindex),
+        (None, None),
+        "no IP_PKTINFO asked for"
+    );
+}
+
+#[tokio::test]
 async fn try_recv_would_block_then_truncates_long_datagram() {
     let rx = bind("127.0.0.1:0");
     let mut buf = [0u8; 4];
@@ -117,6 +138,109 @@ async fn recv_many_gets_a_batch() {
     }
     let expected: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
     assert_eq!(got, expected, "all five datagrams, in order");
+}
+
+/// A wildcard "server" gets requests sent to three loopback addresses in
+/// one `recv_batch`, with each one's destination and kernel timestamp, and
+/// answers them all with one `send_batch`, each reply from the address its
+/// request went to; a reply that cannot be sent is skipped, not the rest.
+async fn batch_roundtrip(server_addr: &str, client_addr: &str, dests: &[IpAddr]) {
+    use mcast_sys::{RecvBatch, SendBatch};
+    let server = bind(server_addr);
+    server.enable_rx_metadata().unwrap();
+    let client = bind(client_addr);
+    let port = server.local_addr().unwrap().port();
+    for (i, d) in dests.iter().enumerate() {
+        let n = u8::try_from(i).unwrap();
+        client
+            .send_to(&[n; 5], SocketAddr::new(*d, port))
+            .await
+            .unwrap();
+    }
+    let mut rx = RecvBatch::new(8, 64);
+    let mut tx = SendBatch::new(8);
+    let mut seen = Vec::new();
+    while seen.len() < dests.len() {
+        let n = tokio::time::timeout(common::ARRIVAL, server.recv_batch(&mut rx))
+            .await
+            .expect("a batch within the timeout")
+            .expect("recvmmsg");
+        assert!(
+            n > 0 && n == rx.len(),
+            "recv_batch returns what it received"
+        );
+        for (meta, bytes) in rx.iter() {
+            assert_eq!(meta.source, client.local_addr().unwrap(), "source");
+            assert_eq!(meta.ifindex, Some(lo_index()), "arrived on lo");
+            assert_recent(meta.kernel_rx.expect("timestamp"), "batched rx timestamp");
+            let i = usize::from(bytes[0]);
+            assert_eq!(bytes, &[bytes[0]; 5], "payload intact");
+            assert_eq!(meta.dest, Some(dests[i]), "destination of request {i}");
+            let out = tx.next_payload().expect("room in the batch");
+            out.extend_from_slice(&[bytes[0]; 3]);
+            tx.commit(meta.source, meta.dest).unwrap();
+            seen.push(i);
+        }
+    }
+    // One more that the kernel refuses: its source is not an address here.
+    let foreign: IpAddr = if dests[0].is_ipv4() {
+        Ipv4Addr::new(198, 51, 100, 7).into()
+    } else {
+        "2001:db8::7".parse().unwrap()
+    };
+    tx.next_payload().unwrap().push(0xee);
+    tx.commit(client.local_addr().unwrap(), Some(foreign))
+        .unwrap();
+    let out = server.send_batch(&tx).await;
+    assert_eq!(
+        (out.sent, out.failed),
+        (dests.len(), 1),
+        "every reply sent but the one from a foreign address: {out:?}"
+    );
+    for _ in 0..dests.len() {
+        let mut buf = [0u8; 16];
+        let meta = recv_one(&client, &mut buf).await;
+        let i = usize::from(buf[0]);
+        assert_eq!(meta.len, 3, "reply payload");
+        assert_eq!(
+            meta.source,
+            SocketAddr::new(dests[i], port),
+            "reply {i} comes from the address request {i} was sent to"
+        );
+    }
+}
+
+#[tokio::test]
+async fn batch_replies_leave_from_each_requests_ipv4_destination() {
+    let dests: Vec<IpAddr> = (1..=3)
+        .map(|d| Ipv4Addr::new(127, 0, 0, d).into())
+        .collect();
+    batch_roundtrip("0.0.0.0:0", "127.0.0.1:0", &dests).await;
+}
+
+#[tokio::test]
+async fn batch_replies_leave_from_the_ipv6_destination() {
+    batch_roundtrip("[::]:0", "[::1]:0", &[Ipv6Addr::LOCALHOST.into()]).await;
+}
+
+#[tokio::test]
+async fn batch_commit_refuses_a_family_mismatch_and_a_full_batch() {
+    let mut tx = mcast_sys::SendBatch::new(1);
+    let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let err = tx
+        .commit(v4, Some(Ipv6Addr::LOCALHOST.into()))
+        .expect_err("IPv6 source for an IPv4 destination");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    tx.next_payload().unwrap().push(1);
+    tx.commit(v4, None).unwrap();
+    assert!(
+        tx.next_payload().is_none(),
+        "a full batch has no next payload"
+    );
+    assert!(
+        tx.commit(v4, None).is_err(),
+        "nor room for another datagram"
+    );
 }
 
 #[tokio::test]

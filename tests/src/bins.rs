@@ -13,12 +13,16 @@ use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
 /// The package that owns each binary this helper knows how to build.
-const PACKAGES: [(&str, &str); 2] = [
+const PACKAGES: [(&str, &str); 4] = [
     ("mcast-server", "mcast-server"),
     ("mcast-client", "mcast-client"),
+    ("ntp-probe", "mcast-tests"),
+    ("ntp-load", "mcast-tests"),
 ];
 
-/// The path of workspace binary `name` (`mcast-server`, `mcast-client`),
+/// The path of workspace binary `name` (`mcast-server`, `mcast-client`,
+/// and this crate's `ntp-probe` and `ntp-load` for library code, where
+/// `CARGO_BIN_EXE_*` is not set),
 /// built first (once per process) with the profile of the running test.
 ///
 /// # Errors

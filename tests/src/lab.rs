@@ -11,11 +11,13 @@
 #![allow(
     clippy::panic,
     clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
     reason = "test support: a lab step that cannot go on fails the test that called it, with the daemon's log"
 )]
 
 use std::fmt::Display;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,11 +27,14 @@ use mcast_keys::{KeyStore, PacketAuth, packet};
 use mcast_proto::{Datagram, Mode};
 use mcast_server::daemon::Status;
 
-use crate::netns::{Host, NsChild, UdpDatagram};
+use crate::netns::{Capture, Host, NsChild, UdpDatagram, read_pcap_udp};
+use crate::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
 use crate::{bins, vectors};
 
 /// The multicast group of the lab tests.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
+/// The site-local IPv6 NTP group.
+pub const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x101);
 /// The NTP port our lab daemons use.
 pub const NTP_PORT: u16 = 123;
 /// How long a started daemon may take to log that it runs.
@@ -40,6 +45,11 @@ pub fn lab_required(test: &str) {
     if let Err(e) = crate::netns::require_root() {
         panic!("{test} needs the network lab: {e}");
     }
+}
+
+/// The lab keys (`tests/data/vectors/ntp.keys`).
+pub fn keys() -> KeyStore {
+    KeyStore::load(&vectors::keys_file()).expect("load tests/data/vectors/ntp.keys")
 }
 
 /// The `mcast-server` binary, built once per test process.
@@ -272,6 +282,11 @@ impl OurServer {
     pub fn status(&self) -> Status {
         self.0.server_status()
     }
+
+    /// The server's address and port on the Lan.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.0.host().addr()), NTP_PORT)
+    }
 }
 
 impl std::ops::Deref for OurServer {
@@ -326,4 +341,80 @@ pub fn parse_all(packets: &[UdpDatagram]) -> Vec<Ntp<'_>> {
         .iter()
         .filter_map(|udp| Datagram::parse(&udp.payload).ok().map(|d| Ntp { udp, d }))
         .collect()
+}
+
+/// A test-crate binary (`ntp-probe`, `ntp-load`), built for this run.
+pub fn tool_bin(name: &str) -> String {
+    bins::bin_path(name)
+        .unwrap_or_else(|e| panic!("build {name}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs `ntp-probe` (send mode) in `host`.
+pub fn probe(host: &Host, args: &ProbeArgs) -> ProbeReport {
+    let out = host
+        .exec(&tool_bin("ntp-probe"), &args.to_args())
+        .expect("run ntp-probe");
+    assert!(
+        out.status.success(),
+        "ntp-probe in {} failed: {}",
+        host.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ntp-probe prints a ProbeReport")
+}
+
+/// Runs `ntp-probe listen` in `host`.
+pub fn listen(host: &Host, args: &ListenArgs) -> ListenReport {
+    let mut all = vec!["listen".to_owned()];
+    all.extend(args.to_args());
+    let out = host
+        .exec(&tool_bin("ntp-probe"), &all)
+        .expect("run ntp-probe listen");
+    assert!(
+        out.status.success(),
+        "ntp-probe listen in {} failed: {}",
+        host.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ntp-probe listen prints a ListenReport")
+}
+
+/// Stops `capture` and returns the UDP datagrams it saw.
+pub fn stop_capture(capture: Capture) -> Vec<UdpDatagram> {
+    let pcap = capture.stop().expect("stop tcpdump");
+    read_pcap_udp(&pcap).expect("read the capture")
+}
+
+/// The broadcasts (mode 5) from `from` to `to` among `packets`.
+pub fn broadcasts<'p, 'a>(
+    packets: &'p [Ntp<'a>],
+    from: SocketAddr,
+    to: SocketAddr,
+) -> Vec<&'p Ntp<'a>> {
+    packets
+        .iter()
+        .filter(|p| p.udp.src == from && p.udp.dst == to && p.mode() == Mode::Broadcast)
+        .collect()
+}
+
+/// Checks the spacing of a destination's broadcasts: never sooner than
+/// 2^poll (ntpd drops early ones), at most 2^poll + 1/16 jitter +
+/// `slack` (scheduling and capture).
+pub fn assert_intervals_within(what: &str, times: &[Duration], poll: u8, slack: Duration) {
+    let interval = Duration::from_secs(1 << poll);
+    let max = interval + interval / 16 + slack;
+    for w in times.windows(2) {
+        let gap = w[1].saturating_sub(w[0]);
+        assert!(
+            gap + Duration::from_millis(20) >= interval && gap <= max,
+            "{what}: broadcasts {gap:?} apart; expected 2^{poll} s .. {max:?} (all: {times:?})"
+        );
+    }
+}
+
+/// [`assert_intervals_within`] with 300 ms of slack.
+pub fn assert_intervals(what: &str, times: &[Duration], poll: u8) {
+    assert_intervals_within(what, times, poll, Duration::from_millis(300));
 }

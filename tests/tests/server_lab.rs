@@ -2,8 +2,9 @@
 //! `mcast-server run` on namespace LANs, as a datacenter would run it:
 //! interoperation with reference ntpd 4.2.8p15 multicast clients (MD5,
 //! SHA1 and AES128CMAC keys), IPv6 multicast and IPv4 subnet broadcast
-//! destinations, an unsynchronized kernel time source, and rate limiting
-//! over the wire. Needs root and `scripts/install-deps`; fails loudly
+//! destinations, an unsynchronized kernel time source, rate limiting over
+//! the wire, interleaved broadcasts, and dropping privileges after binding
+//! port 123. Needs root and `scripts/install-deps`; fails loudly
 //! (never skips) without them.
 //!
 //! Every process runs in a namespace of the test's own Lan without
@@ -11,77 +12,19 @@
 //! Lan's bridge (198.18.0.0/15, fd00:198:18::/48, ff05::101, 224.0.1.1).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mcast_keys::KeyStore;
-use mcast_proto::{LeapIndicator, Log2Seconds, Mode};
+use mcast_proto::{LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
 use mcast_server::daemon::Status;
 use mcast_tests::lab::{
-    NTP_PORT, Ntp, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
+    GROUP, GROUP6, NTP_PORT, Ntp, OurServer, assert_intervals, broadcasts, destination, epoch_now,
+    keys, lab_required, listen, local_source, parse_all, probe, stop_capture, wait_for,
 };
-use mcast_tests::netns::{Host, Lan, read_pcap_udp};
-use mcast_tests::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
+use mcast_tests::netns::{Host, Lan};
+use mcast_tests::probe::{ListenArgs, ProbeArgs};
 use mcast_tests::refntpd::{PeerRow, RefNtpd};
 use mcast_tests::vectors;
-
-const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
-const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x101);
-
-fn keys() -> KeyStore {
-    KeyStore::load(&vectors::keys_file()).expect("load tests/data/vectors/ntp.keys")
-}
-
-fn local_source(stratum: u8) -> String {
-    format!("[time-source]\nkind = \"local\"\nstratum = {stratum}\n")
-}
-
-fn probe_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ntp-probe")
-}
-
-/// Runs `ntp-probe` (send mode) in `host`.
-fn probe(host: &Host, args: &ProbeArgs) -> ProbeReport {
-    let out = host
-        .exec(probe_bin(), &args.to_args())
-        .expect("run ntp-probe");
-    assert!(
-        out.status.success(),
-        "ntp-probe in {} failed: {}",
-        host.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ntp-probe prints a ProbeReport")
-}
-
-/// Runs `ntp-probe listen` in `host`.
-fn listen(host: &Host, args: &ListenArgs) -> ListenReport {
-    let mut all = vec!["listen".to_owned()];
-    all.extend(args.to_args());
-    let out = host.exec(probe_bin(), &all).expect("run ntp-probe listen");
-    assert!(
-        out.status.success(),
-        "ntp-probe listen in {} failed: {}",
-        host.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ntp-probe listen prints a ListenReport")
-}
-
-/// Checks the spacing of a destination's broadcasts: never sooner than
-/// 2^poll (ntpd drops early ones), at most 2^poll + 1/16 jitter (plus
-/// scheduling slack).
-fn assert_intervals(what: &str, times: &[Duration], poll: u8) {
-    let interval = Duration::from_secs(1 << poll);
-    let max = interval + interval / 16 + Duration::from_millis(300);
-    for w in times.windows(2) {
-        let gap = w[1].saturating_sub(w[0]);
-        assert!(
-            gap + Duration::from_millis(20) >= interval && gap <= max,
-            "{what}: broadcasts {gap:?} apart; expected 2^{poll} s .. {max:?} (all: {times:?})"
-        );
-    }
-}
 
 // ---------------------------------------------------------------------------
 // 1. Interoperation with reference ntpd multicast clients.
@@ -220,8 +163,7 @@ fn reference_ntpd_multicast_client_accepts_md5_sha1_and_cmac_servers() {
 
     let statuses: Vec<Status> = servers.iter().map(OurServer::status).collect();
     let capture_end = epoch_now();
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
     let h4 = IpAddr::V4(client_host.addr());
     let tail_start =
@@ -572,8 +514,7 @@ fn unsynchronized_kernel_source_stays_silent_or_sends_alarm() {
     );
     let (s, a) = (silent.status(), alarm.status());
     kernel_unsynced();
-    let pcap = capture.stop().expect("stop tcpdump");
-    let raw = read_pcap_udp(&pcap).expect("read the capture");
+    let raw = stop_capture(capture);
     let packets = parse_all(&raw);
 
     for (name, st) in [("silent", &s), ("send-alarm", &a)] {
@@ -782,5 +723,249 @@ fn rate_limit_kod_then_silence_while_200_sources_get_full_volleys() {
         "rate limit: 200 sources x 6 requests sent over {} ms; total {:?}",
         many.send_span_ms,
         started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. Interleaved broadcasts (RFC 9769, ntpd `xleave`).
+// ---------------------------------------------------------------------------
+
+/// The capture time of a packet as an NTP timestamp.
+fn ntp_time(epoch: Duration) -> NtpTimestamp {
+    let secs = i64::try_from(epoch.as_secs()).expect("capture time fits");
+    NtpTimestamp::from_unix(secs, epoch.subsec_nanos())
+}
+
+#[test]
+fn interleaved_broadcasts_carry_the_previous_packets_kernel_transmit_time() {
+    lab_required("interleaved_broadcasts_carry_the_previous_packets_kernel_transmit_time");
+    const POLL: u8 = 1;
+    // Kernel transmit stamp vs. the transmit field (read just before the
+    // MAC and the send) and vs. tcpdump's stamp in the listener's host.
+    const CLOSE: f64 = 0.005;
+    let work = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let lan = Lan::new(2).expect("build a 2-host LAN");
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let capture = h2
+        .capture(NTP_PORT, &work.path().join("xleave.pcap"))
+        .expect("start tcpdump in h2");
+    let body = format!(
+        "lab-allow-fast-poll = true\n{}{}",
+        destination(&GROUP.to_string(), 3, POLL, "interleave = true\n"),
+        local_source(2)
+    );
+    let server = OurServer::start(&h1, work.path(), "h1", &body);
+    // Calibration requests answered from the same address meanwhile: their
+    // replies must not be taken for broadcasts' transmit times.
+    let volley = probe(
+        &h2,
+        &ProbeArgs {
+            target: server.addr(),
+            keys: vectors::keys_file(),
+            key: Some(3),
+            sources: vec![IpAddr::V4(h2.addr())],
+            source_port: 0,
+            count: 5,
+            spacing: Duration::from_millis(1500),
+            wait: Duration::from_secs(1),
+            poll: 6,
+        },
+    );
+    let answered = volley.sources[0]
+        .replies
+        .iter()
+        .filter(|r| r.is_valid_time_reply())
+        .count();
+    assert_eq!(answered, 5, "the volley is answered: {volley:?}");
+    wait_for(
+        "7 interleaved broadcasts",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || (server.status().destinations[0].sent >= 7).then_some(()),
+        || server.log(),
+    );
+    let raw = stop_capture(capture);
+    let packets = parse_all(&raw);
+    let group = SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT);
+    let bcasts = broadcasts(&packets, server.addr(), group);
+    assert!(bcasts.len() >= 7, "7 broadcasts captured: {}", bcasts.len());
+    for b in &bcasts {
+        assert!(
+            b.auth(&keys).is_valid() && b.key_id() == Some(3),
+            "every interleaved broadcast verifies with key 3: {}",
+            b.auth(&keys)
+        );
+    }
+    assert!(
+        bcasts[0].d.header.origin.is_zero(),
+        "the first packet has no previous one: origin 0, got {}",
+        bcasts[0].d.header.origin
+    );
+    let mut report = Vec::new();
+    for w in bcasts.windows(2) {
+        let (n, next) = (&w[0].d.header, &w[1].d.header);
+        let origin = next.origin;
+        let after_transmit = (origin - n.transmit).as_seconds_f64();
+        let vs_capture = (origin - ntp_time(w[0].udp.time)).as_seconds_f64();
+        report.push((after_transmit, vs_capture));
+        assert!(
+            origin != n.transmit,
+            "packet N+1's origin is packet N's kernel transmit time, not its transmit \
+             field {}",
+            n.transmit
+        );
+        assert!(
+            after_transmit > 0.0 && after_transmit < CLOSE && vs_capture.abs() < CLOSE,
+            "packet N+1's origin {origin} should be packet N's kernel transmit time: \
+             {after_transmit:.6} s after its transmit field {} and {vs_capture:+.6} s from \
+             its capture time (want 0 .. {CLOSE} s and within {CLOSE} s)",
+            n.transmit
+        );
+    }
+    eprintln!(
+        "interleave: {} broadcasts; origin(N+1) - transmit(N), origin(N+1) - capture(N) in s: \
+         {report:?}",
+        bcasts.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. Privileges dropped after binding port 123.
+// ---------------------------------------------------------------------------
+
+/// The uid and gid of `user` from /etc/passwd.
+fn passwd_ids(user: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&user))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .unwrap_or_else(|| {
+            panic!("this test needs a user {user:?} in /etc/passwd (Debian's nobody/nogroup)")
+        })
+}
+
+/// The value of `field:` in a /proc status file, whitespace-normalized.
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("no {field} in\n{status}"))
+}
+
+#[test]
+fn started_as_root_it_drops_to_nobody_after_binding_and_keeps_working() {
+    lab_required("started_as_root_it_drops_to_nobody_after_binding_and_keeps_working");
+    const POLL: u8 = 1;
+    let (uid, gid) = passwd_ids("nobody");
+    let work = tempfile::tempdir().expect("temp dir");
+    let lan = Lan::new(2).expect("build a 2-host LAN");
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let body = format!(
+        "user = \"nobody\"\nlab-allow-fast-poll = true\n{}{}",
+        destination(&GROUP.to_string(), 1, POLL, ""),
+        local_source(2)
+    );
+    let server = OurServer::start(&h1, work.path(), "h1", &body);
+    assert!(
+        server.log().contains("dropped privileges"),
+        "the log says so:\n{}",
+        server.log()
+    );
+
+    // Every thread: the user's ids, no supplementary group but its own, no
+    // capability left (setuid from root without keep-caps clears them).
+    let pid = server.child().pid();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the threads");
+    let mut threads = 0;
+    for task in tasks {
+        let path = task.expect("thread entry").path().join("status");
+        let Ok(status) = std::fs::read_to_string(&path) else {
+            continue; // a thread that just ended
+        };
+        threads += 1;
+        let name = status_field(&status, "Name");
+        assert_eq!(
+            status_field(&status, "Uid"),
+            format!("{uid} {uid} {uid} {uid}"),
+            "thread {name}: real, effective, saved and fs uid are nobody's"
+        );
+        assert_eq!(
+            status_field(&status, "Gid"),
+            format!("{gid} {gid} {gid} {gid}"),
+            "thread {name}: gids are nogroup's"
+        );
+        assert_eq!(
+            status_field(&status, "Groups"),
+            gid.to_string(),
+            "thread {name}: no other group"
+        );
+        for cap in ["CapEff", "CapPrm", "CapAmb"] {
+            assert_eq!(
+                status_field(&status, cap),
+                "0000000000000000",
+                "thread {name}: {cap} must be empty"
+            );
+        }
+    }
+    assert!(
+        threads >= 3,
+        "main, broadcast and receive threads: {threads}"
+    );
+
+    // Still broadcasting, still answering, and the control socket still
+    // works (these status calls).
+    let before = server.status().destinations[0].sent;
+    let heard = listen(
+        &h2,
+        &ListenArgs {
+            bind: IpAddr::V4(GROUP),
+            port: NTP_PORT,
+            group: Some(IpAddr::V4(GROUP)),
+            iface: "eth0".into(),
+            keys: vectors::keys_file(),
+            duration: Duration::from_secs(10),
+            max_broadcasts: Some(2),
+        },
+    );
+    let bcasts: Vec<_> = heard.packets.iter().filter(|p| p.mode == 5).collect();
+    assert_eq!(bcasts.len(), 2, "2 broadcasts within 10 s: {heard:?}");
+    for p in &bcasts {
+        assert!(
+            p.from == server.addr() && p.auth == "valid" && p.key_id == Some(1),
+            "from h1:123, signed with key 1: {p:?}"
+        );
+    }
+    let answer = probe(
+        &h2,
+        &ProbeArgs {
+            target: server.addr(),
+            keys: vectors::keys_file(),
+            key: Some(1),
+            sources: vec![IpAddr::V4(h2.addr())],
+            source_port: 0,
+            count: 1,
+            spacing: Duration::from_millis(10),
+            wait: Duration::from_secs(2),
+            poll: 6,
+        },
+    );
+    let replies = &answer.sources[0].replies;
+    assert!(
+        replies.len() == 1 && replies[0].is_valid_time_reply() && replies[0].from == server.addr(),
+        "a signed request is answered from h1:123: {replies:?}"
+    );
+    let st = server.status();
+    assert!(
+        st.destinations[0].sent >= before + 2 && st.counters.replies_sent == 1,
+        "status after the drop: {st:?}"
+    );
+    eprintln!(
+        "privileges: {threads} threads as uid {uid} gid {gid}, no capabilities; {} broadcasts, \
+         1 reply",
+        st.destinations[0].sent
     );
 }

@@ -14,9 +14,15 @@
 //! `--distinct N` instead sends one request from each of N distinct source
 //! addresses (127.16.0.1 upwards): it fills a server's per-source table.
 //!
+//! `--junk` sends malformed datagrams instead (1 to 53 bytes, none of which
+//! frames as NTP), to flood a server's port 123 in the lab tests; every
+//! datagram that comes back counts as `invalid` (there should be none).
+//!
 //! Bounds: `--seconds` at most 60, `--rate` at most 2,000,000 requests/s,
 //! `--window` limits requests in flight, destination and sources always
-//! in 127.0.0.0/8 (anything else is refused).
+//! in 127.0.0.0/8; a lab server in 198.18.0.0/15 (run inside the test's
+//! own network namespace) only with `--sources 1`, sent from the host's
+//! own address. Anything else is refused.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -107,7 +113,20 @@ struct Args {
     /// addresses (127.16.0.1 upwards, 1..=1000000), paced at --rate.
     #[arg(long)]
     distinct: Option<u32>,
+    /// Send malformed datagrams (not NTP) instead of requests.
+    #[arg(long)]
+    junk: bool,
 }
+
+/// Lab hosts' addresses (DESIGN.md): 198.18.0.0/15.
+fn is_lab(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    a == 198 && (b == 18 || b == 19)
+}
+
+/// Lengths of the junk datagrams, in turn: shorter than an NTP header, or
+/// a header followed by a trailer that is not a whole number of words.
+const JUNK_LENGTHS: [usize; 8] = [1, 12, 20, 47, 49, 50, 51, 53];
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -128,8 +147,15 @@ fn main() -> ExitCode {
 }
 
 fn check(a: &Args) -> Result<(), String> {
-    if !a.server.ip().is_loopback() {
-        return Err(format!("server {} is not in 127.0.0.0/8", a.server));
+    let lab = is_lab(*a.server.ip());
+    if !a.server.ip().is_loopback() && !lab {
+        return Err(format!(
+            "server {} is neither in 127.0.0.0/8 nor a lab host in 198.18.0.0/15",
+            a.server
+        ));
+    }
+    if lab && (a.sources != 1 || a.distinct.is_some()) {
+        return Err("a lab server (198.18.0.0/15) takes --sources 1 and no --distinct".into());
     }
     let bounds = [
         ("--seconds", (1..=60).contains(&a.seconds)),
@@ -180,6 +206,7 @@ struct Requests {
     keys: Option<KeyStore>,
     verify: bool,
     echo: bool,
+    junk: bool,
 }
 
 impl Requests {
@@ -212,6 +239,19 @@ impl Requests {
         let tag_seconds = NtpTimestamp::from_system_time(SystemTime::now()).seconds();
         let mut packets = Vec::with_capacity(POOL);
         for i in 0..POOL {
+            if args.junk {
+                // A client-mode first byte, so only the length is wrong.
+                let len = JUNK_LENGTHS
+                    .get(i % JUNK_LENGTHS.len())
+                    .copied()
+                    .unwrap_or(1);
+                let mut p: Vec<u8> = (0..len).map(|k| (k * 7 + i) as u8).collect();
+                if let Some(first) = p.first_mut() {
+                    *first = 0x23;
+                }
+                packets.push(p);
+                continue;
+            }
             let mut h = Header::new(Mode::Client);
             h.poll = Log2Seconds(6);
             h.precision = Log2Seconds(-20);
@@ -231,10 +271,15 @@ impl Requests {
             keys,
             verify: !args.no_verify,
             echo: args.echo,
+            junk: args.junk,
         })
     }
 
     fn judge(&self, bytes: &[u8], tally: &mut Tally) {
+        if self.junk {
+            tally.invalid += 1;
+            return;
+        }
         let Ok(d) = Datagram::parse(bytes) else {
             tally.invalid += 1;
             return;
@@ -287,6 +332,8 @@ struct Load {
     server: SockaddrIn,
     batch: usize,
     tx_headers: MultiHeaders<SockaddrIn>,
+    /// Source addresses chosen with IP_PKTINFO (loopback servers only).
+    pktinfo: bool,
     rx_headers: MultiHeaders<SockaddrIn>,
     rx_bufs: Vec<[u8; 512]>,
     send_errors: u64,
@@ -310,6 +357,7 @@ fn nth_address(base: Ipv4Addr, i: u32) -> Ipv4Addr {
 
 impl Load {
     fn new(args: &Args) -> io::Result<Load> {
+        let pktinfo = args.server.ip().is_loopback();
         let mut socks = Vec::with_capacity(args.sockets);
         for _ in 0..args.sockets {
             let s = Socket::new(Domain::IPV4, Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
@@ -325,7 +373,14 @@ impl Load {
             socks,
             server: SockaddrIn::from(args.server),
             batch: n,
-            tx_headers: MultiHeaders::preallocate(n, Some(nix::cmsg_space!(libc::in_pktinfo))),
+            // No control-message space at all without IP_PKTINFO: an
+            // empty one would be handed to the kernel as a bad cmsg.
+            tx_headers: if pktinfo {
+                MultiHeaders::preallocate(n, Some(nix::cmsg_space!(libc::in_pktinfo)))
+            } else {
+                MultiHeaders::preallocate(n, None)
+            },
+            pktinfo,
             rx_headers: MultiHeaders::preallocate(n, None),
             rx_bufs: vec![[0u8; 512]; n],
             send_errors: 0,
@@ -351,7 +406,8 @@ impl Load {
         };
         let addrs = vec![Some(self.server); batch.len()];
         let info = pktinfo(source);
-        let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
+        let with_info = [ControlMessage::Ipv4PacketInfo(&info)];
+        let cmsgs: &[ControlMessage<'_>] = if self.pktinfo { &with_info } else { &[] };
         match sendmmsg(
             fd,
             &mut self.tx_headers,
@@ -465,6 +521,7 @@ fn run(args: &Args) -> Result<String, String> {
         "auth": args.auth.to_possible_value().map(|v| v.get_name().to_owned()),
         "sources": args.distinct.unwrap_or(args.sources),
         "sockets": args.sockets,
+        "junk": args.junk,
         "kod": tally.kod,
         "unsynchronized": tally.unsynchronized,
         "invalid": tally.invalid,
@@ -587,6 +644,31 @@ fn distinct(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn junk_never_frames_as_ntp_and_lab_servers_are_allowed_alone() {
+        let args = Args::parse_from([
+            "ntp-load",
+            "--junk",
+            "--server",
+            "198.18.3.1:123",
+            "--sources",
+            "1",
+        ]);
+        assert_eq!(check(&args), Ok(()));
+        let requests = Requests::new(&args).unwrap();
+        for p in &requests.packets {
+            assert!(
+                Datagram::parse(p).is_err(),
+                "junk of {} bytes parses",
+                p.len()
+            );
+        }
+        let many = Args::parse_from(["ntp-load", "--server", "198.18.3.1:123"]);
+        assert!(check(&many).is_err(), "64 sources on a lab server");
+        let outside = Args::parse_from(["ntp-load", "--server", "192.0.2.1:123", "--sources", "1"]);
+        assert!(check(&outside).is_err(), "neither loopback nor lab");
+    }
 
     #[test]
     fn sources_stay_in_loopback() {
