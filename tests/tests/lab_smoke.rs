@@ -163,11 +163,20 @@ fn lan_helpers_and_cleanup() {
     // A namespace left by a dead run (pid above any pid_max) is removed
     // (by this call, or by a concurrent test's Lan::new).
     let stale = format!("mn99999999x{}-sw", std::process::id());
-    let out = Command::new("ip")
-        .args(["netns", "add", &stale])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // A concurrent test's Lan::new may remove the name while `ip netns add`
+    // is still making it (the bind mount then fails): make it again.
+    let mut attempts = 0;
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "add", &stale])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 5, "ip netns add {stale}: {out:?}");
+    }
     netns::cleanup_stale().expect("cleanup_stale");
     assert!(
         !namespaces().lines().any(|l| l.starts_with(stale.as_str())),
