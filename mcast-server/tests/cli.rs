@@ -3,76 +3,31 @@
 // Test helpers outside #[test] functions fail the test on purpose.
 #![allow(clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcast-server");
+#[path = "../../tests/support/cli.rs"]
+mod support;
 
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../config/examples")
-        .join(name)
-}
+use support::{Program, example, line_of, text};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
+const PROGRAM: Program = Program {
+    bin: env!("CARGO_BIN_EXE_mcast-server"),
+    name: "mcast-server",
+    default_config: "/etc/mcast-ntp/server.toml",
+};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("{needle:?} not in the text"))
+fn run(args: &[&str]) -> std::process::Output {
+    PROGRAM.run(args)
 }
 
 #[test]
 fn version_prints_name_and_version() {
-    let out = run(&["--version"]);
-    assert!(out.status.success(), "--version failed: {out:?}");
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("mcast-server {}", env!("CARGO_PKG_VERSION"))
-    );
+    PROGRAM.version_prints_name_and_version();
 }
 
 #[test]
 fn help_lists_subcommands_and_examples() {
-    let out = run(&["--help"]);
-    assert!(out.status.success());
-    let help = text(&out.stdout);
-    for needle in [
-        "run",
-        "check-config",
-        "Examples:",
-        "mcast-server check-config -c",
-    ] {
-        assert!(
-            help.contains(needle),
-            "--help should mention {needle:?}:\n{help}"
-        );
-    }
-    for sub in ["run", "check-config"] {
-        let out = run(&[sub, "--help"]);
-        assert!(out.status.success());
-        let help = text(&out.stdout);
-        assert!(
-            help.contains("Example:"),
-            "{sub} --help should have an example:\n{help}"
-        );
-        assert!(help.contains(&format!("mcast-server {sub} -c ")), "{help}");
-        assert!(
-            help.contains("/etc/mcast-ntp/server.toml"),
-            "default path shown:\n{help}"
-        );
-    }
+    PROGRAM.help_lists_subcommands_and_examples();
 }
 
 #[test]
@@ -157,33 +112,15 @@ fn check_config_reports_a_key_missing_from_the_keys_file() {
 
 #[test]
 fn a_missing_config_file_exits_2_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("absent.toml");
-    for sub in ["check-config", "run"] {
-        let out = run(&[sub, "-c", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{sub}: {out:?}");
-        assert!(
-            text(&out.stderr).contains(&path.display().to_string()),
-            "{sub}: {out:?}"
-        );
-    }
+    PROGRAM.a_missing_config_file_exits_2_and_names_it();
 }
 
 #[test]
 fn the_default_config_path_is_under_etc() {
-    if Path::new("/etc/mcast-ntp/server.toml").exists() {
-        return; // an installed configuration would make this test machine-dependent
-    }
-    let out = run(&["check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("/etc/mcast-ntp/server.toml"),
-        "{out:?}"
-    );
+    PROGRAM.the_default_config_path_is_under_etc();
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    assert_eq!(run(&[]).status.code(), Some(2));
-    assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
+    PROGRAM.usage_errors_exit_2();
 }
