@@ -766,22 +766,7 @@ fn add_namespace(state: &mut LabState, ns: &str) -> Result<(), String> {
 fn build_lan(state: &mut LabState) -> Result<(), String> {
     let sw = state.switch_ns.clone();
     add_namespace(state, &sw)?;
-    ip(&[
-        "-n",
-        &sw,
-        "link",
-        "add",
-        "br0",
-        "type",
-        "bridge",
-        "stp_state",
-        "0",
-        "forward_delay",
-        "0",
-        "mcast_snooping",
-        "0",
-    ])?;
-    ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+    crate::netns::add_bridge(&sw).map_err(|e| format!("bridge in {sw}: {e}"))?;
     let sh = tool("sh")?;
     for (i, h) in state.hosts.clone().iter().enumerate() {
         add_namespace(state, &h.ns)?;

@@ -258,22 +258,7 @@ impl Lan {
         run_ip(&["netns", "add", &sw])?;
         self.created.push(sw.clone());
         run_ip(&["-n", &sw, "link", "set", "lo", "up"])?;
-        run_ip(&[
-            "-n",
-            &sw,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-            "mcast_snooping",
-            "0",
-        ])?;
-        run_ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        add_bridge(&sw)?;
         let shared = Arc::clone(&self.shared);
         for info in &shared.hosts {
             run_ip(&["netns", "add", &info.ns])?;
@@ -1153,6 +1138,27 @@ fn ns_command(ns: &str, program: &str) -> Command {
 }
 
 /// Runs `ip ARGS` (without `CAP_SYS_TIME`); its stdout, or an error with
+/// Makes the switch `br0` in namespace `ns` (no STP, no forward delay, no
+/// multicast snooping: every host hears every group) and sets it up.
+pub(crate) fn add_bridge(ns: &str) -> io::Result<()> {
+    run_ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        "br0",
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+        "forward_delay",
+        "0",
+        "mcast_snooping",
+        "0",
+    ])?;
+    run_ip(&["-n", ns, "link", "set", "br0", "up"]).map(drop)
+}
+
 /// its stderr.
 pub(crate) fn run_ip(args: &[&str]) -> io::Result<String> {
     let ip = find_program("ip").unwrap_or_else(|| PathBuf::from("ip"));
