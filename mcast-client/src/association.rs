@@ -27,6 +27,24 @@ pub struct ServerSpec {
     pub key: Option<KeyId>,
     /// Display name.
     pub name: String,
+    /// The server sends interleaved broadcasts (its `interleave = true`):
+    /// each packet's origin field is the kernel transmit time of the one
+    /// before, which is then used instead of that packet's own transmit
+    /// field. Set by configuration only, never inferred from packets.
+    pub interleave: bool,
+}
+
+impl ServerSpec {
+    /// A server named by its address, sending basic (not interleaved)
+    /// broadcasts signed with `key`.
+    pub fn new(address: IpAddr, key: Option<KeyId>) -> Self {
+        ServerSpec {
+            address,
+            key,
+            name: address.to_string(),
+            interleave: false,
+        }
+    }
 }
 
 /// Why a packet from this server was not used. Counted, never acted on.
@@ -438,11 +456,7 @@ mod tests {
     /// in the selection for as long as it sent alarms.
     #[test]
     fn a_server_sending_only_alarms_falls_silent() {
-        let spec = ServerSpec {
-            address: "198.18.0.1".parse().expect("address"),
-            key: None,
-            name: "s".into(),
-        };
+        let spec = ServerSpec::new("198.18.0.1".parse().expect("address"), None);
         let keys = KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store");
         let limits = SampleLimits::default();
         let mut a = Association::new(spec, CalibrationConfig::default());

@@ -3,14 +3,26 @@
 //! After the first authenticated broadcast from a server, the client waits a
 //! random 0..N s (so hundreds of clients that start together do not hit the
 //! server at once), then sends a short volley of authenticated mode-3
-//! requests. Each valid reply gives the clock offset θ (server minus client)
-//! at that moment. A broadcast received at T4 (our clock) that the server
-//! sent at T3 (its clock) travelled `d = θ - (T3 - T4)`; that one-way delay
-//! is what every later broadcast sample adds (ntpd computes the same as
-//! `delay = 2·|θ - (T3 - T4)|`). θ is taken from the lowest-delay replies and
-//! carried to each broadcast's arrival time along the trend of the volley,
-//! and our own clock adjustments between the two are subtracted, so a step
-//! or slew during calibration does not corrupt it.
+//! requests. With θ the clock offset (server minus client) and `d` the
+//! one-way delay, each valid reply gives the request's way out,
+//! `T2 - T1 = θ + d`, and each broadcast (sent at T3 on the server's clock,
+//! received at T4 on ours) gives `T3 - T4 = θ - d`; so
+//! `d = ((T2 - T1) - (T3 - T4)) / 2`, the one-way delay that every later
+//! broadcast sample adds.
+//!
+//! ntpd takes θ from the whole exchange instead (`delay = 2·|θ - (T3 - T4)|`),
+//! which also brings in the reply's transmit timestamp. That timestamp is
+//! read before the server signs and sends the reply, so ntpd's delay, and
+//! every broadcast offset after it, is off by half the server's send
+//! latency (tens of microseconds on a busy host). The way out needs only
+//! T1 (our kernel's transmit time) and T2 (the server's kernel receive
+//! time), and with interleaved broadcasts T3 is the kernel's transmit time
+//! too, so nothing read before a send enters the calibration.
+//!
+//! The way-out values are taken from the lowest-delay replies and carried
+//! to each broadcast's arrival time along the trend of the volley, and our
+//! own clock adjustments between the two are subtracted, so a step or slew
+//! during calibration does not corrupt it.
 //!
 //! The state machine is explicit and bounded: a volley, then up to
 //! `retries` more volleys with backoff, then the configured fallback delay.
@@ -58,6 +70,8 @@ pub struct Exchange {
     pub offset: NtpDuration,
     /// Round-trip delay: (T4-T1) - (T3-T2).
     pub delay: NtpDuration,
+    /// The request's way out, T2 - T1: θ plus the one-way delay.
+    pub forward: NtpDuration,
     /// When the reply arrived (monotonic).
     pub at: Duration,
     /// Our cumulative clock adjustment (what we have added to our clock by
@@ -458,11 +472,12 @@ impl Calibration {
         }
     }
 
-    /// The one-way delay from the exchanges and broadcasts so far: θ from
-    /// the lowest-delay half of the exchanges, carried along the volley's
-    /// offset trend to each broadcast's arrival, minus our own adjustments
-    /// in between; the median over the broadcasts within one volley span
-    /// plus 2 minutes of the replies.
+    /// The one-way delay from the exchanges and broadcasts so far: the way
+    /// out (T2 - T1) of the lowest-delay half of the exchanges, carried
+    /// along the volley's offset trend to each broadcast's arrival, minus
+    /// our own adjustments in between, less the broadcast's T3 - T4, halved;
+    /// the median over the broadcasts within one volley span plus 2 minutes
+    /// of the replies.
     fn estimate(&self) -> Option<NtpDuration> {
         let mut best: Vec<&Exchange> = self.exchanges.iter().collect();
         best.sort_by_key(|e| e.delay);
@@ -480,10 +495,12 @@ impl Calibration {
             _ => 0.0,
         };
         let reference_at = first.at;
-        let theta_at_ref = best
+        // θ + d, free of our adjustments, at the reference time.
+        let forward_at_ref = best
             .iter()
             .map(|e| {
-                (e.offset + e.adjustment).as_seconds_f64() - trend * signed_secs(e.at, reference_at)
+                (e.forward + e.adjustment).as_seconds_f64()
+                    - trend * signed_secs(e.at, reference_at)
             })
             .sum::<f64>()
             / best.len() as f64;
@@ -493,11 +510,11 @@ impl Calibration {
             .iter()
             .filter(|b| b.at.abs_diff(reference_at) <= window)
             .map(|b| {
-                // θ (free of our adjustments) at the broadcast's arrival,
-                // then back into the clock as it was at that moment.
-                let theta = theta_at_ref + trend * signed_secs(b.at, reference_at);
-                let theta_then = NtpDuration::from_seconds_f64(theta) - b.adjustment;
-                theta_then - b.apparent_offset
+                // θ + d at the broadcast's arrival, back into the clock as
+                // it was at that moment; minus θ - d, halved.
+                let forward = forward_at_ref + trend * signed_secs(b.at, reference_at);
+                let forward_then = NtpDuration::from_seconds_f64(forward) - b.adjustment;
+                (forward_then - b.apparent_offset) / 2
             })
             .collect();
         if delays.is_empty() {
@@ -535,6 +552,10 @@ mod tests {
         NtpDuration::from_seconds_f64(m / 1e3)
     }
 
+    /// How long before a reply leaves the server reads its transmit
+    /// timestamp, in ms (tens of microseconds on a busy host).
+    const SEND_LATENCY: f64 = 0.04;
+
     /// Drives one volley where the true offset is `theta` ms and the
     /// broadcast one-way delay is `one_way` ms.
     fn run_volley(c: &mut Calibration, start: f64, theta: f64, one_way: f64) -> f64 {
@@ -548,9 +569,14 @@ mod tests {
             match c.poll(secs(t)) {
                 Step::SendRequest => {
                     c.request_sent(secs(t));
+                    // The server reads its reply's transmit timestamp
+                    // `SEND_LATENCY` ms before the reply leaves: the
+                    // exchange's offset is low by half of it, its delay
+                    // high by all of it; the way out is exact.
                     c.reply(Exchange {
-                        offset: ms(theta),
-                        delay: ms(0.4),
+                        offset: ms(theta - SEND_LATENCY / 2.0),
+                        delay: ms(2.0 * one_way + SEND_LATENCY),
+                        forward: ms(theta + one_way),
                         at: secs(t + 0.001),
                         adjustment: NtpDuration::ZERO,
                     });
@@ -564,6 +590,9 @@ mod tests {
         }
     }
 
+    /// A volley measures the one-way delay exactly although every reply's
+    /// transmit timestamp was read `SEND_LATENCY` before it left (ntpd's
+    /// formula, which uses the reply's offset, would be off by half of it).
     #[test]
     fn a_volley_measures_the_one_way_delay() {
         let mut c = Calibration::new(CalibrationConfig::default(), secs(100.0), u32::MAX / 2);
@@ -574,7 +603,7 @@ mod tests {
         match c.phase() {
             Phase::Calibrated { one_way, exchanges } => {
                 assert!(
-                    (one_way.as_seconds_f64() - 0.0003).abs() < 1e-6,
+                    (one_way.as_seconds_f64() - 0.0003).abs() < 1e-8,
                     "{one_way}"
                 );
                 assert_eq!(*exchanges, 6);
@@ -682,7 +711,8 @@ mod tests {
                     c.request_sent(secs(t));
                     c.reply(Exchange {
                         offset: ms(-95.0),
-                        delay: ms(0.4),
+                        delay: ms(0.6),
+                        forward: ms(-95.0 + 0.3),
                         at: secs(t),
                         adjustment: ms(100.0),
                     });

@@ -102,7 +102,47 @@ struct Peer {
     outstanding: Vec<Outstanding>,
     /// Offset of the last accepted sample (for status).
     last_offset: Option<NtpDuration>,
+    /// Interleaved servers: the last accepted broadcast, waiting for the
+    /// next one to bring its kernel transmit time.
+    pending: Option<Pending>,
+    /// Interleaved servers: accepted broadcasts in a row whose origin did
+    /// not pair with the broadcast before.
+    unpaired: u32,
 }
+
+impl Peer {
+    fn new(spec: ServerSpec, calibration: CalibrationConfig, precision: NtpDuration) -> Self {
+        Peer {
+            assoc: Association::new(spec, calibration),
+            filter: ClockFilter::new(precision),
+            outstanding: Vec::new(),
+            last_offset: None,
+            pending: None,
+            unpaired: 0,
+        }
+    }
+}
+
+/// An accepted broadcast of an interleaved server, as it arrived.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Its transmit field (the server's clock read before sending).
+    transmit: NtpTimestamp,
+    /// T4 on our clock.
+    rx: NtpTimestamp,
+    /// Arrival, monotonic.
+    mono: Duration,
+    /// Our cumulative clock adjustment at arrival.
+    adjustment: NtpDuration,
+}
+
+/// The longest a server may take to send a broadcast after reading its
+/// transmit timestamp, in ms: an interleaved origin further than this after
+/// the previous packet's transmit field is not that packet's send time.
+const MAX_SEND_LAG_MS: i64 = 100;
+
+/// Unpaired interleaved broadcasts in a row before the client says so.
+const UNPAIRED_WARNING: u32 = 3;
 
 /// Our own corrections to the clock as they take effect, so a measurement
 /// can be taken free of them (calibration pairs replies and broadcasts
@@ -209,12 +249,7 @@ impl ClientCore {
         let peers = config
             .servers
             .iter()
-            .map(|s| Peer {
-                assoc: Association::new(s.clone(), config.calibration),
-                filter: ClockFilter::new(precision),
-                outstanding: Vec::new(),
-                last_offset: None,
-            })
+            .map(|s| Peer::new(s.clone(), config.calibration, precision))
             .collect();
         let discipline = Discipline::new(config.discipline);
         let adjustments = Adjustments::new(config.discipline.max_slew_ppm.as_rate());
@@ -350,11 +385,52 @@ impl ClientCore {
                 peer.assoc.spec().name
             )));
         }
+        // What this broadcast measures: T3 - T4 of itself, or for an
+        // interleaved server, of the broadcast before it, with T3 the
+        // kernel transmit time this one's origin carries.
+        let measured = if peer.assoc.spec().interleave {
+            let this = Pending {
+                transmit: acc.header.transmit,
+                rx: inc.rx,
+                mono: inc.mono,
+                adjustment,
+            };
+            let origin = acc.header.origin;
+            let pair = peer.pending.replace(this).filter(|prev| {
+                let lag = origin - prev.transmit;
+                !origin.is_zero()
+                    && !lag.is_negative()
+                    && lag <= NtpDuration::from_millis(MAX_SEND_LAG_MS)
+            });
+            match pair {
+                Some(prev) => {
+                    peer.unpaired = 0;
+                    Some((origin - prev.rx, prev.mono, prev.adjustment))
+                }
+                None => {
+                    peer.unpaired += 1;
+                    if peer.unpaired == UNPAIRED_WARNING {
+                        actions.push(Action::Event(format!(
+                            "{}: {UNPAIRED_WARNING} broadcasts in a row whose origin is not the \
+                             previous broadcast's send time; is `interleave = true` set for it \
+                             on the server too?",
+                            peer.assoc.spec().name
+                        )));
+                    }
+                    None
+                }
+            }
+        } else {
+            Some((acc.apparent_offset, inc.mono, adjustment))
+        };
+        let Some((apparent_offset, at, adjustment_then)) = measured else {
+            return actions;
+        };
         if let Some(c) = peer.assoc.calibration_mut() {
             c.observe_broadcast(BroadcastObservation {
-                apparent_offset: acc.apparent_offset,
-                at: inc.mono,
-                adjustment,
+                apparent_offset,
+                at,
+                adjustment: adjustment_then,
             });
         }
         if let Some(one_way) = peer
@@ -362,8 +438,9 @@ impl ClientCore {
             .calibration()
             .and_then(calibration::Calibration::one_way_delay)
         {
+            // Measured at `at`; our own corrections since then move it.
             let sample = Sample {
-                offset: acc.apparent_offset + one_way,
+                offset: apparent_offset + one_way - (adjustment - adjustment_then),
                 delay: one_way * 2,
                 dispersion: acc.header.precision.to_duration()
                     + self.config.precision.to_duration(),
@@ -384,18 +461,10 @@ impl ClientCore {
         }
         match packet::authenticate(&self.keys, raw, d, Some(src)) {
             PacketAuth::Mac(MacVerdict::Valid(key)) => {
-                let spec = ServerSpec {
-                    address: src,
-                    key: Some(key),
-                    name: src.to_string(),
-                };
+                let spec = ServerSpec::new(src, Some(key));
                 let precision = self.config.precision.to_duration();
-                self.peers.push(Peer {
-                    assoc: Association::new(spec, self.config.calibration),
-                    filter: ClockFilter::new(precision),
-                    outstanding: Vec::new(),
-                    last_offset: None,
-                });
+                self.peers
+                    .push(Peer::new(spec, self.config.calibration, precision));
                 Some(self.peers.len() - 1)
             }
             _ => {
@@ -472,6 +541,7 @@ impl ClientCore {
         cal.reply(Exchange {
             offset,
             delay,
+            forward: d.header.receive - out.t1,
             at: inc.mono,
             adjustment: self.adjustments.at(inc.mono),
         });

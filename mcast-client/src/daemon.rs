@@ -159,6 +159,7 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
                 address: s.address,
                 key: s.key,
                 name: s.name.clone().unwrap_or_else(|| s.address.to_string()),
+                interleave: s.interleave,
             })
             .collect(),
         discover: config.discover,

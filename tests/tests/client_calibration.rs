@@ -55,11 +55,7 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
                 retries: 0,
                 ..CalibrationConfig::default()
             },
-            ..CoreConfig::with_servers(vec![ServerSpec {
-                address: server.ip(),
-                key: KeyId::new(1),
-                name: "s".into(),
-            }])
+            ..CoreConfig::with_servers(vec![ServerSpec::new(server.ip(), KeyId::new(1))])
         },
         keys.clone(),
     );

@@ -25,9 +25,11 @@ fn core_with(keys: KeyStore, servers: &[(&str, Option<u16>)], discover: bool) ->
     let servers = servers
         .iter()
         .map(|(a, k)| ServerSpec {
-            address: a.parse::<SocketAddr>().expect("addr").ip(),
-            key: k.and_then(|k| KeyId::new(u32::from(k))),
             name: (*a).to_string(),
+            ..ServerSpec::new(
+                a.parse::<SocketAddr>().expect("addr").ip(),
+                k.and_then(|k| KeyId::new(u32::from(k))),
+            )
         })
         .collect();
     ClientCore::new(

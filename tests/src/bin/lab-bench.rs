@@ -1,9 +1,11 @@
 //! `lab-bench`: the client benchmarks of BENCHMARKS.md, on a LAN of network
 //! namespaces built for the run (needs root and `scripts/install-deps`).
 //!
-//! - `lab-bench accuracy [--minutes M] [--poll P]`: three of our servers
-//!   (MD5, SHA1 and AES-CMAC keys); our client and the reference ntpd
-//!   4.2.8p15 `multicastclient` listen to the same broadcasts. All hosts
+//! - `lab-bench accuracy [--minutes M] [--poll P] [--basic]`: three of our
+//!   servers (MD5, SHA1 and AES-CMAC keys), sending interleaved broadcasts
+//!   unless `--basic`; our client and the reference ntpd 4.2.8p15
+//!   `multicastclient` listen to the same broadcasts (ntpd switches to
+//!   interleave by itself when it sees a nonzero origin). All hosts
 //!   share one clock, so every offset a client reports is its error. After
 //!   both track all servers, both are sampled every 2 s for M minutes:
 //!   median, p99 and max |offset| of each per-server offset, and of our
@@ -48,6 +50,10 @@ enum Bench {
         /// Servers' poll exponent (ntpd clients need 3 or more).
         #[arg(long, default_value_t = 3)]
         poll: i8,
+        /// Basic broadcasts instead of interleaved ones (`interleave =
+        /// false` on the servers and our client; ntpd follows the servers).
+        #[arg(long)]
+        basic: bool,
     },
     /// Time to first selection, RSS and CPU of our client with N servers.
     Footprint {
@@ -73,7 +79,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match args.command {
-        Bench::Accuracy { minutes, poll } => accuracy(minutes, poll),
+        Bench::Accuracy {
+            minutes,
+            poll,
+            basic,
+        } => accuracy(minutes, poll, !basic),
         Bench::Footprint {
             servers,
             minutes,
@@ -95,7 +105,18 @@ fn lan_with(hosts: usize) -> Result<(tempfile::TempDir, Lan), String> {
     Ok((work, lan))
 }
 
-fn start_servers(lan: &Lan, work: &Path, n: usize, poll: i8) -> Vec<(Daemon, IpAddr, u32)> {
+fn start_servers(
+    lan: &Lan,
+    work: &Path,
+    n: usize,
+    poll: i8,
+    interleave: bool,
+) -> Vec<(Daemon, IpAddr, u32)> {
+    let extra = if interleave {
+        "interleave = true\n"
+    } else {
+        ""
+    };
     KEYS.iter()
         .take(n)
         .enumerate()
@@ -103,7 +124,7 @@ fn start_servers(lan: &Lan, work: &Path, n: usize, poll: i8) -> Vec<(Daemon, IpA
             let host = lan.host(i + 1);
             let body = format!(
                 "{}{}",
-                destination(&GROUP.to_string(), key, poll, ""),
+                destination(&GROUP.to_string(), key, poll, extra),
                 local_source(2)
             );
             let d = Daemon::start(
@@ -119,13 +140,20 @@ fn start_servers(lan: &Lan, work: &Path, n: usize, poll: i8) -> Vec<(Daemon, IpA
         .collect()
 }
 
-fn start_client(host: &Host, work: &Path, servers: &[(Daemon, IpAddr, u32)]) -> Daemon {
+fn start_client(
+    host: &Host,
+    work: &Path,
+    servers: &[(Daemon, IpAddr, u32)],
+    interleave: bool,
+) -> Daemon {
     let mut body = format!(
         "[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n[clock]\nmode = \"monitor\"\n\
          [selection]\nmin-agreeing = 1\n"
     );
     for (_, addr, key) in servers {
-        body.push_str(&format!("[[server]]\naddress = \"{addr}\"\nkey = {key}\n"));
+        body.push_str(&format!(
+            "[[server]]\naddress = \"{addr}\"\nkey = {key}\ninterleave = {interleave}\n"
+        ));
     }
     Daemon::start(Program::Client, host, work, "client", 123, &body)
 }
@@ -150,10 +178,10 @@ fn summary(ms: &[f64]) -> (f64, f64, f64, usize) {
     (at(0.5), at(0.99), at(1.0), v.len())
 }
 
-fn accuracy(minutes: u64, poll: i8) -> Result<(), String> {
+fn accuracy(minutes: u64, poll: i8, interleave: bool) -> Result<(), String> {
     let (work, lan) = lan_with(5)?;
-    let servers = start_servers(&lan, work.path(), 3, poll);
-    let ours = start_client(&lan.host(4), work.path(), &servers);
+    let servers = start_servers(&lan, work.path(), 3, poll, interleave);
+    let ours = start_client(&lan.host(4), work.path(), &servers, interleave);
     let trusted: Vec<u16> = servers.iter().map(|s| s.2 as u16).collect();
     let ntpd = RefNtpd::multicast_client(
         &lan.host(5),
@@ -212,8 +240,13 @@ fn accuracy(minutes: u64, poll: i8) -> Result<(), String> {
         println!("| {name} | {n} | {median:.1} | {p99:.1} | {max:.1} |");
     }
     println!(
-        "\n{minutes} min, 3 servers (keys 1 MD5, 2 SHA1, 3 AES-CMAC), poll {poll}, \
-         one bridge LAN"
+        "\n{minutes} min, 3 servers (keys 1 MD5, 2 SHA1, 3 AES-CMAC), poll {poll}, {}, \
+         one bridge LAN",
+        if interleave {
+            "interleaved broadcasts"
+        } else {
+            "basic broadcasts"
+        }
     );
     Ok(())
 }
@@ -250,9 +283,9 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 
 fn footprint(n: usize, minutes: u64, poll: i8) -> Result<(), String> {
     let (work, lan) = lan_with(n + 1)?;
-    let servers = start_servers(&lan, work.path(), n, poll);
+    let servers = start_servers(&lan, work.path(), n, poll, false);
     let started = Instant::now();
-    let client = start_client(&lan.host(n + 1), work.path(), &servers);
+    let client = start_client(&lan.host(n + 1), work.path(), &servers, false);
     let first = wait_for(
         "a first selected server",
         Duration::from_secs(120),

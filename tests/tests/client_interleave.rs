@@ -1,0 +1,253 @@
+//! Interleaved broadcasts through the client core. A server reads each
+//! packet's transmit timestamp before it signs and sends it; the time that
+//! takes (its send latency) is invisible to a basic-mode client and turns
+//! into an offset error of half of it. With `interleave = true` on both
+//! sides, every broadcast also carries the kernel transmit time of the one
+//! before, and the client measures with that instead.
+#![cfg(test)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mcast_client::association::ServerSpec;
+use mcast_client::calibration::CalibrationConfig;
+use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_keys::{KeyId, KeyStore, packet};
+use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
+use mcast_tests::vectors;
+
+const SERVER: &str = "198.18.0.1:123";
+/// The server's clock is this far ahead of ours (s).
+const THETA: f64 = 0.005;
+/// One-way path delay (s).
+const PATH: f64 = 200e-6;
+/// From reading a transmit timestamp to the packet leaving the server (s).
+const SEND_LATENCY: f64 = 40e-6;
+/// Broadcast interval: poll 3.
+const INTERVAL: f64 = 8.0;
+
+fn at(t: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(1_800_000_000, 0) + NtpDuration::from_seconds_f64(t)
+}
+
+fn mono(t: f64) -> Duration {
+    Duration::from_secs_f64(t)
+}
+
+fn signed(keys: &KeyStore, h: Header) -> Vec<u8> {
+    let mut out = Vec::new();
+    let key = keys.get(KeyId::new(1).expect("id")).expect("key 1");
+    packet::sign(key, &Datagram::new(h), &mut out);
+    out
+}
+
+fn header(mode: Mode) -> Header {
+    let mut h = Header::new(mode);
+    h.stratum = 2;
+    h.poll = Log2Seconds(3);
+    h.precision = Log2Seconds(-20);
+    h.reference_id = RefId::from_code("GPS");
+    h.reference = at(0.0);
+    h
+}
+
+struct Run {
+    core: ClientCore,
+    events: Vec<String>,
+    server: SocketAddr,
+}
+
+/// Ten minutes of a server `THETA` ahead with `SEND_LATENCY`, which sends
+/// interleaved broadcasts when `server_interleaves`, and our client
+/// configured with `client_interleave`. Broadcasts listed in `lost` never
+/// arrive. Times are true times; our clock is true.
+fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
+    let keys = KeyStore::load(&vectors::keys_file()).expect("lab keys");
+    let server: SocketAddr = SERVER.parse().expect("addr");
+    let spec = ServerSpec {
+        interleave: client_interleave,
+        ..ServerSpec::new(server.ip(), KeyId::new(1))
+    };
+    let mut core = ClientCore::new(
+        CoreConfig {
+            calibration: CalibrationConfig {
+                start_delay_max: Duration::ZERO,
+                requests: 3,
+                retries: 1,
+                ..CalibrationConfig::default()
+            },
+            ..CoreConfig::with_servers(vec![spec])
+        },
+        keys.clone(),
+    );
+    let mut events = Vec::new();
+    let mut record = |actions: Vec<Action>, core: &mut ClientCore, now: f64| {
+        for a in actions {
+            match a {
+                Action::Event(e) => events.push(e),
+                Action::Send { to, bytes } => {
+                    // The request leaves at `now` (the kernel says so), the
+                    // server reads T3 10 us after T2 and sends it
+                    // SEND_LATENCY later.
+                    core.request_transmitted(to, &bytes, at(now));
+                    let request = Datagram::parse(&bytes).expect("our request parses");
+                    let mut r = header(Mode::Server);
+                    r.origin = request.header.transmit;
+                    r.receive = at(now + PATH + THETA);
+                    r.transmit = at(now + PATH + THETA + 10e-6);
+                    let reply = signed(&keys, r);
+                    let arrives = now + PATH + 10e-6 + SEND_LATENCY + PATH;
+                    let more = core.on_reply(Incoming {
+                        bytes: &reply,
+                        source: to,
+                        rx: at(arrives),
+                        mono: mono(arrives),
+                    });
+                    events.extend(more.into_iter().filter_map(|a| match a {
+                        Action::Event(e) => Some(e),
+                        _ => None,
+                    }));
+                }
+                Action::Clock(_) => {}
+            }
+        }
+    };
+    let mut previous_send: Option<f64> = None;
+    let mut k = 0u32;
+    let mut t = 0.0;
+    while t < 600.0 {
+        let next_broadcast = f64::from(k) * INTERVAL + 1.0;
+        if next_broadcast <= t {
+            let mut b = header(Mode::Broadcast);
+            b.transmit = at(next_broadcast + THETA);
+            if server_interleaves && let Some(sent) = previous_send {
+                b.origin = at(sent + THETA);
+            }
+            let sent = next_broadcast + SEND_LATENCY;
+            previous_send = Some(sent);
+            if !lost.contains(&k) {
+                let bytes = signed(&keys, b);
+                let arrives = sent + PATH;
+                let actions = core.on_broadcast(
+                    Incoming {
+                        bytes: &bytes,
+                        source: server,
+                        rx: at(arrives),
+                        mono: mono(arrives),
+                    },
+                    0,
+                );
+                record(actions, &mut core, arrives);
+            }
+            k += 1;
+        }
+        let actions = core.on_tick(mono(t), at(t));
+        record(actions, &mut core, t);
+        t += 0.25;
+    }
+    Run {
+        core,
+        events,
+        server,
+    }
+}
+
+fn error_us(r: &Run) -> f64 {
+    let offset = r.core.last_offset(r.server.ip()).expect("a sample");
+    (offset.as_seconds_f64() - THETA) * 1e6
+}
+
+#[test]
+fn interleaved_broadcasts_remove_the_servers_send_latency() {
+    let basic = run(false, false, &[]);
+    let interleaved = run(true, true, &[]);
+    let basic_error = error_us(&basic);
+    let interleaved_error = error_us(&interleaved);
+    // Basic mode: the broadcasts' T3 is early by the send latency, and the
+    // calibration (which pairs them with the requests' way out) absorbs
+    // half of it: the error is half the latency.
+    assert!(
+        (basic_error + SEND_LATENCY * 1e6 / 2.0).abs() < 1.0,
+        "basic mode is off by half the send latency (-20 us): {basic_error:.3} us"
+    );
+    assert!(
+        interleaved_error.abs() < 0.1,
+        "interleaved mode measures the true offset: {interleaved_error:.3} us"
+    );
+    let filter = interleaved
+        .core
+        .filter(interleaved.server.ip())
+        .expect("filter");
+    assert!(
+        ((filter.offset().as_seconds_f64() - THETA) * 1e6).abs() < 0.1,
+        "the filter's offset too: {}",
+        filter.offset()
+    );
+    let summary = interleaved
+        .core
+        .associations()
+        .next()
+        .expect("association")
+        .calibration_summary();
+    assert!(
+        summary.contains("one-way delay 0.200 ms"),
+        "the calibrated one-way delay is the path: {summary}"
+    );
+    assert!(
+        !interleaved.events.iter().any(|e| e.contains("interleave")),
+        "no interleave warning when both sides agree: {:?}",
+        interleaved.events
+    );
+}
+
+#[test]
+fn lost_broadcasts_cost_samples_and_nothing_else() {
+    let whole = run(true, true, &[]);
+    let lossy = run(true, true, &[20, 21, 40]);
+    let accepted = |r: &Run| {
+        r.core
+            .associations()
+            .next()
+            .expect("association")
+            .accepted()
+    };
+    assert_eq!(
+        accepted(&whole) - accepted(&lossy),
+        3,
+        "three broadcasts lost"
+    );
+    let error = error_us(&lossy);
+    assert!(
+        error.abs() < 0.1,
+        "after losses the offset is still the true one: {error:.3} us"
+    );
+    assert!(
+        !lossy.events.iter().any(|e| e.contains("interleave")),
+        "isolated losses are no reason to warn: {:?}",
+        lossy.events
+    );
+}
+
+#[test]
+fn a_client_expecting_interleave_from_a_basic_server_says_so() {
+    let r = run(true, false, &[]);
+    let warnings: Vec<&String> = r
+        .events
+        .iter()
+        .filter(|e| e.contains("`interleave = true`"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning that the server does not interleave: {:?}",
+        r.events
+    );
+    // No broadcast sample was taken: without the send time of the previous
+    // packet there is nothing to measure with, and the mode is never guessed.
+    let a = r.core.associations().next().expect("association");
+    assert!(
+        a.calibration_summary().contains("no broadcast"),
+        "calibration cannot pair replies with broadcasts: {}",
+        a.calibration_summary()
+    );
+}
