@@ -304,6 +304,9 @@ fn footprint(n: usize, minutes: u64, poll: i8) -> Result<(), String> {
         || client.log(),
     );
     let all = started.elapsed();
+    if std::env::var_os("LAB_BENCH_LOG").is_some() {
+        eprintln!("client log:\n{}", client.log());
+    }
     let pid = client.child().pid();
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
