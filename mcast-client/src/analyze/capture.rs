@@ -193,8 +193,19 @@ fn drive(
     // pcapng: the current section's interfaces, in order of appearance.
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut buffer_len = INITIAL_BUFFER;
+    // pcapng: the byte order of the current section.
+    let mut big_endian = false;
     loop {
         let consumed_before = reader.consumed();
+        if format == Format::Pcapng
+            && let Some(len) = short_block(reader.data(), &mut big_endian)
+        {
+            summary.stopped_early = Some(format!(
+                "unreadable record at byte {consumed_before}: a pcapng block of {len} bytes \
+                 (every block has at least 12)"
+            ));
+            break;
+        }
         let step = match reader.next() {
             Ok((offset, block)) => {
                 let frame_time_link = match &block {
@@ -303,6 +314,29 @@ fn drive(
     summary
 }
 
+/// The length of the pcapng block at the start of `data` when it is under
+/// the 12 bytes every block has, which pcap-parser 0.17 does not check for
+/// some block types (it subtracts 12 from it); `None` when the length is
+/// fine or not yet readable. A section header block sets `big_endian` from
+/// its byte-order magic, which the lengths of its section follow.
+fn short_block(data: &[u8], big_endian: &mut bool) -> Option<u32> {
+    const SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    if data.get(..4) == Some(&SECTION_HEADER) {
+        match data.get(8..12) {
+            Some([0x1a, 0x2b, 0x3c, 0x4d]) => *big_endian = true,
+            Some([0x4d, 0x3c, 0x2b, 0x1a]) => *big_endian = false,
+            _ => {}
+        }
+    }
+    let raw: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    let len = if *big_endian {
+        u32::from_be_bytes(raw)
+    } else {
+        u32::from_le_bytes(raw)
+    };
+    (len < 12).then_some(len)
+}
+
 enum Step {
     Consume(usize),
     Refill,
@@ -368,6 +402,26 @@ mod tests {
             out.extend(*data);
         }
         out
+    }
+
+    /// Found by the `capture_analysis` fuzz target: a big-endian pcapng
+    /// file whose second block (a process information block) says it is 9
+    /// bytes long made pcap-parser subtract 12 from 9.
+    #[test]
+    fn a_pcapng_block_shorter_than_12_bytes_stops_the_file_cleanly() {
+        let mut file = vec![0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 28, 0x1a, 0x2b, 0x3c, 0x4d];
+        file.extend([0, 1, 0, 0]); // version 1.0
+        file.extend([0xff; 8]); // section length unknown
+        file.extend([0, 0, 0, 28]);
+        file.extend([0x80, 0, 0, 1, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let (s, f) = collect(&file).expect("a pcapng file");
+        assert_eq!(s.format, Format::Pcapng);
+        assert!(f.is_empty());
+        let why = s.stopped_early.expect("stopped at the bad block");
+        assert!(
+            why.contains("byte 28") && why.contains("block of 9 bytes"),
+            "{why}"
+        );
     }
 
     #[test]
