@@ -12,12 +12,18 @@
 // fuzzer records a panic as a crash, the replay test as a failure.
 #![allow(clippy::panic)]
 
+mod client_packet;
+mod server_request;
+
+pub use client_packet::client_packet;
+pub use server_request::server_request;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::LazyLock;
 
 use mcast_config::{ClientConfig, ConfigError, ConfigErrorKind, ServerConfig};
-use mcast_keys::{KeyId, KeyStore, KeysFileError, MacVerdict};
+use mcast_keys::{KeyId, KeyStore, KeysFileError, MacVerdict, packet};
 use mcast_proto::{Datagram, HEADER_LEN, Header, ParseError, SampleLimits, Unusable};
 
 /// Most bytes of an input quoted in a panic message (the whole input is in
@@ -245,6 +251,65 @@ static LAB_KEYS: LazyLock<KeyStore> = LazyLock::new(|| {
     KeyStore::parse(text, Path::new("tests/data/vectors/ntp.keys"))
         .unwrap_or_else(|e| panic!("mac_check: the lab keys file does not parse: {e}"))
 });
+
+/// The lab keys plus key 13, whose address list allows only 198.18.0.10
+/// and 198.18.0.2 (the lab file has no address lists): what the protocol
+/// targets ([`client_packet`], [`server_request`]) verify and sign with, so
+/// that a MAC that verifies from a source the key does not allow is reached.
+static NET_KEYS: LazyLock<KeyStore> = LazyLock::new(|| {
+    let mut text = include_str!("../data/vectors/ntp.keys").to_owned();
+    text.push_str("\n13 MD5 FuzzRestricted13 198.18.0.10,198.18.0.2\n");
+    KeyStore::parse(&text, Path::new("tests/data/vectors/ntp.keys + key 13"))
+        .unwrap_or_else(|e| panic!("the lab keys with key 13 do not parse: {e}"))
+});
+
+/// Takes a time step from `rest` on a rough log scale, so one byte covers
+/// both the milliseconds of a round trip and the minutes between
+/// broadcasts: 0..=99 is that many ms, 100..=199 is (b - 99) x 100 ms
+/// (0.1 s to 10 s), 200..=255 is (b - 199) x 2 s (2 s to 112 s).
+fn take_advance(rest: &mut &[u8]) -> std::time::Duration {
+    use std::time::Duration;
+    match take_byte(rest) {
+        b @ 0..=99 => Duration::from_millis(u64::from(b)),
+        b @ 100..=199 => Duration::from_millis(u64::from(b - 99) * 100),
+        b => Duration::from_secs(u64::from(b - 199) * 2),
+    }
+}
+
+/// Takes a length byte L and then L bytes (fewer if the input ends first).
+fn take_datagram<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let len = usize::from(take_byte(rest)).min(rest.len());
+    let (datagram, tail) = rest.split_at(len);
+    *rest = tail;
+    datagram
+}
+
+/// Signs `d` with key `id`, or, for a key the store lacks, appends the id
+/// and 16 zero bytes as the digest.
+fn sign_with(keys: &KeyStore, id: u32, d: &Datagram, out: &mut Vec<u8>) {
+    match KeyId::new(id).and_then(|k| keys.get(k)) {
+        Some(key) => packet::sign(key, d, out),
+        None => {
+            out.clear();
+            d.write_signed_part(out);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&[0; 16]);
+        }
+    }
+}
+
+/// Flips bit `bit` (modulo the digest's bits) of the digest of `signed`, a
+/// datagram whose signed part is `signed_len` bytes; nothing without one.
+fn flip_digest_bit(signed: &mut [u8], signed_len: usize, bit: usize) {
+    let digest_at = signed_len + 4;
+    let bits = signed.len().saturating_sub(digest_at) * 8;
+    if bits > 0 {
+        let bit = bit % bits;
+        if let Some(b) = signed.get_mut(digest_at + bit / 8) {
+            *b ^= 1 << (bit % 8);
+        }
+    }
+}
 
 /// Takes the first byte of `rest`, or 0 when it is empty.
 fn take_byte(rest: &mut &[u8]) -> u8 {

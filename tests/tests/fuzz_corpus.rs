@@ -18,7 +18,7 @@ use mcast_tests::fuzz_checks;
 /// Every fuzz target; its corpus is `fuzz/corpus/<name>/`, its cargo-fuzz
 /// target `fuzz/fuzz_targets/<name>.rs` and its property the function of
 /// the same name in `fuzz_checks`, replayed by the `<name>_corpus` test below.
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 9] = [
     "datagram_round_trip",
     "keys_file",
     "mac_check",
@@ -26,6 +26,8 @@ const TARGETS: [&str; 7] = [
     "client_config",
     "capture_analysis",
     "ntp_conf_import",
+    "client_packet",
+    "server_request",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -130,4 +132,14 @@ fn capture_analysis_corpus() {
 #[test]
 fn ntp_conf_import_corpus() {
     replay("ntp_conf_import", fuzz_checks::ntp_conf_import);
+}
+
+#[test]
+fn client_packet_corpus() {
+    replay("client_packet", fuzz_checks::client_packet);
+}
+
+#[test]
+fn server_request_corpus() {
+    replay("server_request", fuzz_checks::server_request);
 }
