@@ -493,20 +493,29 @@ impl ClientCore {
             return Vec::new();
         };
         let origin = d.header.origin;
-        let Some(pos) = peer.outstanding.iter().position(|o| o.cookie == origin) else {
+        // The request stays outstanding until a reply to it is used: a
+        // forged reply that fails authentication cannot use it up and make
+        // the genuine one arrive as `bogus-origin`.
+        let Some(out) = peer
+            .outstanding
+            .iter()
+            .find(|o| o.cookie == origin)
+            .cloned()
+        else {
             self.count("bogus-origin");
             return Vec::new();
         };
-        let out = peer.outstanding.swap_remove(pos);
         let name = peer.assoc.spec().name.clone();
         let want = peer.assoc.spec().key;
         let Some(cal) = peer.assoc.calibration_mut() else {
+            peer.outstanding.retain(|o| o.cookie != origin);
             return Vec::new();
         };
         // A KoD counts only when it echoes our transmit in all three fields.
         if let Some(code) = d.header.kiss_code() {
             let h = &d.header;
             if h.receive == out.cookie && h.transmit == out.cookie {
+                peer.outstanding.retain(|o| o.cookie != origin);
                 cal.kiss_of_death(code, inc.mono);
                 return vec![Action::Event(format!(
                     "{name}: kiss-o'-death {code} in reply to calibration"
@@ -532,6 +541,7 @@ impl ClientCore {
             cal.unusable_reply(why);
             return Vec::new();
         }
+        peer.outstanding.retain(|o| o.cookie != origin);
         if let Some(r) = d.header.unusable_reason(&self.config.limits) {
             cal.unusable_reply(format!("the server's reply is not usable time: {r}"));
             return Vec::new();

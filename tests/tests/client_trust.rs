@@ -306,3 +306,60 @@ fn unknown_sources_are_ignored_unless_discovery_binds_them() {
     deliver(&mut d, "198.18.0.8:123", &bcast(&keys, None, 0.0, 6), 0.0);
     assert_eq!(d.associations().count(), 1);
 }
+
+/// A forged reply that echoes our request (an on-path attacker sees its
+/// transmit timestamp) but fails authentication must not use the request
+/// up: the genuine reply that follows is still taken.
+#[test]
+fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
+    let keys = lab_keys();
+    let mut core = core();
+    deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let now = NtpTimestamp::from_unix(1_800_000_006, 0);
+    let request = core
+        .on_tick(Duration::from_secs(6), now)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .expect("a calibration request within the 5 s start window");
+    let cookie = Datagram::parse(&request).expect("request").header.transmit;
+    let reply = |key: Option<u16>| {
+        let mut h = Header::new(Mode::Server);
+        h.stratum = 2;
+        h.precision = Log2Seconds(-20);
+        h.reference_id = RefId::from_code("GPS");
+        h.reference = NtpTimestamp::from_unix(1_800_000_000, 0);
+        h.origin = cookie;
+        h.receive = cookie + mcast_proto::NtpDuration::from_micros(100);
+        h.transmit = h.receive + mcast_proto::NtpDuration::from_micros(10);
+        let d = Datagram::new(h);
+        let mut out = Vec::new();
+        match key.and_then(|k| keys.get(KeyId::new(u32::from(k))?)) {
+            Some(k) => packet::sign(k, &d, &mut out),
+            None => out = d.to_bytes(),
+        }
+        out
+    };
+    let deliver_reply = |core: &mut ClientCore, bytes: &[u8]| {
+        core.on_reply(Incoming {
+            bytes,
+            source: S1.parse().expect("addr"),
+            rx: cookie + mcast_proto::NtpDuration::from_micros(220),
+            mono: Duration::from_secs_f64(6.001),
+        })
+    };
+    let server = S1.parse::<SocketAddr>().expect("addr").ip();
+    for forged in [reply(None), reply(Some(3))] {
+        deliver_reply(&mut core, &forged);
+        assert_eq!(core.last_offset(server), None, "a forged reply is not used");
+    }
+    deliver_reply(&mut core, &reply(Some(1)));
+    assert!(
+        core.last_offset(server).is_some(),
+        "the genuine reply is used; rejects: {:?}",
+        core.global_rejects()
+    );
+    assert_eq!(core.global_rejects().get("bogus-origin"), None);
+}

@@ -118,10 +118,11 @@ fn source(i: u8) -> &'static Source {
 
 /// The fixed configuration, with what the flags byte varies.
 fn config(flags: u8) -> CoreConfig {
+    // Bit 4: servers 1 and 3 send interleaved broadcasts.
     let spec = |n: u8, key: Option<u32>| ServerSpec {
-        address: v4(n),
-        key: key.and_then(KeyId::new),
         name: format!("server-{n}"),
+        interleave: flags & 16 != 0 && n % 2 == 1,
+        ..ServerSpec::new(v4(n), key.and_then(KeyId::new))
     };
     let mut c = CoreConfig::with_servers(vec![
         spec(1, Some(1)),
@@ -334,7 +335,8 @@ struct Run<'a> {
 ///
 /// Input layout: a flags byte (bit 0: discovery on; bits 1-2: clock mode
 /// monitor / slew / step / step with slew-only; bit 3: short calibration,
-/// 2 requests, 1 retry, start within 1 s), then events until the input
+/// 2 requests, 1 retry, start within 1 s; bit 4: servers 1 and 3 are
+/// configured as interleaved), then events until the input
 /// ends (at most 256). Each event is an op byte (bits 0-1: broadcast /
 /// reply / tick / kernel transmit time of the last request; bits 2-4: the
 /// source, see `SOURCES`: 198.18.0.1-.6, ::ffff:198.18.0.1, ::1; bit 5:
