@@ -262,30 +262,22 @@ impl Answerer {
             return Outcome::Dropped(DropReason::RateLimited);
         }
         let auth = packet::authenticate(keys, req.bytes, d, Some(req.source.ip()));
-        // Which key the answer is signed with, or why there is no answer.
-        let signing: Result<Option<KeyId>, Outcome> = match auth {
+        // Which key the answer is signed with, or why there is no answer
+        // (and whether that is an `auth_failed` rather than `restricted`).
+        // Counted once, below: a request over the limit counts as that.
+        let signing: Result<Option<KeyId>, (bool, Outcome)> = match auth {
             PacketAuth::Mac(MacVerdict::Valid(k)) => Ok(Some(k)),
             PacketAuth::NoMac if !self.config.require_auth => Ok(None),
-            PacketAuth::NoMac => {
-                self.counters.restricted += 1;
-                Err(Outcome::Dropped(DropReason::Unauthenticated))
-            }
-            PacketAuth::CryptoNak => {
-                self.counters.restricted += 1;
-                Err(Outcome::Dropped(DropReason::CryptoNak))
-            }
+            PacketAuth::NoMac => Err((false, Outcome::Dropped(DropReason::Unauthenticated))),
+            PacketAuth::CryptoNak => Err((false, Outcome::Dropped(DropReason::CryptoNak))),
             PacketAuth::Mac(MacVerdict::SourceNotAllowed { .. }) => {
-                self.counters.restricted += 1;
-                Err(Outcome::Reply(ReplyKind::CryptoNak))
+                Err((false, Outcome::Reply(ReplyKind::CryptoNak)))
             }
             PacketAuth::Mac(
                 MacVerdict::UnknownKey(_)
                 | MacVerdict::InvalidMac(_)
                 | MacVerdict::BadLength { .. },
-            ) => {
-                self.counters.auth_failed += 1;
-                Err(Outcome::Reply(ReplyKind::CryptoNak))
-            }
+            ) => Err((true, Outcome::Reply(ReplyKind::CryptoNak))),
         };
         if rate == RateVerdict::LimitedKod {
             self.counters.rate_limited += 1;
@@ -298,12 +290,19 @@ impl Answerer {
         }
         let key = match signing {
             Ok(k) => k,
-            Err(Outcome::Reply(ReplyKind::CryptoNak)) => {
+            Err((auth_failed, outcome)) => {
+                if auth_failed {
+                    self.counters.auth_failed += 1;
+                } else {
+                    self.counters.restricted += 1;
+                }
+                if outcome != Outcome::Reply(ReplyKind::CryptoNak) {
+                    return outcome;
+                }
                 let reply = self.time_reply(&d.header, req, sync, None);
                 packet::crypto_nak(&Datagram::new(reply), out);
                 return self.check_size(req, ReplyKind::CryptoNak, out);
             }
-            Err(other) => return other,
         };
         let mut reply = self.time_reply(&d.header, req, sync, None);
         reply.transmit = clock();

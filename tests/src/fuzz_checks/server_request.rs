@@ -156,9 +156,8 @@ fn sync_status(unsynchronized: bool) -> SyncStatus {
 ///   every parsed request is counted under exactly one verdict (`declined`,
 ///   `restricted`, `auth_failed`, `rate_limited`, or `replies_sent` for a
 ///   time reply) and its `kod_sent` / `crypto_naks_sent` when one is sent,
-///   with one exception the code has: a request over the limit at a KoD
-///   point whose authentication fails is counted under `rate_limited` and
-///   also under `auth_failed` (bad MAC) or `restricted` (other failures);
+///   (a request over the limit at a KoD point whose authentication fails
+///   gets nothing and counts as `rate_limited` only);
 /// * the MRU table: a parsed request adds one to its source's count, the
 ///   table never holds more than its capacity, and a datagram that does
 ///   not parse is not recorded.
@@ -455,11 +454,6 @@ impl Run<'_> {
             }
             Outcome::Dropped(DropReason::RateLimited) => {
                 want.rate_limited = 1;
-                if kod_point {
-                    // Over the limit where a KoD is due, but not answerable:
-                    // the authentication verdict is counted too.
-                    refused(&mut want);
-                }
                 limited && !(kod_point && answerable)
             }
             Outcome::Dropped(DropReason::WouldAmplify) => false,
