@@ -473,37 +473,19 @@ impl Calibration {
     }
 
     /// The one-way delay from the exchanges and broadcasts so far: the way
-    /// out (T2 - T1) of the lowest-delay half of the exchanges, carried
-    /// along the volley's offset trend to each broadcast's arrival, minus
-    /// our own adjustments in between, less the broadcast's T3 - T4, halved;
-    /// the median over the broadcasts within one volley span plus 2 minutes
-    /// of the replies.
+    /// out (T2 - T1) of the lowest-delay half of the exchanges, each carried
+    /// along the volley's offset trend to a broadcast's arrival, minus our
+    /// own adjustments in between, less the broadcast's T3 - T4, halved; the
+    /// median over the broadcasts within one volley span plus 2 minutes of
+    /// the replies.
     fn estimate(&self) -> Option<NtpDuration> {
         let mut best: Vec<&Exchange> = self.exchanges.iter().collect();
         best.sort_by_key(|e| e.delay);
         best.truncate(best.len().div_ceil(2).max(1));
-        let first = *best.first()?;
-        // Offset trend (s/s) from the first to the last exchange of the
-        // volley, when they are far enough apart to say anything.
-        let trend = match (self.exchanges.first(), self.exchanges.last()) {
-            (Some(a), Some(b)) if b.at.saturating_sub(a.at) >= Duration::from_secs(4) => {
-                let dt = (b.at - a.at).as_secs_f64();
-                let d_off =
-                    ((b.offset + b.adjustment) - (a.offset + a.adjustment)).as_seconds_f64();
-                (d_off / dt).clamp(-500e-6, 500e-6)
-            }
-            _ => 0.0,
-        };
-        let reference_at = first.at;
-        // θ + d, free of our adjustments, at the reference time.
-        let forward_at_ref = best
-            .iter()
-            .map(|e| {
-                (e.forward + e.adjustment).as_seconds_f64()
-                    - trend * signed_secs(e.at, reference_at)
-            })
-            .sum::<f64>()
-            / best.len() as f64;
+        let reference_at = best.first()?.at;
+        let trend = self.trend();
+        // θ + d of each of the best exchanges, free of our adjustments.
+        let free = |e: &Exchange| (e.forward + e.adjustment).as_seconds_f64();
         let window = Duration::from_secs(120);
         let mut delays: Vec<NtpDuration> = self
             .broadcasts
@@ -512,7 +494,11 @@ impl Calibration {
             .map(|b| {
                 // θ + d at the broadcast's arrival, back into the clock as
                 // it was at that moment; minus θ - d, halved.
-                let forward = forward_at_ref + trend * signed_secs(b.at, reference_at);
+                let forward = best
+                    .iter()
+                    .map(|e| free(e) + trend * signed_secs(b.at, e.at))
+                    .sum::<f64>()
+                    / best.len() as f64;
                 let forward_then = NtpDuration::from_seconds_f64(forward) - b.adjustment;
                 (forward_then - b.apparent_offset) / 2
             })
@@ -529,6 +515,41 @@ impl Calibration {
         } else {
             median
         })
+    }
+
+    /// How fast θ moves (s/s, our frequency error against the server's),
+    /// from the way out of all the exchanges: the median of the slopes
+    /// between pairs at least a second apart (Theil-Sen), so one reply
+    /// delayed by a busy host cannot tilt it as it would a line through
+    /// the first and last replies. Zero when the exchanges span less than
+    /// 4 s, too little to tell drift from noise.
+    fn trend(&self) -> f64 {
+        let (Some(first), Some(last)) = (
+            self.exchanges.iter().map(|e| e.at).min(),
+            self.exchanges.iter().map(|e| e.at).max(),
+        ) else {
+            return 0.0;
+        };
+        if last - first < Duration::from_secs(4) {
+            return 0.0;
+        }
+        let free = |e: &Exchange| (e.forward + e.adjustment).as_seconds_f64();
+        let mut slopes = Vec::new();
+        for (i, a) in self.exchanges.iter().enumerate() {
+            for b in self.exchanges.iter().skip(i + 1) {
+                let dt = signed_secs(b.at, a.at);
+                if dt.abs() >= 1.0 {
+                    slopes.push((free(b) - free(a)) / dt);
+                }
+            }
+        }
+        slopes.sort_by(f64::total_cmp);
+        let median = match slopes.len() {
+            0 => return 0.0,
+            n if n % 2 == 1 => slopes[n / 2],
+            n => (slopes[n / 2 - 1] + slopes[n / 2]) / 2.0,
+        };
+        median.clamp(-500e-6, 500e-6)
     }
 }
 
@@ -612,6 +633,57 @@ mod tests {
         }
         assert_eq!(c.requests_sent(), 6);
         assert_eq!(c.poll(secs(10_000.0)), Step::Done, "never any more unicast");
+    }
+
+    /// A busy host delays some replies' requests on their way out (here
+    /// the first by 15 us and the last by 100 us), and our clock drifts
+    /// 50 ppm against the server's. The trend must come from the replies
+    /// that agree, so the delay is still right to within a microsecond for
+    /// a broadcast late in the volley, not tilted by the two late replies.
+    #[test]
+    fn replies_delayed_by_a_busy_host_do_not_tilt_the_drift() {
+        let drift = 50e-6; // s/s
+        let one_way = 0.03; // ms
+        let theta = |t: f64| 2.0 + drift * t * 1e3; // ms
+        let mut c = Calibration::new(CalibrationConfig::default(), secs(0.0), 0);
+        let mut t = 0.0;
+        let mut n = 0;
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    c.request_sent(secs(t));
+                    let late = match n {
+                        0 => 0.015,
+                        5 => 0.1,
+                        _ => 0.0,
+                    };
+                    n += 1;
+                    c.reply(Exchange {
+                        offset: ms(theta(t) + late / 2.0),
+                        delay: ms(2.0 * one_way + late),
+                        forward: ms(theta(t) + one_way + late),
+                        at: secs(t),
+                        adjustment: NtpDuration::ZERO,
+                    });
+                    if n == 5 {
+                        c.observe_broadcast(BroadcastObservation {
+                            apparent_offset: ms(theta(t + 0.5) - one_way),
+                            at: secs(t + 0.5),
+                            adjustment: NtpDuration::ZERO,
+                        });
+                    }
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => break,
+            }
+        }
+        match c.phase() {
+            Phase::Calibrated { one_way: got, .. } => {
+                let err_us = (got.as_seconds_f64() - one_way / 1e3) * 1e6;
+                assert!(err_us.abs() < 1.0, "one-way delay off by {err_us:.2} us");
+            }
+            other => panic!("expected calibrated, got {other:?}"),
+        }
     }
 
     #[test]

@@ -225,6 +225,9 @@ fn accuracy(minutes: u64, poll: i8, interleave: bool) -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(2));
     }
     eprintln!("lab-bench: our client at the end:\n{}", ours.status_text());
+    if std::env::var_os("LAB_BENCH_LOG").is_some() {
+        eprintln!("client log:\n{}", ours.log());
+    }
     if let Ok(rows) = ntpd.lpeers() {
         eprintln!("lab-bench: ntpd at the end: {rows:#?}");
     }
