@@ -544,12 +544,11 @@ impl Calibration {
             }
         }
         slopes.sort_by(f64::total_cmp);
-        let median = match slopes.len() {
-            0 => return 0.0,
-            n if n % 2 == 1 => slopes[n / 2],
-            n => (slopes[n / 2 - 1] + slopes[n / 2]) / 2.0,
+        let n = slopes.len();
+        let (Some(low), Some(high)) = (slopes.get((n.max(1) - 1) / 2), slopes.get(n / 2)) else {
+            return 0.0;
         };
-        median.clamp(-500e-6, 500e-6)
+        ((low + high) / 2.0).clamp(-500e-6, 500e-6)
     }
 }
 
