@@ -9,6 +9,7 @@ pub mod lab;
 pub mod labctl;
 pub mod loopback;
 pub mod netns;
+pub mod packets;
 pub mod pcapng;
 pub mod probe;
 pub mod refntpd;

@@ -10,35 +10,15 @@ use std::time::Duration;
 use mcast_client::association::ServerSpec;
 use mcast_client::calibration::CalibrationConfig;
 use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
+use mcast_keys::{KeyId, KeyStore};
+use mcast_proto::{Mode, NtpDuration};
+use mcast_tests::packets::{epoch, server_header, sign};
 use mcast_tests::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
 
 fn us(n: i64) -> NtpDuration {
     NtpDuration::from_micros(n)
-}
-
-fn epoch() -> NtpTimestamp {
-    NtpTimestamp::from_unix(1_800_000_000, 0)
-}
-
-fn signed(keys: &KeyStore, h: Header) -> Vec<u8> {
-    let mut out = Vec::new();
-    let key = keys.get(KeyId::new(1).expect("id")).expect("key 1");
-    packet::sign(key, &Datagram::new(h), &mut out);
-    out
-}
-
-fn header(mode: Mode) -> Header {
-    let mut h = Header::new(mode);
-    h.stratum = 2;
-    h.poll = Log2Seconds(3);
-    h.precision = Log2Seconds(-20);
-    h.reference_id = RefId::from_code("GPS");
-    h.reference = epoch();
-    h
 }
 
 /// One server, one request per volley; a broadcast at 0 s that takes
@@ -59,9 +39,9 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
         },
         keys.clone(),
     );
-    let mut b = header(Mode::Broadcast);
+    let mut b = server_header(Mode::Broadcast);
     b.transmit = epoch();
-    let bytes = signed(&keys, b);
+    let bytes = sign(&keys, Some(1), b);
     core.on_broadcast(
         Incoming {
             bytes: &bytes,
@@ -85,11 +65,11 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
     if report_kernel_tx {
         core.request_transmitted(server, &request, left);
     }
-    let mut r = header(Mode::Server);
+    let mut r = server_header(Mode::Server);
     r.origin = built;
     r.receive = left + us(200);
     r.transmit = r.receive + us(10);
-    let reply = signed(&keys, r);
+    let reply = sign(&keys, Some(1), r);
     core.on_reply(Incoming {
         bytes: &reply,
         source: server,

@@ -12,8 +12,9 @@ use std::time::Duration;
 use mcast_client::association::ServerSpec;
 use mcast_client::calibration::CalibrationConfig;
 use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
+use mcast_keys::{KeyId, KeyStore};
+use mcast_proto::{Datagram, Mode, NtpDuration, NtpTimestamp};
+use mcast_tests::packets::{server_header, sign};
 use mcast_tests::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
@@ -32,23 +33,6 @@ fn at(t: f64) -> NtpTimestamp {
 
 fn mono(t: f64) -> Duration {
     Duration::from_secs_f64(t)
-}
-
-fn signed(keys: &KeyStore, h: Header) -> Vec<u8> {
-    let mut out = Vec::new();
-    let key = keys.get(KeyId::new(1).expect("id")).expect("key 1");
-    packet::sign(key, &Datagram::new(h), &mut out);
-    out
-}
-
-fn header(mode: Mode) -> Header {
-    let mut h = Header::new(mode);
-    h.stratum = 2;
-    h.poll = Log2Seconds(3);
-    h.precision = Log2Seconds(-20);
-    h.reference_id = RefId::from_code("GPS");
-    h.reference = at(0.0);
-    h
 }
 
 struct Run {
@@ -91,11 +75,11 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
                     // SEND_LATENCY later.
                     core.request_transmitted(to, &bytes, at(now));
                     let request = Datagram::parse(&bytes).expect("our request parses");
-                    let mut r = header(Mode::Server);
+                    let mut r = server_header(Mode::Server);
                     r.origin = request.header.transmit;
                     r.receive = at(now + PATH + THETA);
                     r.transmit = at(now + PATH + THETA + 10e-6);
-                    let reply = signed(&keys, r);
+                    let reply = sign(&keys, Some(1), r);
                     let arrives = now + PATH + 10e-6 + SEND_LATENCY + PATH;
                     let more = core.on_reply(Incoming {
                         bytes: &reply,
@@ -118,7 +102,7 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
     while t < 600.0 {
         let next_broadcast = f64::from(k) * INTERVAL + 1.0;
         if next_broadcast <= t {
-            let mut b = header(Mode::Broadcast);
+            let mut b = server_header(Mode::Broadcast);
             b.transmit = at(next_broadcast + THETA);
             if server_interleaves && let Some(sent) = previous_send {
                 b.origin = at(sent + THETA);
@@ -126,7 +110,7 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
             let sent = next_broadcast + SEND_LATENCY;
             previous_send = Some(sent);
             if !lost.contains(&k) {
-                let bytes = signed(&keys, b);
+                let bytes = sign(&keys, Some(1), b);
                 let arrives = sent + PATH;
                 let actions = core.on_broadcast(
                     Incoming {

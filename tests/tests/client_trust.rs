@@ -11,7 +11,8 @@ use mcast_client::association::ServerSpec;
 use mcast_client::association::State;
 use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
 use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
+use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
+use mcast_tests::packets::{epoch, server_header, sign};
 use mcast_tests::vectors;
 
 const S1: &str = "198.18.0.1:123";
@@ -47,21 +48,10 @@ fn core() -> ClientCore {
 
 /// A mode-5 packet sent at `t` seconds (poll 6), signed with `key` if any.
 fn bcast(keys: &KeyStore, key: Option<u16>, t: f64, poll: i8) -> Vec<u8> {
-    let mut h = Header::new(Mode::Broadcast);
-    h.stratum = 2;
+    let mut h = server_header(Mode::Broadcast);
     h.poll = Log2Seconds(poll);
-    h.precision = Log2Seconds(-20);
-    h.reference_id = RefId::from_code("GPS");
-    h.reference = NtpTimestamp::from_unix(1_800_000_000, 0);
-    h.transmit =
-        NtpTimestamp::from_unix(1_800_000_000, 0) + mcast_proto::NtpDuration::from_seconds_f64(t);
-    let d = Datagram::new(h);
-    let mut out = Vec::new();
-    match key.and_then(|k| keys.get(KeyId::new(u32::from(k))?)) {
-        Some(k) => packet::sign(k, &d, &mut out),
-        None => out = d.to_bytes(),
-    }
-    out
+    h.transmit = epoch() + mcast_proto::NtpDuration::from_seconds_f64(t);
+    sign(keys, key, h)
 }
 
 fn deliver(core: &mut ClientCore, from: &str, bytes: &[u8], t: f64) -> Vec<Action> {
@@ -326,21 +316,12 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
         .expect("a calibration request within the 5 s start window");
     let cookie = Datagram::parse(&request).expect("request").header.transmit;
     let reply = |key: Option<u16>| {
-        let mut h = Header::new(Mode::Server);
-        h.stratum = 2;
-        h.precision = Log2Seconds(-20);
-        h.reference_id = RefId::from_code("GPS");
-        h.reference = NtpTimestamp::from_unix(1_800_000_000, 0);
+        let mut h = server_header(Mode::Server);
+        h.poll = Log2Seconds(0);
         h.origin = cookie;
         h.receive = cookie + mcast_proto::NtpDuration::from_micros(100);
         h.transmit = h.receive + mcast_proto::NtpDuration::from_micros(10);
-        let d = Datagram::new(h);
-        let mut out = Vec::new();
-        match key.and_then(|k| keys.get(KeyId::new(u32::from(k))?)) {
-            Some(k) => packet::sign(k, &d, &mut out),
-            None => out = d.to_bytes(),
-        }
-        out
+        sign(&keys, key, h)
     };
     let deliver_reply = |core: &mut ClientCore, bytes: &[u8]| {
         core.on_reply(Incoming {

@@ -1,0 +1,44 @@
+//! Packets for the tests that drive the cores directly: a plausible
+//! server header and signing with a key of the store, or none.
+
+#![allow(
+    clippy::panic,
+    reason = "test support: a fixture that names a missing key fails the test that called it"
+)]
+
+use mcast_keys::{KeyId, KeyStore, packet};
+use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpTimestamp, RefId};
+
+/// The tests' time zero: 2027-01-15, well inside NTP era 0.
+pub fn epoch() -> NtpTimestamp {
+    NtpTimestamp::from_unix(1_800_000_000, 0)
+}
+
+/// A header as a synchronized stratum-2 server sends it: poll 3,
+/// precision 2^-20, refid GPS, reference time [`epoch`]. Timestamps zero.
+pub fn server_header(mode: Mode) -> Header {
+    let mut h = Header::new(mode);
+    h.stratum = 2;
+    h.poll = Log2Seconds(3);
+    h.precision = Log2Seconds(-20);
+    h.reference_id = RefId::from_code("GPS");
+    h.reference = epoch();
+    h
+}
+
+/// `h` on the wire, signed with key `key` of `keys`, or unsigned for `None`.
+///
+/// # Panics
+/// If `key` is not in `keys` (a broken fixture, not a test outcome).
+pub fn sign(keys: &KeyStore, key: Option<u16>, h: Header) -> Vec<u8> {
+    let d = Datagram::new(h);
+    let Some(id) = key else {
+        return d.to_bytes();
+    };
+    let key = KeyId::new(u32::from(id))
+        .and_then(|id| keys.get(id))
+        .unwrap_or_else(|| panic!("key {id} is not in {}", keys.path().display()));
+    let mut out = Vec::new();
+    packet::sign(key, &d, &mut out);
+    out
+}
