@@ -80,6 +80,13 @@ pub struct Exchange {
     pub adjustment: NtpDuration,
 }
 
+impl Exchange {
+    /// The way out, θ + d, free of our own adjustments (seconds).
+    fn free_forward(&self) -> f64 {
+        (self.forward + self.adjustment).as_seconds_f64()
+    }
+}
+
 /// A broadcast seen during calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BroadcastObservation {
@@ -474,7 +481,7 @@ impl Calibration {
 
     /// The one-way delay from the exchanges and broadcasts so far: the way
     /// out (T2 - T1) of the lowest-delay half of the exchanges, each carried
-    /// along the volley's offset trend to a broadcast's arrival, minus our
+    /// along our drift ([`Calibration::trend`]) to a broadcast's arrival, minus our
     /// own adjustments in between, less the broadcast's T3 - T4, halved; the
     /// median over the broadcasts within one volley span plus 2 minutes of
     /// the replies.
@@ -484,8 +491,6 @@ impl Calibration {
         best.truncate(best.len().div_ceil(2).max(1));
         let reference_at = best.first()?.at;
         let trend = self.trend();
-        // θ + d of each of the best exchanges, free of our adjustments.
-        let free = |e: &Exchange| (e.forward + e.adjustment).as_seconds_f64();
         let window = Duration::from_secs(120);
         let mut delays: Vec<NtpDuration> = self
             .broadcasts
@@ -496,7 +501,7 @@ impl Calibration {
                 // it was at that moment; minus θ - d, halved.
                 let forward = best
                     .iter()
-                    .map(|e| free(e) + trend * signed_secs(b.at, e.at))
+                    .map(|e| e.free_forward() + trend * signed_secs(b.at, e.at))
                     .sum::<f64>()
                     / best.len() as f64;
                 let forward_then = NtpDuration::from_seconds_f64(forward) - b.adjustment;
@@ -533,17 +538,17 @@ impl Calibration {
         if last - first < Duration::from_secs(4) {
             return 0.0;
         }
-        let free = |e: &Exchange| (e.forward + e.adjustment).as_seconds_f64();
         let mut slopes = Vec::new();
         for (i, a) in self.exchanges.iter().enumerate() {
             for b in self.exchanges.iter().skip(i + 1) {
                 let dt = signed_secs(b.at, a.at);
                 if dt.abs() >= 1.0 {
-                    slopes.push((free(b) - free(a)) / dt);
+                    slopes.push((b.free_forward() - a.free_forward()) / dt);
                 }
             }
         }
         slopes.sort_by(f64::total_cmp);
+        // The median: the middle slope, or the mean of the two middle ones.
         let n = slopes.len();
         let (Some(low), Some(high)) = (slopes.get((n.max(1) - 1) / 2), slopes.get(n / 2)) else {
             return 0.0;
