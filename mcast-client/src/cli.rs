@@ -386,8 +386,9 @@ fn status(args: &StatusArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let answer = crate::daemon::control_request(&socket, "status").and_then(|v| {
-        serde_json::from_value::<crate::daemon::ClientStatus>(v).map_err(std::io::Error::other)
+    let answer = crate::control::control_request(&socket, "status").and_then(|v| {
+        serde_json::from_value::<mcast_core::client::status::ClientStatus>(v)
+            .map_err(std::io::Error::other)
     });
     match answer {
         Ok(s) if args.json => {
@@ -395,7 +396,7 @@ fn status(args: &StatusArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(s) => {
-            print!("{}", crate::daemon::format_status(&s));
+            print!("{}", crate::text::format_status(&s));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -416,15 +417,16 @@ fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let status = crate::daemon::control_request(&socket, "status").and_then(|v| {
-        serde_json::from_value::<crate::daemon::ClientStatus>(v).map_err(std::io::Error::other)
+    let status = crate::control::control_request(&socket, "status").and_then(|v| {
+        serde_json::from_value::<mcast_core::client::status::ClientStatus>(v)
+            .map_err(std::io::Error::other)
     });
     let (code, text) = match status {
         Err(e) => (
             3,
             format!("UNKNOWN - no answer from {}: {e}", socket.display()),
         ),
-        Ok(s) => crate::daemon::check_verdict(&s, args.warning, args.critical),
+        Ok(s) => crate::text::check_verdict(&s, args.warning, args.critical),
     };
     println!("MCAST-NTP {text}");
     ExitCode::from(code)
@@ -435,7 +437,7 @@ fn recalibrate(args: &RecalibrateArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match crate::daemon::control_request(&socket, &format!("recalibrate {}", args.server)) {
+    match crate::control::control_request(&socket, &format!("recalibrate {}", args.server)) {
         Ok(v) if v.get("ok").is_some() => {
             println!("recalibrating {}", args.server);
             ExitCode::SUCCESS

@@ -2,24 +2,21 @@
 //! the timer, interface supervision, clock control and the control socket
 //! around the sans-I/O [`ClientCore`].
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcast_config::{ClientConfig, ClockMode as ConfigClockMode};
 use mcast_keys::KeyStore;
-use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp, SampleLimits};
+use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp};
 use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::association::{ServerSpec, State};
-use crate::calibration::CalibrationConfig;
-use crate::core::{Action, ClientCore, CoreConfig, Incoming};
-use crate::discipline::{Clock, Decision, DisciplineConfig, Ppm};
-use crate::select::SelectParams;
+use mcast_core::client::discipline::{Clock, Decision, Ppm};
+use mcast_core::client::engine::{Action, ClientCore, Incoming};
+
+use crate::control;
+use crate::settings::core_config;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,87 +40,6 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
     move |source| DaemonError::Io { what, source }
 }
 
-/// One server as `status` shows it (an ntpq-like row plus our details).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServerStatus {
-    /// Address.
-    pub remote: IpAddr,
-    /// Configured name.
-    pub name: String,
-    /// Reference id as ntpq shows it.
-    pub refid: String,
-    /// Stratum.
-    pub stratum: Option<u8>,
-    /// `b` tracking, `u` calibrating, `-` listening.
-    pub t: char,
-    /// Seconds since the last accepted broadcast.
-    pub when_s: Option<f64>,
-    /// Poll interval, seconds.
-    pub poll_s: u64,
-    /// Reach register.
-    pub reach: u8,
-    /// Round-trip delay used for its samples, ms.
-    pub delay_ms: Option<f64>,
-    /// Filtered offset, ms.
-    pub offset_ms: Option<f64>,
-    /// Jitter, ms.
-    pub jitter_ms: Option<f64>,
-    /// Listening, calibrating or tracking.
-    pub state: State,
-    /// Calibration result or failure reason.
-    pub calibration: String,
-    /// Unicast packets sent to it since start.
-    pub unicast_sent: u64,
-    /// Packets rejected, by reason.
-    pub rejected: BTreeMap<String, u64>,
-    /// `*` system peer, `+` survivor, `x` falseticker, `-` excluded, ` ` not a candidate.
-    pub tally: char,
-    /// The key id its packets must verify with (`None`: unauthenticated).
-    #[serde(default)]
-    pub key: Option<u16>,
-    /// Root synchronization distance (RFC 5905 section 11.2.1), ms, as
-    /// selection judges it.
-    #[serde(default)]
-    pub root_distance_ms: Option<f64>,
-    /// Broadcasts accepted (passed every check).
-    #[serde(default)]
-    pub accepted: u64,
-    /// One-way delay its samples use (calibrated or fallback), ms.
-    #[serde(default)]
-    pub one_way_delay_ms: Option<f64>,
-    /// True when the delay was measured (false while calibrating and when
-    /// the fallback delay is in use).
-    #[serde(default)]
-    pub calibrated: bool,
-}
-
-/// What `mcast-client status --json` prints.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClientStatus {
-    /// Program version.
-    pub version: String,
-    /// Seconds since start.
-    pub uptime_s: f64,
-    /// Clock mode.
-    pub clock_mode: String,
-    /// Selected (combined) offset, ms.
-    pub offset_ms: Option<f64>,
-    /// Why nothing is selected, when nothing is.
-    pub selection_problem: Option<String>,
-    /// Seconds since the newest accepted broadcast from any server.
-    pub freshest_s: Option<f64>,
-    /// Last clock decision, in words.
-    pub last_decision: Option<String>,
-    /// Name of the last clock decision (`monitor`, `slew`, `step`, ...;
-    /// see [`Decision::name`]).
-    #[serde(default)]
-    pub decision: Option<String>,
-    /// Each server.
-    pub servers: Vec<ServerStatus>,
-    /// Packets dropped before they could be tied to a server, by reason.
-    pub rejected: BTreeMap<String, u64>,
-}
-
 struct Shared {
     start: Instant,
     core: Mutex<ClientCore>,
@@ -142,138 +58,6 @@ impl Shared {
 
 fn now_ntp() -> NtpTimestamp {
     NtpTimestamp::from_system_time(RealClock::now())
-}
-
-fn ms(d: NtpDuration) -> f64 {
-    d.as_seconds_f64() * 1e3
-}
-
-/// The core's settings from the configuration.
-pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig {
-    let c = &config.calibration;
-    CoreConfig {
-        servers: config
-            .servers
-            .iter()
-            .map(|s| ServerSpec {
-                address: s.address,
-                key: s.key,
-                name: s.name.clone().unwrap_or_else(|| s.address.to_string()),
-                interleave: s.interleave,
-            })
-            .collect(),
-        discover: config.discover,
-        calibration: CalibrationConfig {
-            start_delay_max: c.start_delay_max,
-            requests: c.requests,
-            spacing: c.spacing,
-            max_round_trip: c.max_round_trip,
-            retries: c.retries,
-            fallback_delay: c.fallback_delay,
-        },
-        select: SelectParams {
-            min_agreeing: config.selection.min_agreeing,
-            max_root_distance: NtpDuration::from_std(config.selection.max_root_distance),
-            ..SelectParams::default()
-        },
-        silent_intervals: config.selection.silent_intervals,
-        limits: SampleLimits::default(),
-        server_port: config.port,
-        precision,
-        discipline: DisciplineConfig::from(&config.clock),
-    }
-}
-
-/// A status snapshot of a core.
-pub fn status_of(
-    core: &ClientCore,
-    mono: Duration,
-    uptime: Duration,
-    clock_mode: &str,
-) -> ClientStatus {
-    let selection = core.selection();
-    let mut servers = Vec::new();
-    for (i, a) in core.associations().enumerate() {
-        let addr = a.spec().address;
-        let h = a.last_header();
-        let filter = core.filter(addr).filter(|f| !f.is_empty());
-        let one_way = a
-            .calibration()
-            .and_then(crate::calibration::Calibration::one_way_delay);
-        let tally = match selection {
-            Some(s) if s.system_peer == Some(i) => '*',
-            Some(s) if s.survivors.contains(&i) => '+',
-            Some(s) if s.falsetickers.contains(&i) => 'x',
-            Some(s) if s.too_far.contains(&i) || s.truechimers.contains(&i) => '-',
-            _ => ' ',
-        };
-        servers.push(ServerStatus {
-            remote: addr,
-            name: a.spec().name.clone(),
-            refid: h.map_or_else(
-                || ".INIT.".to_string(),
-                |h| h.reference_id.display(h.stratum),
-            ),
-            stratum: h.map(|h| h.stratum),
-            t: match a.state() {
-                State::Tracking => 'b',
-                State::Calibrating => 'u',
-                State::Listening => '-',
-            },
-            when_s: a
-                .last_accepted()
-                .map(|t| mono.saturating_sub(t).as_secs_f64()),
-            poll_s: a.interval().as_secs(),
-            reach: a.reach(),
-            delay_ms: one_way.map(|d| ms(d * 2)),
-            offset_ms: filter.map(|f| ms(f.offset())),
-            jitter_ms: filter.map(|f| ms(f.jitter())),
-            state: a.state(),
-            calibration: a.calibration_summary(),
-            unicast_sent: a.unicast_sent(),
-            rejected: a
-                .rejected()
-                .iter()
-                .map(|(r, n)| (r.label().to_string(), *n))
-                .collect(),
-            tally,
-            key: a.spec().key.map(mcast_keys::KeyId::get),
-            root_distance_ms: filter.zip(h).map(|(f, h)| {
-                ms(f.root_distance(
-                    h.root_delay.to_duration(),
-                    h.root_dispersion.to_duration(),
-                    mono,
-                ))
-            }),
-            accepted: a.accepted(),
-            one_way_delay_ms: one_way.map(ms),
-            calibrated: matches!(
-                a.calibration().map(crate::calibration::Calibration::phase),
-                Some(crate::calibration::Phase::Calibrated { .. })
-            ),
-        });
-    }
-    let freshest = core
-        .associations()
-        .filter_map(|a| a.last_accepted())
-        .map(|t| mono.saturating_sub(t).as_secs_f64())
-        .reduce(f64::min);
-    ClientStatus {
-        version: env!("CARGO_PKG_VERSION").into(),
-        uptime_s: uptime.as_secs_f64(),
-        clock_mode: clock_mode.into(),
-        offset_ms: selection.and_then(|s| s.offset).map(ms),
-        selection_problem: selection.and_then(|s| s.reason.clone()),
-        freshest_s: freshest,
-        last_decision: core.last_decision().map(|d| format!("{d:?}")),
-        decision: core.last_decision().map(|d| d.name().to_string()),
-        servers,
-        rejected: core
-            .global_rejects()
-            .iter()
-            .map(|(r, n)| ((*r).to_string(), *n))
-            .collect(),
-    }
 }
 
 /// A multicast (or broadcast) listening socket and what it is bound to.
@@ -438,13 +222,15 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
             "/metrics",
             crate::metrics::CONTENT_TYPE,
             mcast_sys::HttpLimits::default(),
-            Arc::new(move || metrics_text(&for_metrics, &mode)),
+            Arc::new(move || control::metrics_text(&for_metrics.core, for_metrics.mono(), &mode)),
         ));
     }
     let for_control = Arc::clone(&shared);
     tasks.spawn(mcast_sys::serve_control(
         control,
-        Arc::new(move |command: &str| control_command(&for_control, command, &mode_name)),
+        Arc::new(move |command: &str| {
+            control::control_command(&for_control.core, for_control.mono(), command, &mode_name)
+        }),
     ));
 
     let result = wait_for_signals(&shared, &config).await;
@@ -534,7 +320,7 @@ async fn execute(
                     core.request_transmitted(to, &bytes, NtpTimestamp::from_system_time(at));
                 }
             }
-            Action::Event(line) => tracing::info!("{line}"),
+            Action::Event(e) => tracing::info!("{}", crate::text::event_line(&e)),
             Action::Clock(decision) => apply_decision(shared, &decision),
         }
     }
@@ -733,163 +519,6 @@ async fn supervise_interface(l: Arc<Listener>) {
                 missing_logged = true;
             }
             Err(_) => {}
-        }
-    }
-}
-
-/// The metrics page: the same snapshot `status` answers with.
-fn metrics_text(shared: &Shared, mode_name: &str) -> String {
-    let mono = shared.mono();
-    match shared.core.lock() {
-        Ok(core) => crate::metrics::format_metrics(&status_of(&core, mono, mono, mode_name)),
-        Err(_) => String::new(),
-    }
-}
-
-fn control_command(shared: &Shared, command: &str, mode_name: &str) -> String {
-    let mono = shared.mono();
-    match command.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["status"] => match shared.core.lock() {
-            Ok(core) => {
-                serde_json::to_string(&status_of(&core, mono, mono, mode_name)).unwrap_or_default()
-            }
-            Err(_) => "{\"error\":\"internal\"}".into(),
-        },
-        ["recalibrate", server] => match server.parse::<IpAddr>() {
-            Ok(addr) => match shared.core.lock().map(|mut c| c.recalibrate(addr, mono)) {
-                Ok(Ok(())) => "{\"ok\":true}".to_string(),
-                Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
-                Err(_) => "{\"error\":\"internal\"}".into(),
-            },
-            Err(_) => {
-                serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string()
-            }
-        },
-        _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
-    }
-}
-
-/// Sends one command to a running client and returns its JSON answer.
-pub fn control_request(socket: &Path, command: &str) -> std::io::Result<serde_json::Value> {
-    let text = mcast_sys::control_request(socket, command)?;
-    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-/// The status table, like `ntpq -pn` plus our columns.
-pub fn format_status(s: &ClientStatus) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::new();
-    let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
-    let _ = writeln!(
-        o,
-        "     {:<24} {:<16} {:>2} t {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
-        "remote", "refid", "st", "when", "poll", "reach", "delay", "offset", "jitter"
-    );
-    let _ = writeln!(o, "{}", "=".repeat(99));
-    for v in &s.servers {
-        let _ = writeln!(
-            o,
-            "{}    {:<24} {:<16} {:>2} {} {:>5} {:>5} {:>4o} {:>9} {:>9} {:>8}",
-            v.tally,
-            v.remote.to_string(),
-            v.refid,
-            v.stratum.map_or("-".to_string(), |s| s.to_string()),
-            v.t,
-            opt(v.when_s, 0),
-            v.poll_s,
-            v.reach,
-            opt(v.delay_ms, 3),
-            opt(v.offset_ms, 3),
-            opt(v.jitter_ms, 3),
-        );
-    }
-    let _ = writeln!(o);
-    for v in &s.servers {
-        let rejected = if v.rejected.is_empty() {
-            "none".to_string()
-        } else {
-            v.rejected
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            o,
-            "{} ({}): {:?}; {}; unicast sent {}; rejected: {}",
-            v.remote, v.name, v.state, v.calibration, v.unicast_sent, rejected
-        );
-    }
-    let _ = writeln!(o);
-    match (s.offset_ms, &s.selection_problem) {
-        (Some(off), _) => {
-            let _ = writeln!(
-                o,
-                "selected offset {off:.3} ms; clock mode {}",
-                s.clock_mode
-            );
-        }
-        (None, Some(p)) => {
-            let _ = writeln!(o, "nothing selected: {p}; clock mode {}", s.clock_mode);
-        }
-        (None, None) => {
-            let _ = writeln!(o, "nothing selected yet; clock mode {}", s.clock_mode);
-        }
-    }
-    if !s.rejected.is_empty() {
-        let list = s
-            .rejected
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(o, "dropped before matching a server: {list}");
-    }
-    o
-}
-
-/// The monitoring-plugin verdict: exit code (0 OK, 1 WARNING, 2 CRITICAL)
-/// and the text, from the selected offset and how fresh reception is.
-pub fn check_verdict(s: &ClientStatus, warning_s: f64, critical_s: f64) -> (u8, String) {
-    let stale_after = s
-        .servers
-        .iter()
-        .map(|v| v.poll_s as f64 * 8.0)
-        .fold(0.0, f64::max)
-        .max(64.0);
-    let perf = |off: f64| format!("|offset={:.6}s;{warning_s};{critical_s}", off / 1e3);
-    match (s.offset_ms, s.freshest_s) {
-        (_, None) => (
-            2,
-            "CRITICAL - no authenticated broadcast received yet".into(),
-        ),
-        (_, Some(age)) if age > stale_after => (
-            2,
-            format!("CRITICAL - no authenticated broadcast for {age:.0} s"),
-        ),
-        (None, _) => (
-            2,
-            format!(
-                "CRITICAL - no server selected: {}",
-                s.selection_problem
-                    .as_deref()
-                    .unwrap_or("not enough servers")
-            ),
-        ),
-        (Some(off), Some(age)) => {
-            let abs = off.abs() / 1e3;
-            let text = format!(
-                "offset {:.6} s, last broadcast {age:.0} s ago{}",
-                off / 1e3,
-                perf(off)
-            );
-            if abs >= critical_s {
-                (2, format!("CRITICAL - {text}"))
-            } else if abs >= warning_s {
-                (1, format!("WARNING - {text}"))
-            } else {
-                (0, format!("OK - {text}"))
-            }
         }
     }
 }

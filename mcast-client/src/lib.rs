@@ -8,17 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod analyze;
-pub mod association;
-pub mod calibration;
 pub mod cli;
-pub mod core;
+pub mod control;
 pub mod daemon;
-pub mod discipline;
-pub mod filter;
 pub mod import_ntp_conf;
 pub mod listen;
 pub mod metrics;
-pub mod select;
+pub mod settings;
+pub mod text;
 
 use std::fmt::Write as _;
 

@@ -10,9 +10,9 @@
 
 use std::fmt::Write as _;
 
-use crate::association::State;
-use crate::daemon::{ClientStatus, ServerStatus};
-use crate::discipline::Decision;
+use mcast_core::client::association::State;
+use mcast_core::client::discipline::Decision;
+use mcast_core::client::status::{ClientStatus, ServerStatus};
 
 /// The content type of [`format_metrics`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -115,13 +115,13 @@ fn status(args: &StatusArgs) -> ExitCode {
             Err(e) => return config_error(&e),
         },
     };
-    match crate::daemon::query_status(&socket) {
+    match crate::control::query_status(&socket) {
         Ok(s) if args.json => {
             println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Ok(s) => {
-            print!("{}", crate::daemon::format_status(&s));
+            print!("{}", crate::text::format_status(&s));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -6,15 +6,12 @@
 //! come with issue 3.
 #![forbid(unsafe_code)]
 
-pub mod broadcaster;
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod import_ntp_conf;
-pub mod ratelimit;
-pub mod responder;
-pub mod state;
-pub mod timesource;
-pub mod upstream;
+pub mod settings;
+pub mod text;
 
 use std::fmt::Write as _;
 

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mcast_client::daemon::ClientStatus;
+use mcast_core::client::status::ClientStatus;
+use mcast_core::server::status::Status;
 use mcast_keys::{KeyStore, PacketAuth, packet};
 use mcast_proto::{Datagram, Mode};
-use mcast_server::daemon::Status;
 
 use crate::netns::{Capture, Host, NsChild, UdpDatagram, read_pcap_udp};
 use crate::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};

@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mcast_client::association::State;
-use mcast_client::daemon::ClientStatus;
+use mcast_core::client::association::State;
+use mcast_core::client::status::ClientStatus;
 use rustix::process::{Pid, Signal, kill_process};
 use serde::{Deserialize, Serialize};
 
@@ -1293,7 +1293,8 @@ fn our_server_row(h: &HostRecord, base: Row, wire: &Wire) -> Row {
     let status = mcast_sys::control_request(&socket, "status")
         .map_err(|e| e.to_string())
         .and_then(|t| {
-            serde_json::from_str::<mcast_server::daemon::Status>(&t).map_err(|e| e.to_string())
+            serde_json::from_str::<mcast_core::server::status::Status>(&t)
+                .map_err(|e| e.to_string())
         });
     let wire_replies = wire.replies(h.addr);
     match status {

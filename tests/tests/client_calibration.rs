@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcast_client::association::ServerSpec;
-use mcast_client::calibration::CalibrationConfig;
-use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_core::client::association::ServerSpec;
+use mcast_core::client::calibration::CalibrationConfig;
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Mode, NtpDuration};
 use mcast_tests::packets::{epoch, server_header, sign};

@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcast_client::association::ServerSpec;
-use mcast_client::calibration::CalibrationConfig;
-use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_core::client::association::ServerSpec;
+use mcast_core::client::calibration::CalibrationConfig;
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Datagram, Mode, NtpDuration, NtpTimestamp};
 use mcast_tests::packets::{server_header, sign};
@@ -37,7 +37,7 @@ fn mono(t: f64) -> Duration {
 
 struct Run {
     core: ClientCore,
-    events: Vec<String>,
+    events: Vec<Event>,
     server: SocketAddr,
 }
 
@@ -178,7 +178,10 @@ fn interleaved_broadcasts_remove_the_servers_send_latency() {
         "the calibrated one-way delay is the path: {summary}"
     );
     assert!(
-        !interleaved.events.iter().any(|e| e.contains("interleave")),
+        !interleaved
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Unpaired { .. })),
         "no interleave warning when both sides agree: {:?}",
         interleaved.events
     );
@@ -206,7 +209,10 @@ fn lost_broadcasts_cost_samples_and_nothing_else() {
         "after losses the offset is still the true one: {error:.3} us"
     );
     assert!(
-        !lossy.events.iter().any(|e| e.contains("interleave")),
+        !lossy
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Unpaired { .. })),
         "isolated losses are no reason to warn: {:?}",
         lossy.events
     );
@@ -215,10 +221,10 @@ fn lost_broadcasts_cost_samples_and_nothing_else() {
 #[test]
 fn a_client_expecting_interleave_from_a_basic_server_says_so() {
     let r = run(true, false, &[]);
-    let warnings: Vec<&String> = r
+    let warnings: Vec<&Event> = r
         .events
         .iter()
-        .filter(|e| e.contains("`interleave = true`"))
+        .filter(|e| matches!(e, Event::Unpaired { .. }))
         .collect();
     assert_eq!(
         warnings.len(),

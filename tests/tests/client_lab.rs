@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mcast_client::association::State;
-use mcast_client::daemon::{ClientStatus, ServerStatus};
+use mcast_core::client::association::State;
+use mcast_core::client::status::{ClientStatus, ServerStatus};
 use mcast_proto::Mode;
 use mcast_tests::lab::{
     Daemon, GROUP, Ntp, Program, destination, lab_required, local_source, parse_all, wait_for,

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mcast_client::association::ServerSpec;
-use mcast_client::association::State;
-use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_core::client::association::ServerSpec;
+use mcast_core::client::association::State;
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
 use mcast_tests::packets::{epoch, server_header, sign};
@@ -100,7 +100,7 @@ fn a_valid_packet_is_accepted_and_starts_calibration() {
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::Event(e) if e.contains("calibrating")))
+            .any(|a| matches!(a, Action::Event(Event::Calibrating { .. })))
     );
     assert_eq!(
         c.associations().next().map(|a| a.state()),

@@ -5,16 +5,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use mcast_core::server::ratelimit::{Mru, RateLimitConfig};
+use mcast_core::server::responder::{
+    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig,
+};
+use mcast_core::server::sync::{SyncStatus, SystemHeader};
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
     Datagram, KissCode, LeapIndicator, Log2Seconds, Mode, NtpShort, NtpTimestamp, RefId,
 };
-use mcast_server::broadcaster::{BroadcastConfig, Broadcaster, Build};
-use mcast_server::ratelimit::{Mru, RateLimitConfig};
-use mcast_server::responder::{
-    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig,
-};
-use mcast_server::state::{SyncStatus, SystemHeader};
 use mcast_tests::vectors;
 
 fn keys() -> KeyStore {

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use mcast_core::server::status::Status;
 use mcast_proto::{LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
-use mcast_server::daemon::Status;
 use mcast_tests::lab::{
     GROUP, GROUP6, NTP_PORT, Ntp, OurServer, assert_intervals, broadcasts, destination, epoch_now,
     keys, lab_required, listen, local_source, parse_all, probe, stop_capture, wait_for,

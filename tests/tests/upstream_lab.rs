@@ -12,10 +12,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use mcast_core::server::status::Status;
+use mcast_core::server::upstream::{MISSED_INTERVALS, REPLY_TIMEOUT};
 use mcast_keys::KeyStore;
 use mcast_proto::{LeapIndicator, Mode, RefId};
-use mcast_server::daemon::Status;
-use mcast_server::upstream::{MISSED_INTERVALS, REPLY_TIMEOUT};
 use mcast_tests::lab::{
     NTP_PORT, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
 };

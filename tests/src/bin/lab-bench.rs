@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mcast_client::association::State;
+use mcast_core::client::association::State;
 use mcast_tests::lab::{Daemon, GROUP, Program, destination, local_source, wait_for};
 use mcast_tests::netns::{self, Host, Lan};
 use mcast_tests::refntpd::RefNtpd;

@@ -12,12 +12,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
+use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use mcast_core::server::ratelimit::{Mru, RateLimitConfig};
+use mcast_core::server::responder::{Outcome, Request, Responder, ResponderConfig};
+use mcast_core::server::sync::{SyncStatus, SystemHeader};
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp};
-use mcast_server::broadcaster::{BroadcastConfig, Broadcaster, Build};
-use mcast_server::ratelimit::{Mru, RateLimitConfig};
-use mcast_server::responder::{Outcome, Request, Responder, ResponderConfig};
-use mcast_server::state::{SyncStatus, SystemHeader};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Forged multicast NTP server whose clock is off by a fixed amount.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mcast_tests::sim::{self, scenarios};
+use mcast_tests::sim::{self, SimEvent, scenarios};
 
 /// Run a simulator scenario and print what it measured.
 #[derive(Debug, Parser)]
@@ -83,7 +83,11 @@ fn main() -> ExitCode {
         && let Some(c) = report.clients.get(n.saturating_sub(1))
     {
         println!("client {n}:");
-        for (at, line) in &c.events {
+        for (at, event) in &c.events {
+            let line = match event {
+                SimEvent::Core(e) => mcast_client::text::event_line(e),
+                SimEvent::ClockFailed(e) => format!("clock adjustment failed: {e}"),
+            };
             println!("{:>10.3} s  {line}", at.as_secs_f64());
         }
         for (at, step) in c.steps() {

@@ -1,5 +1,5 @@
 //! The `client_packet` property: the client's protocol core
-//! (`mcast_client::core::ClientCore`) driven by a sequence of events
+//! (`mcast_core::client::engine::ClientCore`) driven by a sequence of events
 //! decoded from the fuzzer's bytes. See [`client_packet`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,12 +7,12 @@ use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use mcast_client::association::{Association, Rejection, ServerSpec, State};
-use mcast_client::calibration::{CalibrationConfig, Failure, Phase};
-use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_client::discipline::{Clock, ClockMode, Decision, MAX_FREQUENCY, Ppm};
-use mcast_client::filter::FilterOutput;
-use mcast_client::select::SelectOutcome;
+use mcast_core::client::association::{Association, Rejection, ServerSpec, State};
+use mcast_core::client::calibration::{CalibrationConfig, Failure, Phase};
+use mcast_core::client::discipline::{Clock, ClockMode, Decision, MAX_FREQUENCY, Ppm};
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_core::client::filter::FilterOutput;
+use mcast_core::client::select::SelectOutcome;
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
     Datagram, HEADER_LEN, Header, LeapIndicator, Log2Seconds, Mode, NtpDuration, NtpShort,
@@ -1026,8 +1026,13 @@ impl Run<'_> {
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
                 }
-                Action::Event(line) if line.is_empty() => {
-                    self.fail("events say something", "an empty event");
+                Action::Event(e)
+                    if !self
+                        .core
+                        .associations()
+                        .any(|a| a.spec().name == e.server()) =>
+                {
+                    self.fail("events are about a known server", format!("{e:?}"));
                 }
                 _ => {}
             }

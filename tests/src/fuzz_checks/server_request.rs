@@ -1,5 +1,5 @@
 //! The `server_request` property: the server's calibration responder
-//! (`mcast_server::responder::Responder`, with its rate limiter) fed a
+//! (`mcast_core::server::responder::Responder`, with its rate limiter) fed a
 //! sequence of requests decoded from the fuzzer's bytes. See
 //! [`server_request`].
 
@@ -8,16 +8,16 @@ use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use mcast_core::server::ratelimit::{Mru, MruEntry, RateLimitConfig};
+use mcast_core::server::responder::{
+    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig, ResponderCounters,
+};
+use mcast_core::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 use mcast_keys::{KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
     Datagram, HEADER_LEN, Header, KissCode, LeapIndicator, Log2Seconds, Mode, NtpDuration,
     NtpShort, NtpTimestamp, RefId,
 };
-use mcast_server::ratelimit::{Mru, MruEntry, RateLimitConfig};
-use mcast_server::responder::{
-    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig, ResponderCounters,
-};
-use mcast_server::state::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 
 use super::{NET_KEYS, flip_digest_bit, quote, sign_with, take_advance, take_byte, take_datagram};
 

@@ -4,15 +4,14 @@
 //! `next_wakeup`), with clock decisions carried out on the simulated clock.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
-use mcast_client::association::State;
-use mcast_client::calibration::{Calibration, Phase};
-use mcast_client::core::{Action, ClientCore, CoreConfig, Incoming};
-use mcast_client::daemon::{ClientStatus, core_config, status_of};
-use mcast_client::discipline::Decision;
-use mcast_config::{ClientConfig, ClockMode};
+use mcast_core::client::association::ServerSpec;
+use mcast_core::client::association::State;
+use mcast_core::client::calibration::{Calibration, Phase};
+use mcast_core::client::discipline::{ClockMode, Decision, DisciplineConfig};
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event as CoreEvent, Incoming};
+use mcast_core::client::status::{ClientStatus, status_of};
 use mcast_keys::KeyStore;
 use mcast_proto::NtpDuration;
 
@@ -41,6 +40,15 @@ pub enum ClientEvent {
     ReloadKeys,
 }
 
+/// What a simulated client had to say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimEvent {
+    /// An event of the core.
+    Core(CoreEvent),
+    /// The simulated clock refused an adjustment.
+    ClockFailed(String),
+}
+
 /// A client in a scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientSetup {
@@ -48,9 +56,6 @@ pub struct ClientSetup {
     pub clock: ClockModel,
     /// What it may do to its (simulated) clock.
     pub mode: ClockMode,
-    /// Extra `key = value` lines for the `[clock]` section of its
-    /// configuration (for example `stepout-s = 300`).
-    pub clock_options: String,
     /// When the daemon starts.
     pub start: Duration,
     /// What happens to it, in time order.
@@ -62,7 +67,6 @@ impl Default for ClientSetup {
         ClientSetup {
             clock: ClockModel::default(),
             mode: ClockMode::Step,
-            clock_options: String::new(),
             start: Duration::ZERO,
             events: Vec::new(),
         }
@@ -111,7 +115,7 @@ pub struct ClientTrace {
     /// Per server, how calibration ended (`None`: never finished).
     pub calibrations: Vec<Option<CalibrationRecord>>,
     /// Log lines of the core, with their true time.
-    pub events: Vec<(Duration, String)>,
+    pub events: Vec<(Duration, SimEvent)>,
     /// The `status` the daemon would report at the end.
     pub status: Option<ClientStatus>,
 }
@@ -129,35 +133,27 @@ pub fn decision_kind(d: &Decision) -> &'static str {
     }
 }
 
-/// The client configuration a simulated client runs with: the same TOML
-/// a user writes, through the same parser and `core_config` as the daemon.
-pub fn client_config(
-    servers: usize,
-    setup: &ClientSetup,
-    keys: &KeyStore,
-) -> Result<CoreConfig, String> {
-    let mode = match setup.mode {
-        ClockMode::Monitor => "monitor",
-        ClockMode::Slew => "slew",
-        ClockMode::Step => "step",
-    };
-    let mut text = format!(
-        "keys = \"sim.keys\"\nport = {NTP_PORT}\n\n[[listen]]\ninterface = \"sim0\"\n\n\
-         [calibration]\nsource-port = {CALIBRATION_PORT}\n\n"
-    );
-    for i in 0..servers {
-        let key = server_key_id(i).map_or(0, |k| k.get());
-        text += &format!(
-            "[[server]]\naddress = \"{}\"\nkey = {key}\nname = \"server{}\"\n\n",
-            server_address(i),
-            i + 1
-        );
+/// The core configuration a simulated client runs with: the core's
+/// defaults (which are the configuration's, a test of mcast-client's
+/// settings says so), the simulated servers and the setup's clock mode.
+pub fn client_config(servers: usize, setup: &ClientSetup) -> CoreConfig {
+    let specs = (0..servers)
+        .map(|i| ServerSpec {
+            address: server_address(i),
+            key: server_key_id(i),
+            name: format!("server{}", i + 1),
+            interleave: false,
+        })
+        .collect();
+    CoreConfig {
+        server_port: NTP_PORT,
+        precision: PRECISION,
+        discipline: DisciplineConfig {
+            mode: setup.mode,
+            ..DisciplineConfig::default()
+        },
+        ..CoreConfig::with_servers(specs)
     }
-    text += &format!("[clock]\nmode = \"{mode}\"\n{}\n", setup.clock_options);
-    let path = Path::new("sim-client.toml");
-    let config = ClientConfig::parse(&text, path).map_err(|e| e.to_string())?;
-    config.validate_with_keys(keys).map_err(|e| e.to_string())?;
-    Ok(core_config(&config, PRECISION))
 }
 
 /// A simulated client host.
@@ -293,12 +289,10 @@ impl SimClient {
                     if self.setup.mode != ClockMode::Monitor
                         && let Err(e) = core.apply(&d, &mut self.clock)
                     {
-                        self.trace
-                            .events
-                            .push((now, format!("clock adjustment failed: {e}")));
+                        self.trace.events.push((now, SimEvent::ClockFailed(e)));
                     }
                 }
-                Action::Event(line) => self.trace.events.push((now, line)),
+                Action::Event(e) => self.trace.events.push((now, SimEvent::Core(e))),
             }
         }
         for (i, a) in core.associations().enumerate() {

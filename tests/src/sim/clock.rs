@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use mcast_client::discipline::{Clock, Ppm};
+use mcast_core::client::discipline::{Clock, Ppm};
 use mcast_proto::{NtpDuration, NtpTimestamp};
 
 use super::random::Stream;

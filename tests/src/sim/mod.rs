@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use mcast_keys::{Key, KeyStore, KeyType, SourcePrefix};
 
-pub use client::{ClientEvent, ClientSetup};
+pub use client::{ClientEvent, ClientSetup, SimEvent};
 pub use clock::{ClockModel, Spike};
 pub use link::{Jitter, LinkModel};
 pub use metrics::Report;
@@ -204,7 +204,6 @@ impl Sim {
             key_generation,
             config,
         };
-        let all_keys = sim.client_keys()?;
         for (i, setup) in sim.config.servers.iter().enumerate() {
             let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, i));
             let mut rng = Stream::new(seed, Kind::Server, i);
@@ -221,7 +220,7 @@ impl Sim {
         }
         let n = sim.config.servers.len();
         for (j, setup) in sim.config.clients.iter().enumerate() {
-            let core_config = client_config(n, setup, &all_keys)?;
+            let core_config = client_config(n, setup);
             let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, 1000 + j));
             let rng = Stream::new(seed, Kind::Client, j);
             sim.sched.at(setup.start, Event::ClientStart(j));

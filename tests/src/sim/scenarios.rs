@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use mcast_client::discipline::Ppm;
-use mcast_config::{ClockMode, Unsynchronized};
+use mcast_config::Unsynchronized;
+use mcast_core::client::discipline::ClockMode;
+use mcast_core::client::discipline::Ppm;
 use mcast_proto::NtpDuration;
 
 use super::{

@@ -6,14 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mcast_config::{RefId, TimeSource, TimeSourceKind, Unsynchronized};
+use mcast_config::Unsynchronized;
+use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use mcast_core::server::ratelimit::{Mru, RateLimitConfig};
+use mcast_core::server::responder::{
+    Outcome, Request, Responder, ResponderConfig, ResponderCounters,
+};
+use mcast_core::server::sync::SyncStatus;
+use mcast_core::server::timesource;
 use mcast_keys::{KeyId, KeyStore};
-use mcast_proto::{Log2Seconds, NtpDuration};
-use mcast_server::broadcaster::{BroadcastConfig, Broadcaster, Build};
-use mcast_server::ratelimit::{Mru, RateLimitConfig};
-use mcast_server::responder::{Outcome, Request, Responder, ResponderConfig, ResponderCounters};
-use mcast_server::state::SyncStatus;
-use mcast_server::timesource;
+use mcast_proto::{Log2Seconds, NtpDuration, RefId};
 
 use super::clock::{ClockModel, HostClock};
 use super::random::Stream;
@@ -224,13 +226,9 @@ impl SimServer {
                 reason: "simulated loss of the reference".into(),
             };
         }
-        let source = TimeSource {
-            kind: TimeSourceKind::Local,
+        let source = timesource::Advertised {
             stratum: Some(self.setup.stratum),
-            refid: Some(RefId::Code(*b"GPS\0")),
-            upstream: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), NTP_PORT),
-            query_interval: Duration::from_secs(16),
-            unsynchronized: self.setup.unsynchronized,
+            refid: Some(RefId(*b"GPS\0")),
         };
         timesource::local(&source, self.clock.read())
     }

@@ -47,7 +47,7 @@ use mcast_proto::{
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
+use crate::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 
 /// Query spacing while unsynchronized, for the first [`FAST_QUERIES`].
 pub const FAST_INTERVAL: Duration = Duration::from_secs(2);

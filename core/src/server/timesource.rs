@@ -1,12 +1,11 @@
 //! Where the server's time comes from, turned into the header fields it
 //! advertises ([`SyncStatus`]): the `kernel` and `local` sources. Sans-I/O:
 //! the caller reads the kernel and hands the result in. The `upstream`
-//! source is [`crate::upstream`].
+//! source is [`crate::server::upstream`].
 
-use mcast_config::{RefId as ConfigRefId, TimeSource};
 use mcast_proto::{LeapIndicator, NtpDuration, NtpShort, NtpTimestamp, RefId};
 
-use crate::state::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
+use crate::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 
 /// The kernel's view of its synchronization, as adjtimex(2) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +18,23 @@ pub struct KernelSync {
     pub leap: LeapIndicator,
 }
 
-fn refid_of(source: &TimeSource, default: &str) -> RefId {
-    match source.refid {
-        Some(ConfigRefId::Code(b)) => RefId(b),
-        Some(ConfigRefId::Address(a)) => RefId::from_ipv4(a),
-        None => RefId::from_code(default),
-    }
+/// What the configuration (`[time-source]`) sets for the header a source
+/// advertises; `None` takes the source's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Advertised {
+    /// Stratum (default 8 for `local`, 2 for `kernel`).
+    pub stratum: Option<u8>,
+    /// Reference id (default `LOCL` for `local`, `KERN` for `kernel`).
+    pub refid: Option<RefId>,
+}
+
+fn refid_of(source: &Advertised, default: &str) -> RefId {
+    source.refid.unwrap_or_else(|| RefId::from_code(default))
 }
 
 /// The status of a `local` (lab) time source: always synchronized at the
 /// configured stratum, reference time `now`.
-pub fn local(source: &TimeSource, now: NtpTimestamp) -> SyncStatus {
+pub fn local(source: &Advertised, now: NtpTimestamp) -> SyncStatus {
     SyncStatus::Synchronized(SystemHeader {
         leap: LeapIndicator::NoWarning,
         stratum: source.stratum.unwrap_or(8).min(MAX_ADVERTISED_STRATUM),
@@ -41,7 +46,7 @@ pub fn local(source: &TimeSource, now: NtpTimestamp) -> SyncStatus {
 }
 
 /// The status of a `kernel` time source from a read of adjtimex(2).
-pub fn kernel(source: &TimeSource, k: &KernelSync, now: NtpTimestamp) -> SyncStatus {
+pub fn kernel(source: &Advertised, k: &KernelSync, now: NtpTimestamp) -> SyncStatus {
     if !k.synchronized {
         return SyncStatus::Unsynchronized {
             reason: "the kernel reports the clock unsynchronized (STA_UNSYNC or TIME_ERROR); \

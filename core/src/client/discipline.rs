@@ -55,7 +55,7 @@
 //! # After a step
 //!
 //! Every clock filter holds offsets measured against the old clock: the
-//! caller must clear them ([`crate::filter::ClockFilter::clear`]).
+//! caller must clear them ([`crate::client::filter::ClockFilter::clear`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -119,16 +119,6 @@ pub enum ClockMode {
     Step,
 }
 
-impl From<mcast_config::ClockMode> for ClockMode {
-    fn from(m: mcast_config::ClockMode) -> Self {
-        match m {
-            mcast_config::ClockMode::Monitor => ClockMode::Monitor,
-            mcast_config::ClockMode::Slew => ClockMode::Slew,
-            mcast_config::ClockMode::Step => ClockMode::Step,
-        }
-    }
-}
-
 /// Step threshold in slew-only mode after start-up, as ntpd `-x`: 600 s.
 pub const SLEW_ONLY_STEP_THRESHOLD: NtpDuration = NtpDuration::from_secs(600);
 /// Largest frequency correction (ntpd's `NTP_MAXFREQ`, the kernel's limit).
@@ -180,19 +170,6 @@ impl Default for DisciplineConfig {
             stepout: Duration::from_secs(900),
             panic_threshold: NtpDuration::from_secs(1000),
             slew_only: false,
-            max_slew_ppm: Ppm(500.0),
-        }
-    }
-}
-
-impl From<&mcast_config::Clock> for DisciplineConfig {
-    fn from(c: &mcast_config::Clock) -> Self {
-        DisciplineConfig {
-            mode: c.mode.into(),
-            step_threshold: NtpDuration::from_std(c.step_threshold),
-            stepout: c.stepout,
-            panic_threshold: NtpDuration::from_std(c.panic_threshold),
-            slew_only: c.slew_only,
             max_slew_ppm: Ppm(500.0),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, Log2Seconds, Mode, NtpTimestamp};
 
-use crate::state::SyncStatus;
+use crate::server::sync::SyncStatus;
 
 /// Settings of one destination's broadcasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,16 +8,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
-use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits};
+use mcast_proto::{
+    Datagram, Header, KissCode, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits,
+};
 
-use crate::association::{Association, ServerSpec, State};
-use crate::calibration::{self, BroadcastObservation, CalibrationConfig, Exchange, Step};
-use crate::discipline::{Clock, Decision, Discipline, DisciplineConfig, Ppm};
-use crate::filter::{ClockFilter, FilterResult, Sample};
-use crate::select::{Candidate, SelectOutcome, SelectParams, select};
+use crate::client::association::{Association, ServerSpec, State};
+use crate::client::calibration::{
+    self, BroadcastObservation, CalibrationConfig, Exchange, Phase, Step,
+};
+use crate::client::discipline::{Clock, Decision, Discipline, DisciplineConfig, Ppm};
+use crate::client::filter::{ClockFilter, FilterResult, Sample};
+use crate::client::select::{Candidate, SelectOutcome, SelectParams, select};
 
 /// Settings of the core (from the client configuration).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CoreConfig {
     /// Configured servers.
     pub servers: Vec<ServerSpec>,
@@ -57,6 +61,19 @@ impl CoreConfig {
     }
 }
 
+impl Event {
+    /// The name of the server it is about.
+    pub fn server(&self) -> &str {
+        match self {
+            Event::Calibrating { server }
+            | Event::Unpaired { server, .. }
+            | Event::KissOfDeath { server, .. }
+            | Event::CalibrationDone { server, .. }
+            | Event::SteppedBack { server } => server,
+        }
+    }
+}
+
 /// A datagram handed to the core.
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
@@ -82,8 +99,53 @@ pub enum Action {
     },
     /// The clock decision of this update (monitor mode: `Decision::Monitor`).
     Clock(Decision),
-    /// Something worth a log line.
-    Event(String),
+    /// Something worth a log line (the shell words it).
+    Event(Event),
+}
+
+/// What happened to a server that an operator should hear about. Typed, so
+/// the shell words it and tests match on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The first authenticated broadcast from `server`: calibration starts.
+    Calibrating {
+        /// The server's name.
+        server: String,
+    },
+    /// An interleaved server sent `count` broadcasts in a row whose origin
+    /// is not the previous broadcast's send time.
+    Unpaired {
+        /// The server's name.
+        server: String,
+        /// How many in a row.
+        count: u32,
+    },
+    /// The server answered a calibration request with a Kiss-o'-Death.
+    KissOfDeath {
+        /// The server's name.
+        server: String,
+        /// The kiss code.
+        code: KissCode,
+    },
+    /// Calibration of `server` finished (calibrated or on the fallback).
+    CalibrationDone {
+        /// The server's name.
+        server: String,
+        /// Where the requests went.
+        to: SocketAddr,
+        /// Our source port, when a fixed one was used.
+        local_port: Option<u16>,
+        /// The outcome.
+        phase: Phase,
+        /// The association's calibration summary (as `status` shows it).
+        summary: String,
+    },
+    /// The server's clock went back and the packets confirmed it: the
+    /// association follows it.
+    SteppedBack {
+        /// The server's name.
+        server: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -378,12 +440,16 @@ impl ClientCore {
             return Vec::new();
         };
         let mut actions = Vec::new();
+        if acc.backstepped {
+            actions.push(Action::Event(Event::SteppedBack {
+                server: peer.assoc.spec().name.clone(),
+            }));
+        }
         if peer.assoc.state() == State::Listening {
             peer.assoc.start_calibration(inc.mono, random);
-            actions.push(Action::Event(format!(
-                "{}: first authenticated broadcast; calibrating",
-                peer.assoc.spec().name
-            )));
+            actions.push(Action::Event(Event::Calibrating {
+                server: peer.assoc.spec().name.clone(),
+            }));
         }
         // What this broadcast measures: T3 - T4 of itself, or for an
         // interleaved server, of the broadcast before it, with T3 the
@@ -410,12 +476,10 @@ impl ClientCore {
                 None => {
                     peer.unpaired += 1;
                     if peer.unpaired == UNPAIRED_WARNING {
-                        actions.push(Action::Event(format!(
-                            "{}: {UNPAIRED_WARNING} broadcasts in a row whose origin is not the \
-                             previous broadcast's send time; is `interleave = true` set for it \
-                             on the server too?",
-                            peer.assoc.spec().name
-                        )));
+                        actions.push(Action::Event(Event::Unpaired {
+                            server: peer.assoc.spec().name.clone(),
+                            count: UNPAIRED_WARNING,
+                        }));
                     }
                     None
                 }
@@ -517,9 +581,7 @@ impl ClientCore {
             if h.receive == out.cookie && h.transmit == out.cookie {
                 peer.outstanding.retain(|o| o.cookie != origin);
                 cal.kiss_of_death(code, inc.mono);
-                return vec![Action::Event(format!(
-                    "{name}: kiss-o'-death {code} in reply to calibration"
-                ))];
+                return vec![Action::Event(Event::KissOfDeath { server: name, code })];
             }
             self.count("bogus-kod");
             return Vec::new();
@@ -630,17 +692,15 @@ impl ClientCore {
                 .is_some_and(calibration::Calibration::is_done);
             if done && !was_done {
                 peer.outstanding.clear();
-                let summary = peer.assoc.calibration_summary();
-                let mut line = format!("{}: {summary}", peer.assoc.spec().name);
-                if summary.contains("no reply") {
-                    let from =
-                        local_port.map_or("an ephemeral port".to_string(), |p| format!("port {p}"));
-                    line = format!(
-                        "{}: no reply from {to} to requests sent from {from}; check that UDP replies to that port are allowed ({summary})",
-                        peer.assoc.spec().name
-                    );
+                if let Some(c) = peer.assoc.calibration() {
+                    actions.push(Action::Event(Event::CalibrationDone {
+                        server: peer.assoc.spec().name.clone(),
+                        to,
+                        local_port,
+                        phase: c.phase().clone(),
+                        summary: peer.assoc.calibration_summary(),
+                    }));
                 }
-                actions.push(Action::Event(line));
             }
         }
         if self.selection.is_some() {
@@ -828,7 +888,7 @@ mod tests {
                 server_port: 123,
                 precision: Log2Seconds(-20),
                 discipline: DisciplineConfig {
-                    mode: crate::discipline::ClockMode::Step,
+                    mode: crate::client::discipline::ClockMode::Step,
                     ..DisciplineConfig::default()
                 },
             },

@@ -12,8 +12,8 @@ use std::time::Duration;
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
 
-use crate::ratelimit::{Mru, Observation, RateVerdict};
-use crate::state::SyncStatus;
+use crate::server::ratelimit::{Mru, Observation, RateVerdict};
+use crate::server::sync::SyncStatus;
 
 /// Counters like `ntpq -c sysstats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{Datagram, Header, Mode, NtpDuration, NtpTimestamp, SampleLimits};
 
-use crate::calibration::{Calibration, CalibrationConfig, Phase};
+use crate::client::calibration::{Calibration, CalibrationConfig, Phase};
 
 /// How a server is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,9 @@ pub struct Accepted {
     pub header: Header,
     /// T3 - T4.
     pub apparent_offset: NtpDuration,
+    /// True when this packet confirmed a backward step of the server's
+    /// clock, which the association now follows.
+    pub backstepped: bool,
 }
 
 /// Consecutive verified packets that must agree before a changed poll or a
@@ -330,9 +333,6 @@ impl Association {
             self.poll = Some(h.poll.0);
             self.poll_candidate = None;
         }
-        if backstepped {
-            tracing::warn!(server = %self.spec.address, "server clock stepped back; following it");
-        }
         self.backstep = None;
         self.last_transmit = Some(h.transmit);
         self.last_accepted = Some(now);
@@ -343,6 +343,7 @@ impl Association {
         Ok(Accepted {
             header: h,
             apparent_offset: h.transmit - rx,
+            backstepped,
         })
     }
 

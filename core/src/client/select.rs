@@ -41,7 +41,7 @@ pub struct Candidate {
     /// Filter offset θ (server minus local).
     pub offset: NtpDuration,
     /// Root distance λ at the time of selection
-    /// ([`crate::filter::ClockFilter::root_distance`]).
+    /// ([`crate::client::filter::ClockFilter::root_distance`]).
     pub root_distance: NtpDuration,
     /// Filter jitter ψ.
     pub jitter: NtpDuration,
@@ -75,17 +75,6 @@ impl Default for SelectParams {
             min_agreeing: 1,
             min_cluster_survivors: NMIN,
             max_root_distance: MAXDIST,
-        }
-    }
-}
-
-impl From<&mcast_config::Selection> for SelectParams {
-    /// The configured `[selection]` with the RFC's `NMIN`.
-    fn from(s: &mcast_config::Selection) -> Self {
-        SelectParams {
-            min_agreeing: s.min_agreeing,
-            min_cluster_survivors: NMIN,
-            max_root_distance: NtpDuration::from_std(s.max_root_distance),
         }
     }
 }

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use mcast_client::discipline::{
+use mcast_core::client::discipline::{
     Clock, ClockMode, Decision, Discipline, DisciplineConfig, LoopState, Ppm,
 };
-use mcast_client::filter::{ClockFilter, FilterResult, Sample};
-use mcast_client::select::{Candidate, SelectParams, select};
+use mcast_core::client::filter::{ClockFilter, FilterResult, Sample};
+use mcast_core::client::select::{Candidate, SelectParams, select};
 use mcast_proto::{NtpDuration, NtpTimestamp};
 
 /// Local clock: intrinsic frequency error, frequency correction,

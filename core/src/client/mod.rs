@@ -1,0 +1,20 @@
+//! The client's cores: from a verified broadcast to a clock decision.
+//!
+//! - [`association`]: one per server; every trust check a packet passes
+//!   (key, replay, sanity) and the per-server counters.
+//! - [`calibration`]: the one-time mode-3 volley that measures the path delay.
+//! - [`filter`]: the clock filter of each server (RFC 5905 section 10).
+//! - [`select`]: intersection, clustering and combining (RFC 5905 section 11).
+//! - [`discipline`]: monitor, slew or step, and the frequency estimate.
+//! - [`engine`]: [`ClientCore`], the one entry point joining them.
+//! - [`status`]: the plain status struct the shell serializes.
+
+pub mod association;
+pub mod calibration;
+pub mod discipline;
+pub mod engine;
+pub mod filter;
+pub mod select;
+pub mod status;
+
+pub use engine::{Action, ClientCore, CoreConfig, Incoming};

@@ -1,0 +1,54 @@
+//! The control socket's commands (`status`, `recalibrate`) and the metrics
+//! page, answered from the core's status snapshot.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use mcast_core::client::status::status_of;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mcast_core::client::ClientCore;
+
+/// The metrics page: the same snapshot `status` answers with.
+pub fn metrics_text(core: &Mutex<ClientCore>, mono: Duration, mode_name: &str) -> String {
+    match core.lock() {
+        Ok(core) => crate::metrics::format_metrics(&status_of(&core, mono, mono, mode_name)),
+        Err(_) => String::new(),
+    }
+}
+
+/// The answer (JSON) to one control-socket command.
+pub fn control_command(
+    core: &Mutex<ClientCore>,
+    mono: Duration,
+    command: &str,
+    mode_name: &str,
+) -> String {
+    match command.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["status"] => match core.lock() {
+            Ok(core) => {
+                serde_json::to_string(&status_of(&core, mono, mono, mode_name)).unwrap_or_default()
+            }
+            Err(_) => "{\"error\":\"internal\"}".into(),
+        },
+        ["recalibrate", server] => match server.parse::<IpAddr>() {
+            Ok(addr) => match core.lock().map(|mut c| c.recalibrate(addr, mono)) {
+                Ok(Ok(())) => "{\"ok\":true}".to_string(),
+                Ok(Err(e)) => serde_json::json!({ "error": e }).to_string(),
+                Err(_) => "{\"error\":\"internal\"}".into(),
+            },
+            Err(_) => {
+                serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string()
+            }
+        },
+        _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
+    }
+}
+
+/// Sends one command to a running client and returns its JSON answer.
+pub fn control_request(socket: &Path, command: &str) -> std::io::Result<serde_json::Value> {
+    let text = mcast_sys::control_request(socket, command)?;
+    serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

@@ -1,0 +1,184 @@
+//! The tasks of the running server: keeping the sync state current, one
+//! broadcast loop per destination and the responder's receive loops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcast_config::ServerConfig;
+use mcast_core::server::broadcaster::{Broadcaster, Build};
+use mcast_core::server::ratelimit::RateVerdict;
+use mcast_core::server::responder::{Answerer, Outcome, Request, observe};
+use mcast_core::server::sync::SyncStatus;
+use mcast_proto::{Datagram, NtpTimestamp};
+use mcast_sys::{RealClock, RecvBatch, RecvMeta, SendBatch, UdpEndpoint};
+
+use super::upstream::{UpstreamLink, current_sync};
+use super::{Shared, lock, now_ntp};
+
+/// Keeps `shared.sync` current (every second, and after every upstream
+/// event) and logs each change of synchronization, stratum, leap warning
+/// or reason. With an upstream source it also runs the queries.
+pub(super) async fn sync_loop(
+    shared: Arc<Shared>,
+    config: ServerConfig,
+    upstream: Option<UpstreamLink>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; 2048];
+    let mut last_logged = None;
+    loop {
+        match &upstream {
+            Some(link) => link.step(&mut tick, &mut buf).await,
+            None => {
+                tick.tick().await;
+            }
+        }
+        let s = current_sync(&config, shared.upstream.as_deref());
+        let key = match &s {
+            SyncStatus::Synchronized(h) => (true, h.stratum, h.leap.to_bits(), String::new()),
+            SyncStatus::Unsynchronized { reason } => (false, 16, 3, reason.clone()),
+        };
+        if last_logged.as_ref() != Some(&key) {
+            match &s {
+                SyncStatus::Synchronized(h) => tracing::info!(
+                    stratum = h.stratum,
+                    refid = %h.reference_id.display(h.stratum),
+                    leap = h.leap.to_bits(),
+                    "time source synchronized"
+                ),
+                SyncStatus::Unsynchronized { reason } => {
+                    tracing::warn!("not synchronized: {reason}")
+                }
+            }
+            last_logged = Some(key);
+        }
+        if let Ok(mut slot) = shared.sync.write() {
+            *slot = s;
+        }
+    }
+}
+
+pub(super) async fn broadcast_loop(
+    shared: Arc<Shared>,
+    config: ServerConfig,
+    index: usize,
+    ep: Arc<UdpEndpoint>,
+    dest: SocketAddr,
+    mut b: Broadcaster,
+) {
+    let mut buf = Vec::with_capacity(72);
+    loop {
+        tokio::time::sleep_until(shared.start + b.due()).await;
+        // Fresh state right before the send.
+        let sync = current_sync(&config, shared.upstream.as_deref());
+        let keys = shared.keys();
+        let problem = match b.build(&sync, &keys, now_ntp, &mut buf) {
+            Build::Send => match ep.send_to(&buf, dest).await {
+                Ok(_) => None,
+                Err(e) => Some(format!("send to {dest} failed: {e}")),
+            },
+            Build::Silent(why) => Some(why),
+        };
+        let kernel_tx = if b.config().interleave && problem.is_none() {
+            ep.take_tx_timestamp()
+                .await
+                .ok()
+                .flatten()
+                .map(NtpTimestamp::from_system_time)
+        } else {
+            None
+        };
+        b.advance(
+            shared.mono(),
+            problem.is_none(),
+            rand::random::<u16>(),
+            kernel_tx,
+        );
+        if let Some(p) = &problem {
+            tracing::warn!(destination = %dest, "skipped a broadcast: {p}");
+        }
+        if let Ok(mut list) = shared.destinations.lock()
+            && let Some(d) = list.get_mut(index)
+        {
+            d.sent = b.sent();
+            d.skipped = b.silent_intervals();
+            d.last_problem = problem;
+        }
+    }
+}
+
+/// Datagram buffer per request: larger requests are cut (and then fail to
+/// parse or verify).
+pub(super) const MAX_REQUEST: usize = 2048;
+
+/// One receive loop: a batch of requests per `recvmmsg`, the shared rate
+/// limiter locked once per batch, MAC checks and signing outside that
+/// lock, and all replies in one `sendmmsg`, each from the address its
+/// request was sent to. Its counters go to `shared.counters[slot]`.
+pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, slot: usize) {
+    let mut rx = RecvBatch::new(mcast_sys::MAX_BATCH, MAX_REQUEST);
+    let mut tx = SendBatch::new(mcast_sys::MAX_BATCH);
+    let mut answerer = Answerer::new(shared.responder, shared.kod_average_log2);
+    let mut parsed: Vec<Option<Datagram>> = Vec::with_capacity(mcast_sys::MAX_BATCH);
+    let mut verdicts: Vec<RateVerdict> = Vec::with_capacity(mcast_sys::MAX_BATCH);
+    loop {
+        if let Err(e) = ep.recv_batch(&mut rx).await {
+            tracing::debug!("receive error: {e}");
+            continue;
+        }
+        let monotonic = shared.mono();
+        let sync = shared.sync();
+        let keys = shared.keys();
+        let request = |meta: &RecvMeta, bytes| Request {
+            bytes,
+            source: meta.source,
+            received_at: NtpTimestamp::from_system_time(
+                meta.kernel_rx.unwrap_or_else(RealClock::now),
+            ),
+            monotonic,
+        };
+        parsed.clear();
+        parsed.extend(
+            rx.iter()
+                .map(|(meta, bytes)| answerer.parse(&request(meta, bytes))),
+        );
+        verdicts.clear();
+        {
+            let mut mru = lock(&shared.mru);
+            for ((meta, bytes), d) in rx.iter().zip(&parsed) {
+                verdicts.push(match d {
+                    Some(d) => observe(&mut mru, &request(meta, bytes), d),
+                    None => RateVerdict::Allowed,
+                });
+            }
+        }
+        tx.clear();
+        for (((meta, bytes), d), rate) in rx.iter().zip(&parsed).zip(&verdicts) {
+            let (Some(d), Some(out)) = (d, tx.next_payload()) else {
+                continue;
+            };
+            let req = request(meta, bytes);
+            if let Outcome::Reply(_) = answerer.answer(&req, d, *rate, &sync, &keys, now_ntp, out) {
+                // From the address the request went to (known on wildcard
+                // sockets only; the others are bound to it); a request to
+                // a group (a wildcard socket sees those) is answered from
+                // whatever address routing picks.
+                let from = meta.dest.filter(|ip| !ip.is_multicast());
+                if let Err(e) = tx.commit(meta.source, from) {
+                    tracing::debug!(to = %meta.source, "reply not queued: {e}");
+                }
+            }
+        }
+        if let Some(c) = shared.counters.get(slot) {
+            *lock(c) = *answerer.counters();
+        }
+        if !tx.is_empty() {
+            let sent = ep.send_batch(&tx).await;
+            if let Some(e) = sent.last_error {
+                tracing::debug!(failed = sent.failed, "replies not sent: {e}");
+            }
+        }
+    }
+}
