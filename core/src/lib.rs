@@ -16,4 +16,5 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod exchange;
 pub mod server;

@@ -300,7 +300,7 @@ async fn execute(
 ) {
     for a in actions {
         match a {
-            Action::Send { to, bytes } => {
+            Action::Send { to, bytes, ticket } => {
                 let Some(ep) = (if to.is_ipv6() { cal6 } else { Some(cal4) }) else {
                     continue;
                 };
@@ -317,7 +317,7 @@ async fn execute(
                 if let Some(at) = kernel_tx_time(ep, id).await
                     && let Ok(mut core) = shared.core.lock()
                 {
-                    core.request_transmitted(to, &bytes, NtpTimestamp::from_system_time(at));
+                    core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
                 }
             }
             Action::Event(e) => tracing::info!("{}", crate::text::event_line(&e)),
@@ -470,7 +470,7 @@ async fn tick_loop(shared: Arc<Shared>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc
         let mono = shared.mono();
         let (actions, next) = match shared.core.lock() {
             Ok(mut core) => {
-                let a = core.on_tick(mono, now_ntp());
+                let a = core.on_tick(mono, now_ntp(), &mut rand::random::<u64>);
                 (a, core.next_wakeup(shared.mono()))
             }
             Err(_) => return,

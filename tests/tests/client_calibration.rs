@@ -11,7 +11,7 @@ use mcast_core::client::association::ServerSpec;
 use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
 use mcast_keys::{KeyId, KeyStore};
-use mcast_proto::{Mode, NtpDuration};
+use mcast_proto::{Datagram, Mode, NtpDuration};
 use mcast_tests::packets::{epoch, server_header, sign};
 use mcast_tests::vectors;
 
@@ -53,20 +53,25 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
     );
     // The request is built at 1 s and leaves build_lag later.
     let built = epoch() + NtpDuration::from_secs(1);
-    let actions = core.on_tick(Duration::from_secs(1), built);
-    let request = actions
+    let actions = core.on_tick(Duration::from_secs(1), built, &mut rand::random::<u64>);
+    let (request, ticket) = actions
         .iter()
         .find_map(|a| match a {
-            Action::Send { to, bytes } if *to == server => Some(bytes.clone()),
+            Action::Send { to, bytes, ticket } if *to == server => Some((bytes.clone(), *ticket)),
             _ => None,
         })
         .expect("a calibration request at the first tick");
     let left = built + build_lag;
     if report_kernel_tx {
-        core.request_transmitted(server, &request, left);
+        core.request_transmitted(ticket, left);
     }
+    let cookie = Datagram::parse(&request)
+        .expect("our request parses")
+        .header
+        .transmit;
+    assert_ne!(cookie, built, "the request carries a cookie, not our clock");
     let mut r = server_header(Mode::Server);
-    r.origin = built;
+    r.origin = cookie;
     r.receive = left + us(200);
     r.transmit = r.receive + us(10);
     let reply = sign(&keys, Some(1), r);
@@ -76,7 +81,11 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
         rx: r.transmit + us(200),
         mono: Duration::from_secs(1),
     });
-    core.on_tick(Duration::from_secs(4), built + NtpDuration::from_secs(3));
+    core.on_tick(
+        Duration::from_secs(4),
+        built + NtpDuration::from_secs(3),
+        &mut rand::random::<u64>,
+    );
     core.associations()
         .next()
         .expect("association")

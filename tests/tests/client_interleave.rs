@@ -69,11 +69,11 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
         for a in actions {
             match a {
                 Action::Event(e) => events.push(e),
-                Action::Send { to, bytes } => {
+                Action::Send { to, bytes, ticket } => {
                     // The request leaves at `now` (the kernel says so), the
                     // server reads T3 10 us after T2 and sends it
                     // SEND_LATENCY later.
-                    core.request_transmitted(to, &bytes, at(now));
+                    core.request_transmitted(ticket, at(now));
                     let request = Datagram::parse(&bytes).expect("our request parses");
                     let mut r = server_header(Mode::Server);
                     r.origin = request.header.transmit;
@@ -125,7 +125,7 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
             }
             k += 1;
         }
-        let actions = core.on_tick(mono(t), at(t));
+        let actions = core.on_tick(mono(t), at(t), &mut rand::random::<u64>);
         record(actions, &mut core, t);
         t += 0.25;
     }

@@ -307,7 +307,7 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
     deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
     let request = core
-        .on_tick(Duration::from_secs(6), now)
+        .on_tick(Duration::from_secs(6), now, &mut rand::random::<u64>)
         .into_iter()
         .find_map(|a| match a {
             Action::Send { bytes, .. } => Some(bytes),
@@ -343,4 +343,103 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
         core.global_rejects()
     );
     assert_eq!(core.global_rejects().get("bogus-origin"), None);
+}
+
+/// The request's transmit field is a random cookie, not our clock: an
+/// off-path host cannot guess what a reply must echo.
+#[test]
+fn calibration_requests_carry_random_cookies_not_the_clock() {
+    let keys = lab_keys();
+    let mut core = core();
+    deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let now = NtpTimestamp::from_unix(1_800_000_006, 0);
+    let mut given = Vec::new();
+    let requests: Vec<Vec<u8>> = core
+        .on_tick(Duration::from_secs(6), now, &mut || {
+            let r = rand::random::<u64>();
+            given.push(r);
+            r
+        })
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert!(!requests.is_empty(), "a calibration request at 6 s");
+    for r in &requests {
+        let transmit = Datagram::parse(r).expect("request").header.transmit;
+        assert_ne!(transmit, now, "the clock reading is not on the wire");
+        assert!(
+            given
+                .iter()
+                .any(|g| NtpTimestamp::from_bits(*g) == transmit),
+            "the transmit field is a cookie the core was given"
+        );
+    }
+}
+
+/// An unsigned Kiss-o'-Death from the server's address that echoes the
+/// request's cookie everywhere (an on-path host can read it) must not end
+/// the calibration of a keyed server: it is counted and dropped, and the
+/// genuine signed reply is still taken.
+#[test]
+fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
+    let keys = lab_keys();
+    let mut core = core();
+    deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let now = NtpTimestamp::from_unix(1_800_000_006, 0);
+    let request = core
+        .on_tick(Duration::from_secs(6), now, &mut rand::random::<u64>)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .expect("a calibration request within the 5 s start window");
+    let cookie = Datagram::parse(&request).expect("request").header.transmit;
+    let server = S1.parse::<SocketAddr>().expect("addr");
+    fn at(bytes: &[u8], source: SocketAddr, now: NtpTimestamp) -> Incoming<'_> {
+        Incoming {
+            bytes,
+            source,
+            rx: now + mcast_proto::NtpDuration::from_micros(220),
+            mono: Duration::from_secs_f64(6.001),
+        }
+    }
+    for code in ["DENY", "RSTR", "RATE"] {
+        let mut kod = server_header(Mode::Server);
+        kod.stratum = 0;
+        kod.reference_id = mcast_proto::RefId::from_code(code);
+        kod.origin = cookie;
+        kod.receive = cookie;
+        kod.transmit = cookie;
+        let forged = sign(&keys, None, kod);
+        let actions = core.on_reply(at(&forged, server, now));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Event(Event::KissOfDeath { .. }))),
+            "an unsigned {code} is not a kiss-o'-death: {actions:?}"
+        );
+    }
+    assert_eq!(
+        core.global_rejects().get("unauthenticated-kod"),
+        Some(&3),
+        "each forged KoD is counted: {:?}",
+        core.global_rejects()
+    );
+    let a = core.associations().next().expect("association");
+    assert_eq!(a.state(), State::Calibrating, "still calibrating");
+    let mut h = server_header(Mode::Server);
+    h.poll = Log2Seconds(0);
+    h.origin = cookie;
+    h.receive = now + mcast_proto::NtpDuration::from_micros(100);
+    h.transmit = h.receive + mcast_proto::NtpDuration::from_micros(10);
+    let genuine = sign(&keys, Some(1), h);
+    core.on_reply(at(&genuine, server, now));
+    assert!(
+        core.last_offset(server.ip()).is_some(),
+        "the genuine reply is used"
+    );
 }

@@ -19,6 +19,7 @@ use crate::client::calibration::{
 use crate::client::discipline::{Clock, Decision, Discipline, DisciplineConfig, Ppm};
 use crate::client::filter::{ClockFilter, FilterResult, Sample};
 use crate::client::select::{Candidate, SelectOutcome, SelectParams, select};
+use crate::exchange::{Exchanges, Kiss, Ticket, kiss};
 
 /// Settings of the core (from the client configuration).
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +97,9 @@ pub enum Action {
         to: SocketAddr,
         /// The datagram.
         bytes: Vec<u8>,
+        /// Give its kernel transmit time back with this
+        /// ([`ClientCore::request_transmitted`]).
+        ticket: Ticket,
     },
     /// The clock decision of this update (monitor mode: `Decision::Monitor`).
     Clock(Decision),
@@ -149,19 +153,11 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone)]
-struct Outstanding {
-    /// The request's transmit field, which the reply must echo as origin.
-    cookie: NtpTimestamp,
-    /// When it left: the cookie, or the kernel transmit time once known.
-    t1: NtpTimestamp,
-    sent: Duration,
-}
-
-#[derive(Debug, Clone)]
 struct Peer {
     assoc: Association,
     filter: ClockFilter,
-    outstanding: Vec<Outstanding>,
+    /// Calibration requests in flight.
+    exchanges: Exchanges,
     /// Offset of the last accepted sample (for status).
     last_offset: Option<NtpDuration>,
     /// Interleaved servers: the last accepted broadcast, waiting for the
@@ -177,7 +173,7 @@ impl Peer {
         Peer {
             assoc: Association::new(spec, calibration),
             filter: ClockFilter::new(precision),
-            outstanding: Vec::new(),
+            exchanges: Exchanges::new(),
             last_offset: None,
             pending: None,
             unpaired: 0,
@@ -371,29 +367,16 @@ impl ClientCore {
         *self.global_rejects.entry(reason).or_insert(0) += 1;
     }
 
-    /// The kernel's transmit time `at` of the request `bytes` just sent to
-    /// `to`: it replaces the clock reading taken when the request was built
-    /// as T1, so time spent between building and sending does not count as
-    /// path delay (nor bias the calibration). Ignored unless it matches an
-    /// outstanding request and lies within a second after its build time.
-    pub fn request_transmitted(&mut self, to: SocketAddr, bytes: &[u8], at: NtpTimestamp) {
-        let Ok(d) = Datagram::parse(bytes) else {
-            return;
-        };
-        let cookie = d.header.transmit;
-        let Some(peer) = self
-            .peers
-            .iter_mut()
-            .find(|p| p.assoc.spec().address == to.ip())
-        else {
-            return;
-        };
-        let lag = at - cookie;
-        if lag.is_negative() || lag > NtpDuration::from_secs(1) {
-            return;
-        }
-        if let Some(o) = peer.outstanding.iter_mut().find(|o| o.cookie == cookie) {
-            o.t1 = at;
+    /// The kernel's transmit time `at` of the request sent with `ticket`:
+    /// it replaces the clock reading taken when the request was built as
+    /// T1, so time spent between building and sending does not count as
+    /// path delay (nor bias the calibration). Ignored unless that request is
+    /// still in flight and `at` lies within a second after its build time.
+    pub fn request_transmitted(&mut self, ticket: Ticket, at: NtpTimestamp) {
+        for peer in &mut self.peers {
+            if peer.exchanges.transmitted(ticket, at) {
+                return;
+            }
         }
     }
 
@@ -560,38 +543,41 @@ impl ClientCore {
         // The request stays outstanding until a reply to it is used: a
         // forged reply that fails authentication cannot use it up and make
         // the genuine one arrive as `bogus-origin`.
-        let Some(out) = peer
-            .outstanding
-            .iter()
-            .find(|o| o.cookie == origin)
-            .cloned()
-        else {
+        let Some(out) = peer.exchanges.find(origin) else {
             self.count("bogus-origin");
             return Vec::new();
         };
         let name = peer.assoc.spec().name.clone();
         let want = peer.assoc.spec().key;
         let Some(cal) = peer.assoc.calibration_mut() else {
-            peer.outstanding.retain(|o| o.cookie != origin);
+            peer.exchanges.complete(origin);
             return Vec::new();
         };
-        // A KoD counts only when it echoes our transmit in all three fields.
-        if let Some(code) = d.header.kiss_code() {
-            let h = &d.header;
-            if h.receive == out.cookie && h.transmit == out.cookie {
-                peer.outstanding.retain(|o| o.cookie != origin);
-                cal.kiss_of_death(code, inc.mono);
-                return vec![Action::Event(Event::KissOfDeath { server: name, code })];
-            }
-            self.count("bogus-kod");
-            return Vec::new();
-        }
         let auth = packet::authenticate(keys, inc.bytes, &d, Some(inc.source.ip()));
         let ok = match (want, auth) {
             (Some(k), PacketAuth::Mac(MacVerdict::Valid(got))) => k == got,
             (None, PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_))) => true,
             _ => false,
         };
+        // A KoD counts only when it echoes our cookie in all three fields
+        // and is as authentic as a reply must be: an unsigned KoD from a LAN
+        // host cannot end the calibration of a keyed server.
+        match kiss(&d.header, out.cookie, ok) {
+            Kiss::Counts(code) => {
+                peer.exchanges.complete(origin);
+                cal.kiss_of_death(code, inc.mono);
+                return vec![Action::Event(Event::KissOfDeath { server: name, code })];
+            }
+            Kiss::Bogus => {
+                self.count(if ok {
+                    "bogus-kod"
+                } else {
+                    "unauthenticated-kod"
+                });
+                return Vec::new();
+            }
+            Kiss::NotKiss => {}
+        }
         if !ok {
             let why = match (auth, want) {
                 (PacketAuth::CryptoNak, Some(k)) => {
@@ -603,7 +589,7 @@ impl ClientCore {
             cal.unusable_reply(why);
             return Vec::new();
         }
-        peer.outstanding.retain(|o| o.cookie != origin);
+        peer.exchanges.complete(origin);
         if let Some(r) = d.header.unusable_reason(&self.config.limits) {
             cal.unusable_reply(format!("the server's reply is not usable time: {r}"));
             return Vec::new();
@@ -640,8 +626,14 @@ impl ClientCore {
     }
 
     /// Timer tick at monotonic `mono`, with our clock reading `clock_now`
-    /// (the transmit timestamp of any request sent now).
-    pub fn on_tick(&mut self, mono: Duration, clock_now: NtpTimestamp) -> Vec<Action> {
+    /// (T1 of any request sent now); `random` gives each request its
+    /// 64-bit cookie (see [`crate::exchange`]).
+    pub fn on_tick(
+        &mut self,
+        mono: Duration,
+        clock_now: NtpTimestamp,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let port = self.config.server_port;
         let spacing = self.config.calibration.spacing;
@@ -649,8 +641,7 @@ impl ClientCore {
         for peer in &mut self.peers {
             peer.assoc.tick_reach(mono);
             // Requests unanswered for two spacings are lost.
-            peer.outstanding
-                .retain(|o| mono.saturating_sub(o.sent) <= spacing * 2);
+            peer.exchanges.expire(mono, spacing * 2);
             let was_done = peer
                 .assoc
                 .calibration()
@@ -668,20 +659,16 @@ impl ClientCore {
                         let mut h = Header::new(Mode::Client);
                         h.poll = Log2Seconds(poll);
                         h.precision = self.config.precision;
-                        h.transmit = clock_now;
+                        let (cookie, ticket) = peer.exchanges.send(random(), clock_now, mono);
+                        h.transmit = cookie;
                         let d = Datagram::new(h);
                         let mut bytes = Vec::with_capacity(72);
                         match key.and_then(|k| self.keys.get(k)) {
                             Some(k) => packet::sign(k, &d, &mut bytes),
                             None => d.write_signed_part(&mut bytes),
                         }
-                        peer.outstanding.push(Outstanding {
-                            cookie: clock_now,
-                            t1: clock_now,
-                            sent: mono,
-                        });
                         peer.assoc.count_unicast();
-                        actions.push(Action::Send { to, bytes });
+                        actions.push(Action::Send { to, bytes, ticket });
                     }
                     Step::WaitUntil(_) | Step::Done => break,
                 }
@@ -691,7 +678,7 @@ impl ClientCore {
                 .calibration()
                 .is_some_and(calibration::Calibration::is_done);
             if done && !was_done {
-                peer.outstanding.clear();
+                peer.exchanges.clear();
                 if let Some(c) = peer.assoc.calibration() {
                     actions.push(Action::Event(Event::CalibrationDone {
                         server: peer.assoc.spec().name.clone(),

@@ -13,6 +13,7 @@ use mcast_core::client::discipline::{Clock, ClockMode, Decision, MAX_FREQUENCY, 
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
 use mcast_core::client::filter::FilterOutput;
 use mcast_core::client::select::SelectOutcome;
+use mcast_core::exchange::Ticket;
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
     Datagram, HEADER_LEN, Header, LeapIndicator, Log2Seconds, Mode, NtpDuration, NtpShort,
@@ -301,6 +302,15 @@ fn snap_assoc(core: &ClientCore, a: &Association, full: bool) -> AssocSnap {
     }
 }
 
+/// A bijective mix of a counter (splitmix64's finalizer): distinct,
+/// random-looking cookies, the same in every run.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The run: the core, our model of what it was sent and asked to send,
 /// and the clock.
 struct Run<'a> {
@@ -317,8 +327,12 @@ struct Run<'a> {
     sent: BTreeMap<IpAddr, u64>,
     /// Addresses whose association has reached Tracking.
     tracking: BTreeSet<IpAddr>,
-    /// The last request sent, for kernel transmit time events.
-    last_send: Option<(SocketAddr, Vec<u8>)>,
+    /// The last request sent (its ticket and the clock when it was
+    /// built), for kernel transmit time events.
+    last_send: Option<(SocketAddr, Ticket, NtpTimestamp)>,
+    /// Cookies handed to the core so far (a counter through a bijective
+    /// mix, so they are distinct and look random).
+    cookies: u64,
     /// Steps decided so far.
     steps: u32,
 }
@@ -423,6 +437,7 @@ pub fn client_packet(data: &[u8]) {
         sent: BTreeMap::new(),
         tracking: BTreeSet::new(),
         last_send: None,
+        cookies: 0,
         steps: 0,
     };
     for _ in 0..MAX_EVENTS {
@@ -897,7 +912,13 @@ impl Run<'_> {
     fn tick(&mut self) {
         let clock_now = self.local_now();
         let before = Snapshot::take(&self.core, NO_FOCUS);
-        let actions = self.core.on_tick(self.mono, clock_now);
+        let first_cookie = self.cookies;
+        let mut counter = self.cookies;
+        let actions = self.core.on_tick(self.mono, clock_now, &mut || {
+            counter += 1;
+            mix(counter)
+        });
+        self.cookies = counter;
         let after = Snapshot::take(&self.core, NO_FOCUS);
         if after.counted() != before.counted() || after.assocs.len() != before.assocs.len() {
             self.fail(
@@ -908,10 +929,10 @@ impl Run<'_> {
         let volley_bound = u64::from(self.config.calibration.requests)
             * (u64::from(self.config.calibration.retries) + 1);
         for action in &actions {
-            let Action::Send { to, bytes } = action else {
+            let Action::Send { to, bytes, ticket } = action else {
                 continue;
             };
-            self.check_request(*to, bytes, clock_now, &after);
+            self.check_request(*to, bytes, (first_cookie, self.cookies), &after);
             let n = self.sent.entry(to.ip()).or_insert(0);
             *n += 1;
             let n = *n;
@@ -921,8 +942,13 @@ impl Run<'_> {
                     format!("{n} requests to {to}, bound {volley_bound}"),
                 );
             }
-            self.outstanding.entry(to.ip()).or_default().push(clock_now);
-            self.last_send = Some((*to, bytes.clone()));
+            if let Ok(d) = Datagram::parse(bytes) {
+                self.outstanding
+                    .entry(to.ip())
+                    .or_default()
+                    .push(d.header.transmit);
+            }
+            self.last_send = Some((*to, *ticket, clock_now));
         }
         for a in &after.assocs {
             let sent = self.sent.get(&a.addr).copied().unwrap_or(0);
@@ -943,13 +969,7 @@ impl Run<'_> {
     /// A calibration request: to an association's address and the server
     /// port, mode 3, our clock reading as transmit, signed with that
     /// server's key; never to a server done calibrating.
-    fn check_request(
-        &self,
-        to: SocketAddr,
-        bytes: &[u8],
-        clock_now: NtpTimestamp,
-        after: &Snapshot,
-    ) {
+    fn check_request(&self, to: SocketAddr, bytes: &[u8], given: (u64, u64), after: &Snapshot) {
         let Some(a) = after.assocs.iter().find(|a| a.addr == to.ip()) else {
             self.fail(
                 "requests go only to associations",
@@ -973,15 +993,16 @@ impl Run<'_> {
             Some(k) => PacketAuth::Mac(MacVerdict::Valid(k)),
             None => PacketAuth::NoMac,
         };
-        if d.header.mode != Mode::Client
-            || d.header.transmit != clock_now
-            || auth != want
-            || !d.extensions.is_empty()
-        {
+        let (after_cookie, last_cookie) = given;
+        let fresh = (after_cookie + 1..=last_cookie)
+            .any(|c| d.header.transmit == NtpTimestamp::from_bits(mix(c).max(1)));
+        if d.header.mode != Mode::Client || !fresh || auth != want || !d.extensions.is_empty() {
             self.fail(
-                "a request is mode 3, carries our clock as transmit and the server's key",
+                "a request is mode 3, carries a cookie it was given as transmit and the \
+                 server's key",
                 format!(
-                    "mode {:?}, transmit {} (clock {clock_now}), {auth} (want {want})",
+                    "mode {:?}, transmit {} (cookies {after_cookie}..={last_cookie}), {auth} \
+                     (want {want})",
                     d.header.mode, d.header.transmit
                 ),
             );
@@ -991,15 +1012,12 @@ impl Run<'_> {
     /// The kernel's transmit time of the last request, `lag` x 5 ms after
     /// it was built: it changes nothing but that request's T1.
     fn transmitted(&mut self, lag: u8) {
-        let Some((to, bytes)) = self.last_send.clone() else {
+        let Some((to, ticket, built)) = self.last_send else {
             return;
         };
-        let Ok(d) = Datagram::parse(&bytes) else {
-            return;
-        };
-        let at = d.header.transmit + NtpDuration::from_millis(i64::from(lag) * 5);
+        let at = built + NtpDuration::from_millis(i64::from(lag) * 5);
         let before = Snapshot::take(&self.core, to.ip());
-        self.core.request_transmitted(to, &bytes, at);
+        self.core.request_transmitted(ticket, at);
         let after = Snapshot::take(&self.core, to.ip());
         if after.fulls() != before.fulls() || after.counted() != before.counted() {
             self.fail(

@@ -162,6 +162,8 @@ pub(crate) struct SimClient {
     pub setup: ClientSetup,
     pub clock: HostClock,
     pub rng: Stream,
+    /// Where its request cookies come from.
+    cookies: Stream,
     config: CoreConfig,
     core: Option<ClientCore>,
     /// Host monotonic time the daemon started at.
@@ -179,6 +181,7 @@ impl SimClient {
         config: CoreConfig,
         clock: HostClock,
         rng: Stream,
+        cookies: Stream,
     ) -> Self {
         let servers = config.servers.len();
         SimClient {
@@ -186,6 +189,7 @@ impl SimClient {
             setup,
             clock,
             rng,
+            cookies,
             config,
             core: None,
             started: Duration::ZERO,
@@ -259,7 +263,8 @@ impl SimClient {
         let Some(core) = self.core.as_mut() else {
             return (Vec::new(), now + Duration::from_secs(1));
         };
-        let actions = core.on_tick(mono, read);
+        let cookies = &mut self.cookies;
+        let actions = core.on_tick(mono, read, &mut || cookies.u64());
         let next = core.next_wakeup(mono);
         let out = self.execute(now, actions);
         let next = next.max(mono + Duration::from_millis(10));
@@ -275,7 +280,7 @@ impl SimClient {
         };
         for a in actions {
             match a {
-                Action::Send { to, bytes } => {
+                Action::Send { to, bytes, .. } => {
                     if let Some(i) = core
                         .associations()
                         .position(|a| a.spec().address == to.ip())

@@ -227,8 +227,15 @@ impl Sim {
             schedule_all(&mut sim.sched, &setup.events, |change| {
                 Event::ClientChange { client: j, change }
             });
-            sim.clients
-                .push(SimClient::new(j, setup.clone(), core_config, clock, rng));
+            let cookies = Stream::new(seed, Kind::Cookie, j);
+            sim.clients.push(SimClient::new(
+                j,
+                setup.clone(),
+                core_config,
+                clock,
+                rng,
+                cookies,
+            ));
         }
         sim.links = (0..n)
             .map(|s| {

@@ -23,6 +23,8 @@ pub enum Kind {
     Server = 3,
     /// A client's own draws (calibration start).
     Client = 4,
+    /// A client's request cookies (apart, so they shift no other draw).
+    Cookie = 5,
 }
 
 impl Stream {
@@ -68,6 +70,11 @@ impl Stream {
     /// A random `u16` (the broadcaster's send jitter).
     pub fn u16(&mut self) -> u16 {
         self.0.random::<u16>()
+    }
+
+    /// A random `u64` (a client's request cookies).
+    pub fn u64(&mut self) -> u64 {
+        (u64::from(self.u32()) << 32) | u64::from(self.u32())
     }
 
     /// A random `u32` (the client's calibration start).
