@@ -122,6 +122,11 @@ impl Exchanges {
         self.outstanding.clear();
     }
 
+    /// The oldest request in flight.
+    pub fn oldest(&self) -> Option<Outstanding> {
+        self.outstanding.first().copied()
+    }
+
     /// True when no request is in flight.
     pub fn is_empty(&self) -> bool {
         self.outstanding.is_empty()

@@ -47,6 +47,7 @@ use mcast_proto::{
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
+use crate::exchange::{Exchanges, Kiss, Outstanding, Ticket, kiss};
 use crate::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 
 /// Query spacing while unsynchronized, for the first [`FAST_QUERIES`].
@@ -122,17 +123,6 @@ pub enum Verdict {
     Ignored(String),
 }
 
-/// The outstanding query.
-#[derive(Debug, Clone, Copy)]
-struct Outstanding {
-    /// The random transmit timestamp it carried.
-    cookie: NtpTimestamp,
-    /// Our clock when it left (T1).
-    t1: NtpTimestamp,
-    /// Monotonic time it was sent.
-    sent: Duration,
-}
-
 /// Counters and the latest measurement, as `mcast-server status` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpstreamReport {
@@ -167,7 +157,8 @@ pub struct UpstreamReport {
 pub struct Upstream {
     config: UpstreamConfig,
     refid: RefId,
-    outstanding: Option<Outstanding>,
+    /// The query in flight (at most one: each query forgets the last).
+    exchanges: Exchanges,
     next_query: Duration,
     fast_left: u32,
     /// Whether we were synchronized when the last query was sent (to refill
@@ -195,7 +186,7 @@ impl Upstream {
         Upstream {
             refid: refid_of(config.address.ip()),
             config,
-            outstanding: None,
+            exchanges: Exchanges::new(),
             next_query: now,
             fast_left: FAST_QUERIES,
             synced_at_last_query: false,
@@ -230,18 +221,20 @@ impl Upstream {
         self.config.query_interval * MISSED_INTERVALS + REPLY_TIMEOUT
     }
 
-    /// The mode-3 query to send now. `cookie` is a random 64-bit value sent
-    /// as the transmit timestamp (a reply must echo it as its origin), so
-    /// our clock reading is never on the wire; `t1` is our clock right
-    /// before the send (refine it with [`Upstream::transmitted`]). A zero
-    /// cookie is replaced by 1, since a zero origin means "none".
+    /// The mode-3 query to send now and its ticket. `random` becomes the
+    /// cookie sent as the transmit timestamp (a reply must echo it as its
+    /// origin; see [`crate::exchange`]), so our clock reading is never on
+    /// the wire; `t1` is our clock right before the send (refine it with
+    /// [`Upstream::transmitted`] and the ticket).
     pub fn query(
         &mut self,
         now: Duration,
-        cookie: NtpTimestamp,
+        random: u64,
         t1: NtpTimestamp,
-    ) -> [u8; mcast_proto::HEADER_LEN] {
-        if self.outstanding.take().is_some() && !self.error_for_outstanding {
+    ) -> ([u8; mcast_proto::HEADER_LEN], Ticket) {
+        let unanswered = !self.exchanges.is_empty();
+        self.exchanges.clear();
+        if unanswered && !self.error_for_outstanding {
             self.problem = Some(self.no_reply());
         }
         self.error_for_outstanding = false;
@@ -257,39 +250,27 @@ impl Upstream {
             self.config.query_interval
         };
         self.next_query = now + interval;
-        let cookie = if cookie.is_zero() {
-            NtpTimestamp::from_bits(1)
-        } else {
-            cookie
-        };
-        self.outstanding = Some(Outstanding {
-            cookie,
-            t1,
-            sent: now,
-        });
+        let (cookie, ticket) = self.exchanges.send(random, t1, now);
         self.queries += 1;
         let mut h = Header::new(Mode::Client);
         h.poll = Log2Seconds(log2_ceil(self.config.query_interval));
         h.precision = self.config.precision;
         h.transmit = cookie;
-        h.to_bytes()
+        (h.to_bytes(), ticket)
     }
 
-    /// The kernel's transmit timestamp of the query carrying `cookie`,
+    /// The kernel's transmit timestamp of the query sent with `ticket`,
     /// when the socket reports one: a better T1 than the clock reading.
-    pub fn transmitted(&mut self, cookie: NtpTimestamp, t1: NtpTimestamp) {
-        if let Some(o) = self.outstanding.as_mut()
-            && o.cookie == cookie
-        {
-            o.t1 = t1;
-        }
+    /// False when it is not that query's (too late, or another query's).
+    pub fn transmitted(&mut self, ticket: Ticket, at: NtpTimestamp) -> bool {
+        self.exchanges.transmitted(ticket, at)
     }
 
     /// Sending the query or receiving failed (e.g. `ECONNREFUSED`: nothing
     /// listens at the upstream's address). Shown in status; the schedule
     /// goes on.
     pub fn socket_error(&mut self, what: &str) {
-        self.error_for_outstanding = self.outstanding.is_some();
+        self.error_for_outstanding = !self.exchanges.is_empty();
         self.problem = Some(what.to_owned());
     }
 
@@ -333,15 +314,15 @@ impl Upstream {
         if h.mode != Mode::Server {
             return Err(format!("mode {:?} packet, not a reply", h.mode));
         }
-        let Some(out) = self.outstanding else {
+        if self.exchanges.is_empty() {
             return Err("reply while no query is outstanding (duplicate?)".into());
-        };
-        if h.origin != out.cookie {
-            return Err(format!(
-                "reply whose origin {} is not our query's transmit {}",
-                h.origin, out.cookie
-            ));
         }
+        let Some(out) = self.exchanges.find(h.origin) else {
+            return Err(format!(
+                "reply whose origin {} is not our query's transmit",
+                h.origin
+            ));
+        };
         Ok((h, out))
     }
 
@@ -349,9 +330,19 @@ impl Upstream {
     fn judge(&mut self, h: Header, out: Outstanding, t4: NtpTimestamp, now: Duration) -> Verdict {
         let want = self.config.address;
         // It answers our query: from now on it counts, usable or not.
-        self.outstanding = None;
-        if let Some(code) = h.kiss_code() {
-            return self.kiss(code, now);
+        match kiss(&h, out.cookie, true) {
+            Kiss::Counts(code) => {
+                self.exchanges.clear();
+                return self.kiss(code, now);
+            }
+            Kiss::Bogus => {
+                return Verdict::Ignored(
+                    "kiss-o'-death that does not echo our query's cookie in origin, receive \
+                     and transmit"
+                        .into(),
+                );
+            }
+            Kiss::NotKiss => self.exchanges.clear(),
         }
         let limits = SampleLimits::default();
         if let Some(why) = h.unusable_reason(&limits) {
@@ -438,7 +429,7 @@ impl Upstream {
     /// The latest problem, counting an outstanding query older than
     /// [`REPLY_TIMEOUT`] as lost.
     fn problem(&self, now: Duration) -> Option<String> {
-        match self.outstanding {
+        match self.exchanges.oldest() {
             Some(o)
                 if now.saturating_sub(o.sent) > REPLY_TIMEOUT && !self.error_for_outstanding =>
             {
@@ -584,9 +575,19 @@ mod tests {
 
     /// Sends a query at `mono` and returns (cookie, t1).
     fn ask(u: &mut Upstream, mono: Duration, cookie: u64) -> (NtpTimestamp, NtpTimestamp) {
-        let cookie = NtpTimestamp::from_bits(cookie);
+        let (c, t1, _) = ask_with_ticket(u, mono, cookie);
+        (c, t1)
+    }
+
+    /// Sends a query at `mono` and returns (cookie, t1, ticket).
+    fn ask_with_ticket(
+        u: &mut Upstream,
+        mono: Duration,
+        cookie: u64,
+    ) -> (NtpTimestamp, NtpTimestamp, Ticket) {
         let t1 = clock(mono);
-        let bytes = u.query(mono, cookie, t1);
+        let (bytes, ticket) = u.query(mono, cookie, t1);
+        let cookie = NtpTimestamp::from_bits(cookie);
         let q = Header::parse(&bytes).unwrap();
         assert_eq!(
             (
@@ -607,7 +608,7 @@ mod tests {
             ),
             "a v4 mode-3 query carrying only the cookie"
         );
-        (cookie, t1)
+        (cookie, t1, ticket)
     }
 
     /// One full good exchange at `mono`; returns the verdict.
@@ -757,7 +758,15 @@ mod tests {
         let mut kod = Header::new(Mode::Server);
         kod.leap = LeapIndicator::Unsynchronized;
         kod.reference_id = RefId::from_code("RATE");
+        // Only the origin echoed: not a KoD by the exchange's rule.
         kod.origin = c;
+        assert!(matches!(
+            u.on_reply(UP, &kod.to_bytes(), t1, secs(16)),
+            Verdict::Ignored(_)
+        ));
+        // As ntpd sends it: the query's transmit in all three fields.
+        kod.receive = c;
+        kod.transmit = c;
         let v = u.on_reply(UP, &kod.to_bytes(), t1, secs(16));
         assert!(
             matches!(&v, Verdict::Refused(r) if r.contains("RATE")),
@@ -777,6 +786,8 @@ mod tests {
         let (c, t1) = ask(&mut u, secs(32), 3);
         kod.reference_id = RefId::from_code("DENY");
         kod.origin = c;
+        kod.receive = c;
+        kod.transmit = c;
         let v = u.on_reply(UP, &kod.to_bytes(), t1, secs(32));
         assert!(matches!(v, Verdict::Refused(_)), "{v:?}");
         let r = reason(&u.status(secs(32)));
@@ -956,11 +967,15 @@ mod tests {
     #[test]
     fn kernel_transmit_timestamp_refines_t1() {
         let mut u = Upstream::new(config(), secs(0));
-        let (c, t1) = ask(&mut u, secs(0), 42);
+        let (_, _, earlier) = ask_with_ticket(&mut u, secs(0), 41);
+        let (c, t1, ticket) = ask_with_ticket(&mut u, secs(0), 42);
         // The packet really left 1 ms after the clock read.
         let real_t1 = t1 + ms(1);
-        u.transmitted(NtpTimestamp::from_bits(41), t1 + ms(500)); // not ours: ignored
-        u.transmitted(c, real_t1);
+        assert!(
+            !u.transmitted(earlier, t1 + ms(500)),
+            "an earlier query's transmit time is not this one's"
+        );
+        assert!(u.transmitted(ticket, real_t1));
         let h = reply(c, real_t1, ms(0), ms(2));
         let Verdict::Accepted(s) = u.on_reply(UP, &h.to_bytes(), real_t1 + ms(2), secs(0)) else {
             panic!("refused")

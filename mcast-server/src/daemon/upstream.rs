@@ -164,25 +164,25 @@ impl UpstreamLink {
     /// Sends one query: a random cookie as its transmit timestamp, T1 from
     /// the kernel's transmit timestamp when there is one.
     pub(super) async fn query(&self) {
-        let cookie = NtpTimestamp::from_bits(rand::random::<u64>().max(1));
         let t1 = now_ntp();
-        let bytes = self.cell.with(|u, now| u.query(now, cookie, t1));
+        let (bytes, ticket) = self
+            .cell
+            .with(|u, now| u.query(now, rand::random::<u64>(), t1));
         let to = self.cell.with(|u, _| u.config().address);
         if let Err(e) = self.ep.send_to(&bytes, to).await {
             let why = format!("sending a query failed: {}", describe(&e));
             self.cell.with(|u, _| u.socket_error(&why));
             return;
         }
-        // The oldest queued transmit timestamp not before our clock read is
-        // this query's (an older one belongs to an earlier query).
+        // The oldest queued transmit timestamp the exchange takes as this
+        // query's (an older one belongs to an earlier query).
         while let Ok(Some(tx)) = self
             .ep
             .take_tx_timestamp_within(Duration::from_millis(100))
             .await
         {
             let tx = NtpTimestamp::from_system_time(tx.time);
-            if tx - t1 >= mcast_proto::NtpDuration::ZERO {
-                self.cell.with(|u, _| u.transmitted(cookie, tx));
+            if self.cell.with(|u, _| u.transmitted(ticket, tx)) {
                 break;
             }
         }
