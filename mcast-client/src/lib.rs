@@ -3,11 +3,11 @@
 //! server and tracks and selects servers from their broadcasts.
 //!
 //! The protocol logic is sans-I/O ([`core`] and the modules it uses,
-//! [`listen`] for the `listen` diagnostic, [`metrics`] for the Prometheus
-//! text); [`daemon`] and [`cli`] own the sockets, timers and clock.
+//! [`metrics`] for the Prometheus text); [`daemon`] and [`cli`] own the
+//! sockets, timers and clock. The `analyze` and `listen` diagnostics are
+//! [`mcast_diag`]'s; [`cli`] only wraps them.
 #![forbid(unsafe_code)]
 
-pub mod analyze;
 pub mod association;
 pub mod calibration;
 pub mod cli;
@@ -16,7 +16,6 @@ pub mod daemon;
 pub mod discipline;
 pub mod filter;
 pub mod import_ntp_conf;
-pub mod listen;
 pub mod metrics;
 pub mod select;
 
