@@ -262,7 +262,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
     }
 }
 
-/// `listen`: the socket and clock around [`crate::listen::Session`].
+/// `listen`: the socket and clock around [`mcast_diag::listen::Session`].
 fn listen(args: &ListenArgs) -> ExitCode {
     let keys = match &args.keys {
         Some(path) => match KeyStore::load(path) {
@@ -301,7 +301,7 @@ fn listen(args: &ListenArgs) -> ExitCode {
         || "MACs not checked (no --keys)".to_string(),
         |k| format!("MACs checked with {}", k.path().display()),
     );
-    let mut session = crate::listen::Session::new(keys);
+    let mut session = mcast_diag::listen::Session::new(keys);
     let result = runtime.block_on(async {
         let (ep, _) =
             crate::daemon::open_group_socket(args.group, &args.interface, args.port, broadcast)?;
@@ -324,7 +324,7 @@ fn listen(args: &ListenArgs) -> ExitCode {
 async fn listen_loop(
     ep: &mcast_sys::UdpEndpoint,
     args: &ListenArgs,
-    session: &mut crate::listen::Session,
+    session: &mut mcast_diag::listen::Session,
 ) {
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let expired = async {
@@ -470,11 +470,11 @@ fn analyze(args: &AnalyzeArgs) -> ExitCode {
         },
         None => None,
     };
-    let settings = crate::analyze::Settings {
+    let settings = mcast_diag::analyze::Settings {
         port: args.port,
         top: args.top,
     };
-    let report = match crate::analyze::analyze_file(&args.file, keys.as_ref(), settings) {
+    let report = match mcast_diag::analyze::analyze_file(&args.file, keys.as_ref(), settings) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcast-client: {e}");

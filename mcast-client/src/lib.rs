@@ -2,17 +2,18 @@
 //! broadcasts with that server's key, calibrates the path delay once per
 //! server and tracks and selects servers from their broadcasts.
 //!
-//! The protocol logic is sans-I/O ([`core`] and the modules it uses,
-//! [`listen`] for the `listen` diagnostic, [`metrics`] for the Prometheus
-//! text); [`daemon`] and [`cli`] own the sockets, timers and clock.
+//! A thin shell around the sans-I/O cores of [`mcast_core::client`]:
+//! [`cli`] (command line), [`settings`] (client.toml to core
+//! configuration), [`daemon`] (sockets, timer, system clock), [`control`]
+//! (the control socket), [`text`] (status table, check verdicts, log lines)
+//! and [`metrics`] (Prometheus text). The `analyze` and `listen`
+//! diagnostics are [`mcast_diag`]'s; [`cli`] only wraps them.
 #![forbid(unsafe_code)]
 
-pub mod analyze;
 pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod import_ntp_conf;
-pub mod listen;
 pub mod metrics;
 pub mod settings;
 pub mod text;

@@ -504,7 +504,7 @@ const FRAME_LINK_TYPES: [u32; 9] = [0, 1, 12, 14, 101, 108, 113, 228, 276];
 ///   is sent by one host and received by one, in one host pair;
 /// * the text and JSON renderings do not panic.
 pub fn capture_analysis(data: &[u8]) {
-    use mcast_client::analyze::{self, Analyzer, Frame, Report, Settings};
+    use mcast_diag::analyze::{self, Analyzer, Frame, Report, Settings};
 
     let keys = &*LAB_KEYS;
     let settings = Settings::default();
@@ -561,7 +561,7 @@ pub fn capture_analysis(data: &[u8]) {
     }
 }
 
-fn check_report(r: &mcast_client::analyze::Report, data: &[u8]) {
+fn check_report(r: &mcast_diag::analyze::Report, data: &[u8]) {
     let c = &r.counts;
     let categories = c.ntp_packets
         + c.other_udp

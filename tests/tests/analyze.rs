@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use mcast_client::analyze::{self, Settings};
+use mcast_diag::analyze::{self, Settings};
 use mcast_keys::KeyStore;
 use mcast_proto::Datagram;
 use mcast_tests::netns::{self, Host, Lan, UdpDatagram, read_pcap_udp};
