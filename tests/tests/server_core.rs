@@ -390,3 +390,122 @@ fn interleaved_origin_carries_the_previous_kernel_transmit_time() {
         kernel_tx
     );
 }
+
+/// The batch entry point the daemon calls with each `recvmmsg` batch:
+/// every request gets its own outcome by index, replies go where their
+/// request came from, junk in the middle changes nothing for the others,
+/// and a full send batch drops the rest as `NoRoom`.
+#[test]
+fn a_batch_answers_each_request_by_index_and_drops_what_does_not_fit() {
+    use mcast_core::server::responder::{Answerer, BatchScratch, Context, Replies};
+    use std::sync::Mutex;
+
+    struct Sink {
+        bufs: Vec<Vec<u8>>,
+        room: usize,
+        committed: Vec<usize>,
+    }
+    impl Replies for Sink {
+        fn next(&mut self) -> Option<&mut Vec<u8>> {
+            if self.committed.len() >= self.room {
+                return None;
+            }
+            if self.bufs.len() == self.committed.len() {
+                self.bufs.push(Vec::new());
+            }
+            let b = self.bufs.last_mut()?;
+            b.clear();
+            Some(b)
+        }
+        fn commit(&mut self, index: usize) {
+            self.committed.push(index);
+        }
+    }
+
+    let m = vectors::manifest().expect("manifest");
+    let request = m
+        .vectors
+        .iter()
+        .find(|v| v.name.starts_with("calib-req-") && v.expected_verdict == "valid")
+        .expect("a keyed ntpd request")
+        .payload();
+    let junk = [0u8; 7];
+    let sources = [
+        "198.18.0.11:123",
+        "198.18.0.12:123",
+        "198.18.0.13:123",
+        "198.18.0.14:123",
+    ];
+    let bytes = [&request[..], &junk[..], &request[..], &request[..]];
+    let requests: Vec<Request<'_>> = bytes
+        .iter()
+        .zip(sources.iter().cycle())
+        .map(|(b, s)| Request {
+            bytes: b,
+            source: s.parse().expect("address"),
+            received_at: RX,
+            monotonic: Duration::from_secs(1),
+        })
+        .collect();
+    let mut answerer = Answerer::new(
+        ResponderConfig {
+            require_auth: false,
+            precision: Log2Seconds(-24),
+        },
+        RateLimitConfig::default().average_log2,
+    );
+    let mru = Mutex::new(Mru::new(RateLimitConfig::default()));
+    let store = keys();
+    let sync = synced();
+    let mut sink = Sink {
+        bufs: Vec::new(),
+        room: 2,
+        committed: Vec::new(),
+    };
+    let mut outcomes = Vec::new();
+    answerer.handle_batch(
+        &mut BatchScratch::default(),
+        &mru,
+        &requests,
+        &Context {
+            sync: &sync,
+            keys: &store,
+        },
+        &mut || TX,
+        &mut sink,
+        &mut |i, o| outcomes.push((i, o)),
+    );
+    let kinds: Vec<(usize, bool)> = outcomes
+        .iter()
+        .map(|(i, o)| (*i, matches!(o, Outcome::Reply(ReplyKind::Time(Some(_))))))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![(0, true), (1, false), (2, true), (3, false)],
+        "outcomes by index: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get(1).map(|o| o.1),
+        Some(Outcome::Dropped(DropReason::BadFormat))
+    );
+    assert_eq!(
+        outcomes.get(3).map(|o| o.1),
+        Some(Outcome::Dropped(DropReason::NoRoom))
+    );
+    assert_eq!(sink.committed, vec![0, 2], "replies to requests 0 and 2");
+    for reply in &sink.bufs {
+        let d = Datagram::parse(reply).expect("reply parses");
+        assert_eq!(d.header.mode, Mode::Server);
+        assert_eq!(
+            d.header.transmit, TX,
+            "the clock read for its transmit time"
+        );
+    }
+    assert_eq!(answerer.counters().received, 4);
+    assert_eq!(answerer.counters().bad_format, 1);
+    assert_eq!(
+        mru.lock().expect("mru").len(),
+        3,
+        "every parsed source is in the table, answered or not"
+    );
+}

@@ -7,6 +7,7 @@
 //! or 5 packets).
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
@@ -107,6 +108,8 @@ pub enum DropReason {
     CryptoNak,
     /// The answer would be larger than the request.
     WouldAmplify,
+    /// The batch had no room left for a reply.
+    NoRoom,
 }
 
 /// A received request, with what the socket layer knows of it.
@@ -129,7 +132,8 @@ pub struct Request<'a> {
 #[derive(Debug)]
 pub struct Responder {
     answerer: Answerer,
-    mru: Mru,
+    mru: Mutex<Mru>,
+    scratch: BatchScratch,
 }
 
 impl Responder {
@@ -137,7 +141,8 @@ impl Responder {
     pub fn new(config: ResponderConfig, mru: Mru) -> Self {
         Responder {
             answerer: Answerer::new(config, mru.config().average_log2),
-            mru,
+            mru: Mutex::new(mru),
+            scratch: BatchScratch::default(),
         }
     }
 
@@ -147,12 +152,13 @@ impl Responder {
     }
 
     /// The MRU table.
-    pub fn mru(&self) -> &Mru {
-        &self.mru
+    pub fn mru(&self) -> MutexGuard<'_, Mru> {
+        lock(&self.mru)
     }
 
-    /// Handles one datagram. On [`Outcome::Reply`] the answer is in `out`.
-    /// `clock` is read once, as late as possible, for the transmit timestamp.
+    /// Handles one datagram: [`Answerer::handle_batch`] with a batch of
+    /// one. On [`Outcome::Reply`] the answer is in `out`. `clock` is read
+    /// once, as late as possible, for the transmit timestamp.
     pub fn handle(
         &mut self,
         req: &Request<'_>,
@@ -162,18 +168,82 @@ impl Responder {
         out: &mut Vec<u8>,
     ) -> Outcome {
         out.clear();
-        let Some(d) = self.answerer.parse(req) else {
-            return Outcome::Dropped(DropReason::BadFormat);
-        };
-        let rate = observe(&mut self.mru, req, &d);
-        self.answerer.answer(req, &d, rate, sync, keys, clock, out)
+        let mut clock = Some(clock);
+        let mut read = || clock.take().map_or(NtpTimestamp::ZERO, |c| c());
+        let mut sink = One { out, used: false };
+        let mut outcome = Outcome::Dropped(DropReason::BadFormat);
+        self.answerer.handle_batch(
+            &mut self.scratch,
+            &self.mru,
+            std::slice::from_ref(req),
+            &Context { sync, keys },
+            &mut read,
+            &mut sink,
+            &mut |_, o| outcome = o,
+        );
+        if !matches!(outcome, Outcome::Reply(_)) {
+            sink.out.clear();
+        }
+        outcome
     }
+}
+
+/// A lock whose holder panicked is still usable: the table is valid after
+/// each single update.
+fn lock(m: &Mutex<Mru>) -> MutexGuard<'_, Mru> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where the replies of a batch are written: the daemon's send batch, or
+/// one buffer.
+pub trait Replies {
+    /// A cleared buffer for the next reply; `None` when there is no room
+    /// (the request then gets no answer).
+    fn next(&mut self) -> Option<&mut Vec<u8>>;
+    /// The bytes written into the last buffer answer request `index` of
+    /// the batch: send them.
+    fn commit(&mut self, index: usize);
+}
+
+struct One<'a> {
+    out: &'a mut Vec<u8>,
+    used: bool,
+}
+
+impl Replies for One<'_> {
+    fn next(&mut self) -> Option<&mut Vec<u8>> {
+        if self.used {
+            return None;
+        }
+        self.out.clear();
+        Some(self.out)
+    }
+
+    fn commit(&mut self, _index: usize) {
+        self.used = true;
+    }
+}
+
+/// What every request of a batch is answered against.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The server's sync state now.
+    pub sync: &'a SyncStatus,
+    /// The keys now.
+    pub keys: &'a KeyStore,
+}
+
+/// Buffers [`Answerer::handle_batch`] reuses from one batch to the next.
+#[derive(Debug, Default)]
+pub struct BatchScratch {
+    parsed: Vec<Option<Datagram>>,
+    verdicts: Vec<RateVerdict>,
 }
 
 /// The rate limiter's verdict on a parsed datagram, which it also records
 /// (step 2 of 3; see [`Answerer`]). Every parsed packet counts, whatever
 /// its mode, as in ntpd's `ntp_monitor()`.
-pub fn observe(mru: &mut Mru, req: &Request<'_>, d: &Datagram) -> RateVerdict {
+fn observe(mru: &mut Mru, req: &Request<'_>, d: &Datagram) -> RateVerdict {
     mru.observe(
         Observation {
             addr: req.source.ip(),
@@ -214,9 +284,62 @@ impl Answerer {
         &self.counters
     }
 
+    /// The one entry point of the responder, for a batch of requests
+    /// received together: each is parsed, the shared rate-limit table is
+    /// locked **once** for the whole batch to record and judge them, and the
+    /// answers (MAC checks and signing) are made outside that lock. Each
+    /// reply goes to `replies`; `outcome` hears every request's outcome by
+    /// index. `clock` is read once per time reply, as late as possible.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_batch(
+        &mut self,
+        scratch: &mut BatchScratch,
+        mru: &Mutex<Mru>,
+        requests: &[Request<'_>],
+        ctx: &Context<'_>,
+        clock: &mut dyn FnMut() -> NtpTimestamp,
+        replies: &mut dyn Replies,
+        outcome: &mut dyn FnMut(usize, Outcome),
+    ) {
+        scratch.parsed.clear();
+        scratch
+            .parsed
+            .extend(requests.iter().map(|req| self.parse(req)));
+        scratch.verdicts.clear();
+        {
+            let mut table = lock(mru);
+            for (req, d) in requests.iter().zip(&scratch.parsed) {
+                scratch.verdicts.push(match d {
+                    Some(d) => observe(&mut table, req, d),
+                    None => RateVerdict::Allowed,
+                });
+            }
+        }
+        for (i, ((req, d), rate)) in requests
+            .iter()
+            .zip(&scratch.parsed)
+            .zip(&scratch.verdicts)
+            .enumerate()
+        {
+            let Some(d) = d else {
+                outcome(i, Outcome::Dropped(DropReason::BadFormat));
+                continue;
+            };
+            let Some(out) = replies.next() else {
+                outcome(i, Outcome::Dropped(DropReason::NoRoom));
+                continue;
+            };
+            let o = self.answer(req, d, *rate, ctx.sync, ctx.keys, &mut *clock, out);
+            if let Outcome::Reply(_) = o {
+                replies.commit(i);
+            }
+            outcome(i, o);
+        }
+    }
+
     /// Step 1: counts the datagram and parses it; `None` (counted as bad
     /// format) when it does not parse.
-    pub fn parse(&mut self, req: &Request<'_>) -> Option<Datagram> {
+    fn parse(&mut self, req: &Request<'_>) -> Option<Datagram> {
         self.counters.received += 1;
         let Ok(d) = Datagram::parse(req.bytes) else {
             self.counters.bad_format += 1;
@@ -235,7 +358,7 @@ impl Answerer {
     /// as late as possible, for the transmit timestamp. A request over the
     /// limit that gets no KoD costs no MAC computation.
     #[allow(clippy::too_many_arguments)]
-    pub fn answer(
+    fn answer(
         &mut self,
         req: &Request<'_>,
         d: &Datagram,

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use mcast_config::ServerConfig;
 use mcast_core::server::broadcaster::{Broadcaster, Build};
-use mcast_core::server::ratelimit::RateVerdict;
-use mcast_core::server::responder::{Answerer, Outcome, Request, observe};
+use mcast_core::server::responder::{Answerer, BatchScratch, Context, Replies, Request};
 use mcast_core::server::sync::SyncStatus;
-use mcast_proto::{Datagram, NtpTimestamp};
+use mcast_proto::NtpTimestamp;
 use mcast_sys::{RealClock, RecvBatch, RecvMeta, SendBatch, UdpEndpoint};
 
 use super::upstream::{UpstreamLink, current_sync};
@@ -113,16 +112,16 @@ pub(super) async fn broadcast_loop(
 /// parse or verify).
 pub(super) const MAX_REQUEST: usize = 2048;
 
-/// One receive loop: a batch of requests per `recvmmsg`, the shared rate
+/// One receive loop: a batch of requests per `recvmmsg`, handed to the
+/// responder's one entry point ([`Answerer::handle_batch`]: the shared rate
 /// limiter locked once per batch, MAC checks and signing outside that
-/// lock, and all replies in one `sendmmsg`, each from the address its
+/// lock), and all replies in one `sendmmsg`, each from the address its
 /// request was sent to. Its counters go to `shared.counters[slot]`.
 pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, slot: usize) {
     let mut rx = RecvBatch::new(mcast_sys::MAX_BATCH, MAX_REQUEST);
     let mut tx = SendBatch::new(mcast_sys::MAX_BATCH);
     let mut answerer = Answerer::new(shared.responder, shared.kod_average_log2);
-    let mut parsed: Vec<Option<Datagram>> = Vec::with_capacity(mcast_sys::MAX_BATCH);
-    let mut verdicts: Vec<RateVerdict> = Vec::with_capacity(mcast_sys::MAX_BATCH);
+    let mut scratch = BatchScratch::default();
     loop {
         if let Err(e) = ep.recv_batch(&mut rx).await {
             tracing::debug!("receive error: {e}");
@@ -131,46 +130,37 @@ pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, sl
         let monotonic = shared.mono();
         let sync = shared.sync();
         let keys = shared.keys();
-        let request = |meta: &RecvMeta, bytes| Request {
-            bytes,
-            source: meta.source,
-            received_at: NtpTimestamp::from_system_time(
-                meta.kernel_rx.unwrap_or_else(RealClock::now),
-            ),
-            monotonic,
-        };
-        parsed.clear();
-        parsed.extend(
-            rx.iter()
-                .map(|(meta, bytes)| answerer.parse(&request(meta, bytes))),
-        );
-        verdicts.clear();
-        {
-            let mut mru = lock(&shared.mru);
-            for ((meta, bytes), d) in rx.iter().zip(&parsed) {
-                verdicts.push(match d {
-                    Some(d) => observe(&mut mru, &request(meta, bytes), d),
-                    None => RateVerdict::Allowed,
-                });
-            }
-        }
+        let (metas, requests): (Vec<&RecvMeta>, Vec<Request<'_>>) = rx
+            .iter()
+            .map(|(meta, bytes)| {
+                let req = Request {
+                    bytes,
+                    source: meta.source,
+                    received_at: NtpTimestamp::from_system_time(
+                        meta.kernel_rx.unwrap_or_else(RealClock::now),
+                    ),
+                    monotonic,
+                };
+                (meta, req)
+            })
+            .unzip();
         tx.clear();
-        for (((meta, bytes), d), rate) in rx.iter().zip(&parsed).zip(&verdicts) {
-            let (Some(d), Some(out)) = (d, tx.next_payload()) else {
-                continue;
-            };
-            let req = request(meta, bytes);
-            if let Outcome::Reply(_) = answerer.answer(&req, d, *rate, &sync, &keys, now_ntp, out) {
-                // From the address the request went to (known on wildcard
-                // sockets only; the others are bound to it); a request to
-                // a group (a wildcard socket sees those) is answered from
-                // whatever address routing picks.
-                let from = meta.dest.filter(|ip| !ip.is_multicast());
-                if let Err(e) = tx.commit(meta.source, from) {
-                    tracing::debug!(to = %meta.source, "reply not queued: {e}");
-                }
-            }
-        }
+        let mut out = Outgoing {
+            tx: &mut tx,
+            metas: &metas,
+        };
+        answerer.handle_batch(
+            &mut scratch,
+            &shared.mru,
+            &requests,
+            &Context {
+                sync: &sync,
+                keys: &keys,
+            },
+            &mut now_ntp,
+            &mut out,
+            &mut |_, _| {},
+        );
         if let Some(c) = shared.counters.get(slot) {
             *lock(c) = *answerer.counters();
         }
@@ -179,6 +169,32 @@ pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, sl
             if let Some(e) = sent.last_error {
                 tracing::debug!(failed = sent.failed, "replies not sent: {e}");
             }
+        }
+    }
+}
+
+/// The replies of one batch, queued for one `sendmmsg`.
+struct Outgoing<'a> {
+    tx: &'a mut SendBatch,
+    metas: &'a [&'a RecvMeta],
+}
+
+impl Replies for Outgoing<'_> {
+    fn next(&mut self) -> Option<&mut Vec<u8>> {
+        self.tx.next_payload()
+    }
+
+    fn commit(&mut self, index: usize) {
+        let Some(meta) = self.metas.get(index) else {
+            return;
+        };
+        // From the address the request went to (known on wildcard sockets
+        // only; the others are bound to it); a request to a group (a
+        // wildcard socket sees those) is answered from whatever address
+        // routing picks.
+        let from = meta.dest.filter(|ip| !ip.is_multicast());
+        if let Err(e) = self.tx.commit(meta.source, from) {
+            tracing::debug!(to = %meta.source, "reply not queued: {e}");
         }
     }
 }

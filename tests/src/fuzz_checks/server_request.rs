@@ -456,7 +456,8 @@ impl Run<'_> {
                 want.rate_limited = 1;
                 limited && !(kod_point && answerable)
             }
-            Outcome::Dropped(DropReason::WouldAmplify) => false,
+            // A batch of one always has room for its reply.
+            Outcome::Dropped(DropReason::WouldAmplify | DropReason::NoRoom) => false,
             Outcome::Reply(ReplyKind::Time(k)) => {
                 want.replies_sent = 1;
                 !limited
