@@ -13,7 +13,7 @@ use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
 use tokio::time::Instant;
 
 use mcast_core::client::discipline::{Clock, Decision, Ppm};
-use mcast_core::client::engine::{Action, ClientCore, Incoming};
+use mcast_core::client::engine::{Action, ClientCore, Event, Incoming};
 
 use crate::control;
 use crate::settings::core_config;
@@ -53,6 +53,16 @@ struct Shared {
 impl Shared {
     fn mono(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// The clock the core is given: the system clock in slew and step
+    /// modes; in monitor mode one that refuses every change (the core never
+    /// asks it to, this makes sure).
+    fn clock(&self) -> Box<dyn Clock + Send> {
+        match self.clock_mode {
+            ConfigClockMode::Monitor => Box::new(MonitorOnly),
+            ConfigClockMode::Slew | ConfigClockMode::Step => Box::new(SystemClock),
+        }
     }
 }
 
@@ -320,8 +330,11 @@ async fn execute(
                     core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
                 }
             }
+            Action::Event(e @ Event::ClockAdjustmentFailed { .. }) => {
+                tracing::error!("{}", crate::text::event_line(&e));
+            }
             Action::Event(e) => tracing::info!("{}", crate::text::event_line(&e)),
-            Action::Clock(decision) => apply_decision(shared, &decision),
+            Action::Clock(decision) => report_decision(&decision),
         }
     }
 }
@@ -349,6 +362,27 @@ async fn kernel_tx_time(ep: &UdpEndpoint, id: u32) -> Option<std::time::SystemTi
 /// The real system clock (`clock_adjtime`, needs `CAP_SYS_TIME`). Only
 /// used in slew and step modes; tests never run it on this machine.
 struct SystemClock;
+
+/// Monitor mode's clock: reads the time, refuses every change.
+struct MonitorOnly;
+
+impl Clock for MonitorOnly {
+    fn now(&self) -> NtpTimestamp {
+        now_ntp()
+    }
+
+    fn step(&mut self, _: NtpDuration) -> Result<(), String> {
+        Err("monitor mode: the clock is never stepped".into())
+    }
+
+    fn slew(&mut self, _: NtpDuration) -> Result<(), String> {
+        Err("monitor mode: the clock is never slewed".into())
+    }
+
+    fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+        Err("monitor mode: the frequency is never set".into())
+    }
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> NtpTimestamp {
@@ -381,22 +415,14 @@ impl Clock for SystemClock {
     }
 }
 
-fn apply_decision(shared: &Shared, decision: &Decision) {
+/// The log line of a clock decision the core has carried out.
+fn report_decision(decision: &Decision) {
     match decision {
         Decision::Panic { offset } => {
             tracing::error!(offset = %offset, "offset over the panic threshold: refusing to adjust the clock; set it by hand");
-            return;
         }
-        Decision::Step { offset } => tracing::warn!(offset = %offset, "stepping the clock"),
+        Decision::Step { offset } => tracing::warn!(offset = %offset, "stepped the clock"),
         _ => tracing::debug!("clock: {decision:?}"),
-    }
-    if shared.clock_mode == ConfigClockMode::Monitor {
-        return;
-    }
-    if let Ok(mut core) = shared.core.lock()
-        && let Err(e) = core.apply(decision, &mut SystemClock)
-    {
-        tracing::error!("clock adjustment failed: {e}");
     }
 }
 
@@ -434,6 +460,7 @@ async fn listen_loop(
                     mono: shared.mono(),
                 },
                 rand::random::<u32>(),
+                &mut *shared.clock(),
             ),
             Err(_) => continue,
         };
@@ -450,17 +477,19 @@ async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
         let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
         let bytes = buf.get(..meta.len).unwrap_or_default();
         let actions = match shared.core.lock() {
-            Ok(mut core) => core.on_reply(Incoming {
-                bytes,
-                source: meta.source,
-                rx,
-                mono: shared.mono(),
-            }),
+            Ok(mut core) => core.on_reply(
+                Incoming {
+                    bytes,
+                    source: meta.source,
+                    rx,
+                    mono: shared.mono(),
+                },
+                &mut *shared.clock(),
+            ),
             Err(_) => continue,
         };
         // A reply can produce a clock decision (the volley's samples feed
-        // the filter); the discipline has already moved on to it, so it
-        // must be carried out like any other. Replies never ask to send.
+        // the filter), carried out by the core. Replies never ask to send.
         execute(&shared, actions, &ep, None).await;
     }
 }
@@ -470,7 +499,12 @@ async fn tick_loop(shared: Arc<Shared>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc
         let mono = shared.mono();
         let (actions, next) = match shared.core.lock() {
             Ok(mut core) => {
-                let a = core.on_tick(mono, now_ntp(), &mut rand::random::<u64>);
+                let a = core.on_tick(
+                    mono,
+                    now_ntp(),
+                    &mut rand::random::<u64>,
+                    &mut *shared.clock(),
+                );
                 (a, core.next_wakeup(shared.mono()))
             }
             Err(_) => return,

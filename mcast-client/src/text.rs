@@ -43,6 +43,7 @@ pub fn event_line(e: &Event) -> String {
         Event::SteppedBack { server } => {
             format!("{server}: server clock stepped back; following it")
         }
+        Event::ClockAdjustmentFailed { error } => format!("clock adjustment failed: {error}"),
     }
 }
 

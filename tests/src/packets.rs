@@ -6,8 +6,9 @@
     reason = "test support: a fixture that names a missing key fails the test that called it"
 )]
 
+use mcast_core::client::discipline::{Clock, Ppm};
 use mcast_keys::{KeyId, KeyStore, packet};
-use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpTimestamp, RefId};
+use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
 
 /// The tests' time zero: 2027-01-15, well inside NTP era 0.
 pub fn epoch() -> NtpTimestamp {
@@ -41,4 +42,23 @@ pub fn sign(keys: &KeyStore, key: Option<u16>, h: Header) -> Vec<u8> {
     let mut out = Vec::new();
     packet::sign(key, &d, &mut out);
     out
+}
+
+/// The clock given to a client core in monitor mode by the tests: it reads
+/// the epoch and refuses every change (a monitor-mode core never asks).
+pub struct NoClock;
+
+impl Clock for NoClock {
+    fn now(&self) -> NtpTimestamp {
+        epoch()
+    }
+    fn step(&mut self, _: NtpDuration) -> Result<(), String> {
+        Err("a test clock is never stepped".into())
+    }
+    fn slew(&mut self, _: NtpDuration) -> Result<(), String> {
+        Err("a test clock is never slewed".into())
+    }
+    fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+        Err("a test clock's frequency is never set".into())
+    }
 }

@@ -12,7 +12,7 @@ use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Datagram, Mode, NtpDuration};
-use mcast_tests::packets::{epoch, server_header, sign};
+use mcast_tests::packets::{NoClock, epoch, server_header, sign};
 use mcast_tests::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
@@ -50,10 +50,16 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
             mono: Duration::ZERO,
         },
         0,
+        &mut NoClock,
     );
     // The request is built at 1 s and leaves build_lag later.
     let built = epoch() + NtpDuration::from_secs(1);
-    let actions = core.on_tick(Duration::from_secs(1), built, &mut rand::random::<u64>);
+    let actions = core.on_tick(
+        Duration::from_secs(1),
+        built,
+        &mut rand::random::<u64>,
+        &mut NoClock,
+    );
     let (request, ticket) = actions
         .iter()
         .find_map(|a| match a {
@@ -75,16 +81,20 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
     r.receive = left + us(200);
     r.transmit = r.receive + us(10);
     let reply = sign(&keys, Some(1), r);
-    core.on_reply(Incoming {
-        bytes: &reply,
-        source: server,
-        rx: r.transmit + us(200),
-        mono: Duration::from_secs(1),
-    });
+    core.on_reply(
+        Incoming {
+            bytes: &reply,
+            source: server,
+            rx: r.transmit + us(200),
+            mono: Duration::from_secs(1),
+        },
+        &mut NoClock,
+    );
     core.on_tick(
         Duration::from_secs(4),
         built + NtpDuration::from_secs(3),
         &mut rand::random::<u64>,
+        &mut NoClock,
     );
     core.associations()
         .next()

@@ -14,7 +14,7 @@ use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Datagram, Mode, NtpDuration, NtpTimestamp};
-use mcast_tests::packets::{server_header, sign};
+use mcast_tests::packets::{NoClock, server_header, sign};
 use mcast_tests::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
@@ -81,12 +81,15 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
                     r.transmit = at(now + PATH + THETA + 10e-6);
                     let reply = sign(&keys, Some(1), r);
                     let arrives = now + PATH + 10e-6 + SEND_LATENCY + PATH;
-                    let more = core.on_reply(Incoming {
-                        bytes: &reply,
-                        source: to,
-                        rx: at(arrives),
-                        mono: mono(arrives),
-                    });
+                    let more = core.on_reply(
+                        Incoming {
+                            bytes: &reply,
+                            source: to,
+                            rx: at(arrives),
+                            mono: mono(arrives),
+                        },
+                        &mut NoClock,
+                    );
                     events.extend(more.into_iter().filter_map(|a| match a {
                         Action::Event(e) => Some(e),
                         _ => None,
@@ -120,12 +123,13 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
                         mono: mono(arrives),
                     },
                     0,
+                    &mut NoClock,
                 );
                 record(actions, &mut core, arrives);
             }
             k += 1;
         }
-        let actions = core.on_tick(mono(t), at(t), &mut rand::random::<u64>);
+        let actions = core.on_tick(mono(t), at(t), &mut rand::random::<u64>, &mut NoClock);
         record(actions, &mut core, t);
         t += 0.25;
     }

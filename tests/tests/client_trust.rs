@@ -12,7 +12,7 @@ use mcast_core::client::association::State;
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
-use mcast_tests::packets::{epoch, server_header, sign};
+use mcast_tests::packets::{NoClock, epoch, server_header, sign};
 use mcast_tests::vectors;
 
 const S1: &str = "198.18.0.1:123";
@@ -65,6 +65,7 @@ fn deliver(core: &mut ClientCore, from: &str, bytes: &[u8], t: f64) -> Vec<Actio
             mono: Duration::from_secs_f64(t),
         },
         7,
+        &mut NoClock,
     )
 }
 
@@ -307,7 +308,12 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
     deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
     let request = core
-        .on_tick(Duration::from_secs(6), now, &mut rand::random::<u64>)
+        .on_tick(
+            Duration::from_secs(6),
+            now,
+            &mut rand::random::<u64>,
+            &mut NoClock,
+        )
         .into_iter()
         .find_map(|a| match a {
             Action::Send { bytes, .. } => Some(bytes),
@@ -324,12 +330,15 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
         sign(&keys, key, h)
     };
     let deliver_reply = |core: &mut ClientCore, bytes: &[u8]| {
-        core.on_reply(Incoming {
-            bytes,
-            source: S1.parse().expect("addr"),
-            rx: cookie + mcast_proto::NtpDuration::from_micros(220),
-            mono: Duration::from_secs_f64(6.001),
-        })
+        core.on_reply(
+            Incoming {
+                bytes,
+                source: S1.parse().expect("addr"),
+                rx: cookie + mcast_proto::NtpDuration::from_micros(220),
+                mono: Duration::from_secs_f64(6.001),
+            },
+            &mut NoClock,
+        )
     };
     let server = S1.parse::<SocketAddr>().expect("addr").ip();
     for forged in [reply(None), reply(Some(3))] {
@@ -355,11 +364,16 @@ fn calibration_requests_carry_random_cookies_not_the_clock() {
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
     let mut given = Vec::new();
     let requests: Vec<Vec<u8>> = core
-        .on_tick(Duration::from_secs(6), now, &mut || {
-            let r = rand::random::<u64>();
-            given.push(r);
-            r
-        })
+        .on_tick(
+            Duration::from_secs(6),
+            now,
+            &mut || {
+                let r = rand::random::<u64>();
+                given.push(r);
+                r
+            },
+            &mut NoClock,
+        )
         .into_iter()
         .filter_map(|a| match a {
             Action::Send { bytes, .. } => Some(bytes),
@@ -390,7 +404,12 @@ fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
     deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
     let request = core
-        .on_tick(Duration::from_secs(6), now, &mut rand::random::<u64>)
+        .on_tick(
+            Duration::from_secs(6),
+            now,
+            &mut rand::random::<u64>,
+            &mut NoClock,
+        )
         .into_iter()
         .find_map(|a| match a {
             Action::Send { bytes, .. } => Some(bytes),
@@ -415,7 +434,7 @@ fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
         kod.receive = cookie;
         kod.transmit = cookie;
         let forged = sign(&keys, None, kod);
-        let actions = core.on_reply(at(&forged, server, now));
+        let actions = core.on_reply(at(&forged, server, now), &mut NoClock);
         assert!(
             !actions
                 .iter()
@@ -437,7 +456,7 @@ fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
     h.receive = now + mcast_proto::NtpDuration::from_micros(100);
     h.transmit = h.receive + mcast_proto::NtpDuration::from_micros(10);
     let genuine = sign(&keys, Some(1), h);
-    core.on_reply(at(&genuine, server, now));
+    core.on_reply(at(&genuine, server, now), &mut NoClock);
     assert!(
         core.last_offset(server.ip()).is_some(),
         "the genuine reply is used"

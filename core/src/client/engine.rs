@@ -16,7 +16,7 @@ use crate::client::association::{Association, ServerSpec, State};
 use crate::client::calibration::{
     self, BroadcastObservation, CalibrationConfig, Exchange, Phase, Step,
 };
-use crate::client::discipline::{Clock, Decision, Discipline, DisciplineConfig, Ppm};
+use crate::client::discipline::{Clock, ClockMode, Decision, Discipline, DisciplineConfig, Ppm};
 use crate::client::filter::{ClockFilter, FilterResult, Sample};
 use crate::client::select::{Candidate, SelectOutcome, SelectParams, select};
 use crate::exchange::{Exchanges, Kiss, Ticket, kiss};
@@ -63,14 +63,15 @@ impl CoreConfig {
 }
 
 impl Event {
-    /// The name of the server it is about.
-    pub fn server(&self) -> &str {
+    /// The name of the server it is about, if it is about one.
+    pub fn server(&self) -> Option<&str> {
         match self {
             Event::Calibrating { server }
             | Event::Unpaired { server, .. }
             | Event::KissOfDeath { server, .. }
             | Event::CalibrationDone { server, .. }
-            | Event::SteppedBack { server } => server,
+            | Event::SteppedBack { server } => Some(server),
+            Event::ClockAdjustmentFailed { .. } => None,
         }
     }
 }
@@ -101,7 +102,9 @@ pub enum Action {
         /// ([`ClientCore::request_transmitted`]).
         ticket: Ticket,
     },
-    /// The clock decision of this update (monitor mode: `Decision::Monitor`).
+    /// The clock decision of this update, already carried out on the clock
+    /// the core was given (monitor mode: `Decision::Monitor`, nothing done).
+    /// For the shell to report, never to carry out.
     Clock(Decision),
     /// Something worth a log line (the shell words it).
     Event(Event),
@@ -149,6 +152,11 @@ pub enum Event {
     SteppedBack {
         /// The server's name.
         server: String,
+    },
+    /// The clock refused an adjustment the discipline decided.
+    ClockAdjustmentFailed {
+        /// What the clock said.
+        error: String,
     },
 }
 
@@ -394,7 +402,12 @@ impl ClientCore {
 
     /// A broadcast arrived on a multicast (or subnet broadcast) socket.
     /// `random` seeds the calibration start.
-    pub fn on_broadcast(&mut self, inc: Incoming<'_>, random: u32) -> Vec<Action> {
+    pub fn on_broadcast(
+        &mut self,
+        inc: Incoming<'_>,
+        random: u32,
+        clock: &mut dyn Clock,
+    ) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
             self.count("bad-format");
             return Vec::new();
@@ -495,7 +508,7 @@ impl ClientCore {
             };
             peer.last_offset = Some(sample.offset);
             let fresh = matches!(peer.filter.add(sample), FilterResult::Accepted(_));
-            actions.extend(self.update_clock(inc.mono, fresh));
+            actions.extend(self.update_clock(inc.mono, fresh, clock));
         }
         actions
     }
@@ -522,7 +535,7 @@ impl ClientCore {
     }
 
     /// A datagram arrived on the calibration socket.
-    pub fn on_reply(&mut self, inc: Incoming<'_>) -> Vec<Action> {
+    pub fn on_reply(&mut self, inc: Incoming<'_>, clock: &mut dyn Clock) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
             self.count("bad-format");
             return Vec::new();
@@ -620,7 +633,7 @@ impl ClientCore {
         let mut actions = Vec::new();
         if peer.assoc.last_header().is_some() {
             let fresh = matches!(peer.filter.add(sample), FilterResult::Accepted(_));
-            actions.extend(self.update_clock(inc.mono, fresh));
+            actions.extend(self.update_clock(inc.mono, fresh, clock));
         }
         actions
     }
@@ -633,6 +646,7 @@ impl ClientCore {
         mono: Duration,
         clock_now: NtpTimestamp,
         random: &mut dyn FnMut() -> u64,
+        clock: &mut dyn Clock,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let port = self.config.server_port;
@@ -691,7 +705,7 @@ impl ClientCore {
             }
         }
         if self.selection.is_some() {
-            actions.extend(self.update_clock(mono, false));
+            actions.extend(self.update_clock(mono, false, clock));
         }
         actions
     }
@@ -729,7 +743,7 @@ impl ClientCore {
     /// Carries out a clock decision on `clock` and records what was done to
     /// it (never called in monitor mode, where decisions are only reported).
     /// The decision is taken to be carried out at the time it was made.
-    pub fn apply(&mut self, decision: &Decision, clock: &mut dyn Clock) -> Result<(), String> {
+    fn apply(&mut self, decision: &Decision, clock: &mut dyn Clock) -> Result<(), String> {
         self.discipline.apply(decision, clock)?;
         let at = self.decided_at;
         match decision {
@@ -763,7 +777,7 @@ impl ClientCore {
     /// Reruns selection (every sample and every tick, so a server that
     /// falls silent or whose distance shrinks is reflected at once); only a
     /// fresh filter output feeds the clock discipline.
-    fn update_clock(&mut self, mono: Duration, fresh: bool) -> Vec<Action> {
+    fn update_clock(&mut self, mono: Duration, fresh: bool, clock: &mut dyn Clock) -> Vec<Action> {
         let silent = self.config.silent_intervals;
         let candidates: Vec<Candidate> = self
             .peers
@@ -793,6 +807,12 @@ impl ClientCore {
             self.decided_at = mono;
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
+            // Monitor mode never touches the clock, whatever clock it was given.
+            if self.config.discipline.mode != ClockMode::Monitor
+                && let Err(error) = self.apply(&decision, clock)
+            {
+                actions.push(Action::Event(Event::ClockAdjustmentFailed { error }));
+            }
         }
         self.selection = Some(outcome);
         actions

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mcast_tests::sim::{self, SimEvent, scenarios};
+use mcast_tests::sim::{self, scenarios};
 
 /// Run a simulator scenario and print what it measured.
 #[derive(Debug, Parser)]
@@ -84,10 +84,7 @@ fn main() -> ExitCode {
     {
         println!("client {n}:");
         for (at, event) in &c.events {
-            let line = match event {
-                SimEvent::Core(e) => mcast_client::text::event_line(e),
-                SimEvent::ClockFailed(e) => format!("clock adjustment failed: {e}"),
-            };
+            let line = mcast_client::text::event_line(event);
             println!("{:>10.3} s  {line}", at.as_secs_f64());
         }
         for (at, step) in c.steps() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mcast_core::client::association::{Association, Rejection, ServerSpec, State};
 use mcast_core::client::calibration::{CalibrationConfig, Failure, Phase};
 use mcast_core::client::discipline::{Clock, ClockMode, Decision, MAX_FREQUENCY, Ppm};
-use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Incoming};
+use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_core::client::filter::FilterOutput;
 use mcast_core::client::select::SelectOutcome;
 use mcast_core::exchange::Ticket;
@@ -150,21 +150,28 @@ fn config(flags: u8) -> CoreConfig {
     c
 }
 
-/// A clock that does what it is told (the core keeps its own record of
-/// what it did, [`ClientCore::adjustment`], which is all the harness uses).
-struct NullClock;
+/// A clock that does what it is told and counts how often it was told
+/// (the core keeps its own record of what it did,
+/// [`ClientCore::adjustment`], which is all the harness uses).
+#[derive(Default)]
+struct NullClock {
+    changes: u64,
+}
 
 impl Clock for NullClock {
     fn now(&self) -> NtpTimestamp {
         NtpTimestamp::ZERO
     }
     fn step(&mut self, _: NtpDuration) -> Result<(), String> {
+        self.changes += 1;
         Ok(())
     }
     fn slew(&mut self, _: NtpDuration) -> Result<(), String> {
+        self.changes += 1;
         Ok(())
     }
     fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+        self.changes += 1;
         Ok(())
     }
 }
@@ -335,6 +342,8 @@ struct Run<'a> {
     cookies: u64,
     /// Steps decided so far.
     steps: u32,
+    /// The clock the core is given.
+    clock: NullClock,
 }
 
 /// The client core's packet handling: `ClientCore::on_broadcast`,
@@ -439,6 +448,7 @@ pub fn client_packet(data: &[u8]) {
         last_send: None,
         cookies: 0,
         steps: 0,
+        clock: NullClock::default(),
     };
     for _ in 0..MAX_EVENTS {
         if rest.is_empty() {
@@ -622,7 +632,7 @@ impl Run<'_> {
     fn broadcast(&mut self, inc: Incoming<'_>, random: u32) {
         let src = inc.source.ip();
         let before = Snapshot::take(&self.core, src);
-        let actions = self.core.on_broadcast(inc, random);
+        let actions = self.core.on_broadcast(inc, random, &mut self.clock);
         let after = Snapshot::take(&self.core, src);
         if after.counted() != before.counted() + 1 {
             self.fail(
@@ -789,7 +799,7 @@ impl Run<'_> {
     fn reply(&mut self, inc: Incoming<'_>) {
         let src = inc.source.ip();
         let before = Snapshot::take(&self.core, src);
-        let actions = self.core.on_reply(inc);
+        let actions = self.core.on_reply(inc, &mut self.clock);
         let after = Snapshot::take(&self.core, src);
         let parsed = Datagram::parse(inc.bytes).ok();
         let counted_assocs = |s: &Snapshot| s.counted() - s.global_total();
@@ -914,10 +924,15 @@ impl Run<'_> {
         let before = Snapshot::take(&self.core, NO_FOCUS);
         let first_cookie = self.cookies;
         let mut counter = self.cookies;
-        let actions = self.core.on_tick(self.mono, clock_now, &mut || {
-            counter += 1;
-            mix(counter)
-        });
+        let actions = self.core.on_tick(
+            self.mono,
+            clock_now,
+            &mut || {
+                counter += 1;
+                mix(counter)
+            },
+            &mut self.clock,
+        );
         self.cookies = counter;
         let after = Snapshot::take(&self.core, NO_FOCUS);
         if after.counted() != before.counted() || after.assocs.len() != before.assocs.len() {
@@ -1028,18 +1043,20 @@ impl Run<'_> {
     }
 
     /// Clock decisions: only from a packet (`fresh`), only with a system
-    /// peer and on the selection's offset, within the mode's limits; then
-    /// carried out.
+    /// peer and on the selection's offset, within the mode's limits; carried
+    /// out by the core without error, and in monitor mode never at all.
     fn check_actions(&mut self, actions: &[Action], from_packet: bool) {
+        if self.config.discipline.mode == ClockMode::Monitor && self.clock.changes > 0 {
+            self.fail(
+                "monitor mode never touches the clock",
+                format!("{} changes", self.clock.changes),
+            );
+        }
         for action in actions {
             match action {
-                Action::Clock(d) => {
-                    self.check_decision(d, from_packet);
-                    if self.config.discipline.mode != ClockMode::Monitor
-                        && let Err(e) = self.core.apply(d, &mut NullClock)
-                    {
-                        self.fail("a decision is carried out", e);
-                    }
+                Action::Clock(d) => self.check_decision(d, from_packet),
+                Action::Event(Event::ClockAdjustmentFailed { error }) => {
+                    self.fail("a decision is carried out", error);
                 }
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
@@ -1048,7 +1065,7 @@ impl Run<'_> {
                     if !self
                         .core
                         .associations()
-                        .any(|a| a.spec().name == e.server()) =>
+                        .any(|a| Some(a.spec().name.as_str()) == e.server()) =>
                 {
                     self.fail("events are about a known server", format!("{e:?}"));
                 }

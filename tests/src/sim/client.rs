@@ -40,15 +40,6 @@ pub enum ClientEvent {
     ReloadKeys,
 }
 
-/// What a simulated client had to say.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SimEvent {
-    /// An event of the core.
-    Core(CoreEvent),
-    /// The simulated clock refused an adjustment.
-    ClockFailed(String),
-}
-
 /// A client in a scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientSetup {
@@ -115,7 +106,7 @@ pub struct ClientTrace {
     /// Per server, how calibration ended (`None`: never finished).
     pub calibrations: Vec<Option<CalibrationRecord>>,
     /// Log lines of the core, with their true time.
-    pub events: Vec<(Duration, SimEvent)>,
+    pub events: Vec<(Duration, CoreEvent)>,
     /// The `status` the daemon would report at the end.
     pub status: Option<ClientStatus>,
 }
@@ -247,9 +238,9 @@ impl SimClient {
             return Vec::new();
         };
         let actions = if group {
-            core.on_broadcast(inc, random)
+            core.on_broadcast(inc, random, &mut self.clock)
         } else {
-            core.on_reply(inc)
+            core.on_reply(inc, &mut self.clock)
         };
         self.execute(now, actions)
     }
@@ -264,15 +255,16 @@ impl SimClient {
             return (Vec::new(), now + Duration::from_secs(1));
         };
         let cookies = &mut self.cookies;
-        let actions = core.on_tick(mono, read, &mut || cookies.u64());
+        let actions = core.on_tick(mono, read, &mut || cookies.u64(), &mut self.clock);
         let next = core.next_wakeup(mono);
         let out = self.execute(now, actions);
         let next = next.max(mono + Duration::from_millis(10));
         (out, self.clock.when_mono(self.started + next))
     }
 
-    /// Carries out the core's actions as the daemon does; in slew and step
-    /// modes clock decisions act on the simulated clock.
+    /// Carries out the core's actions as the daemon does (clock decisions
+    /// the core has already carried out on the simulated clock are
+    /// recorded).
     fn execute(&mut self, now: Duration, actions: Vec<Action>) -> Vec<Outgoing> {
         let mut out = Vec::new();
         let Some(core) = self.core.as_mut() else {
@@ -289,15 +281,8 @@ impl SimClient {
                     }
                     out.push((to, bytes));
                 }
-                Action::Clock(d) => {
-                    self.trace.decisions.push((now, d));
-                    if self.setup.mode != ClockMode::Monitor
-                        && let Err(e) = core.apply(&d, &mut self.clock)
-                    {
-                        self.trace.events.push((now, SimEvent::ClockFailed(e)));
-                    }
-                }
-                Action::Event(e) => self.trace.events.push((now, SimEvent::Core(e))),
+                Action::Clock(d) => self.trace.decisions.push((now, d)),
+                Action::Event(e) => self.trace.events.push((now, e)),
             }
         }
         for (i, a) in core.associations().enumerate() {

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use mcast_keys::{Key, KeyStore, KeyType, SourcePrefix};
 
-pub use client::{ClientEvent, ClientSetup, SimEvent};
+pub use client::{ClientEvent, ClientSetup};
 pub use clock::{ClockModel, Spike};
 pub use link::{Jitter, LinkModel};
 pub use metrics::Report;
