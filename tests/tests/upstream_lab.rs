@@ -13,14 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mcast_keys::KeyStore;
+use mcast_lab::lab::{
+    NTP_PORT, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
+};
+use mcast_lab::netns::{Lan, read_pcap_udp};
+use mcast_lab::refntpd::RefNtpd;
 use mcast_proto::{LeapIndicator, Mode, RefId};
 use mcast_server::daemon::Status;
 use mcast_server::upstream::{MISSED_INTERVALS, REPLY_TIMEOUT};
-use mcast_tests::lab::{
-    NTP_PORT, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
-};
-use mcast_tests::netns::{Lan, read_pcap_udp};
-use mcast_tests::refntpd::RefNtpd;
 use mcast_tests::vectors;
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
