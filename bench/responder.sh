@@ -8,7 +8,7 @@
 # For each responder -- udp-floor (the machine's floor), chronyd (Debian's
 # chrony 4.3), reference ntpd 4.2.8p15 and mcast-server -- and each request
 # kind (none / md5 / aes-cmac; the floor only "none"), it runs two bounded
-# loads with tests/src/bin/ntp-load.rs and records replies/s and the
+# loads with lab/src/bin/ntp-load.rs and records replies/s and the
 # responder's CPU time per reply (utime+stime from /proc/PID/stat, before
 # and after, divided by the valid replies counted by the load generator):
 #
@@ -112,7 +112,7 @@ trap 'exit 130' INT TERM
 if [ "$BUILD" = 1 ]; then
   say "building (release): mcast-server, ntp-load, udp-floor"
   (cd "$ROOT" && cargo build --release --quiet -p mcast-server --bin mcast-server \
-      -p mcast-tests --bin ntp-load --bin udp-floor)
+      -p mcast-lab --bin ntp-load --bin udp-floor)
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{bins, lab, vectors};
+use mcast_lab::{bins, lab};
+
+use crate::vectors;
 
 /// `setpriv` arguments: no `CAP_SYS_TIME`, and SIGKILL when the test
 /// thread that started the process ends.

@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use mcast_diag::analyze::{self, Settings};
 use mcast_keys::KeyStore;
+use mcast_lab::bins;
+use mcast_lab::lab::tool_bin;
+use mcast_lab::netns::{self, Host, Lan, UdpDatagram, read_pcap_udp};
+use mcast_lab::probe::{ProbeArgs, ProbeReport};
 use mcast_proto::Datagram;
-use mcast_tests::netns::{self, Host, Lan, UdpDatagram, read_pcap_udp};
 use mcast_tests::pcapng::{self, PcapngLayout};
-use mcast_tests::probe::{ProbeArgs, ProbeReport};
-use mcast_tests::{bins, vectors};
+use mcast_tests::vectors;
 use serde_json::Value;
 
 const NTP_PORT: u16 = 123;
@@ -673,7 +675,7 @@ fn lab_captures_show_the_broadcast_interval_and_flag_the_unicast_poller() {
         poll: 0,
     };
     let out = h2
-        .exec(env!("CARGO_BIN_EXE_ntp-probe"), &probe_args.to_args())
+        .exec(&tool_bin("ntp-probe"), &probe_args.to_args())
         .expect("run ntp-probe");
     assert!(
         out.status.success(),

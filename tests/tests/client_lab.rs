@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use mcast_core::client::association::State;
 use mcast_core::client::status::{ClientStatus, ServerStatus};
-use mcast_proto::Mode;
-use mcast_tests::lab::{
-    Daemon, GROUP, Ntp, Program, destination, lab_required, local_source, parse_all, wait_for,
+use mcast_lab::lab::{
+    Daemon, GROUP, Ntp, Program, destination, lab_required, local_source, parse_all, tool_bin,
+    wait_for,
 };
-use mcast_tests::netns::{Host, Lan, read_pcap_udp};
-use mcast_tests::refntpd::RefNtpd;
+use mcast_lab::netns::{Host, Lan, read_pcap_udp};
+use mcast_lab::refntpd::RefNtpd;
+use mcast_proto::Mode;
 use mcast_tests::vectors;
 
 const NTP_PORT: u16 = 123;
@@ -447,7 +448,7 @@ fn a_forged_server_one_second_off_is_excluded_as_a_falseticker() {
     .map(|s| (*s).to_owned())
     .collect();
     let _liar = liar_host
-        .spawn(env!("CARGO_BIN_EXE_ntp-liar"), &liar_args, &liar_log)
+        .spawn(&tool_bin("ntp-liar"), &liar_args, &liar_log)
         .expect("start ntp-liar");
     plan.push((liar_addr, 4));
     let addrs: Vec<IpAddr> = plan.iter().map(|p| p.0).collect();

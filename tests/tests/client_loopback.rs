@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcast_tests::bins;
+use mcast_lab::bins;
 use mcast_tests::loopback::{LoopbackLab, tool};
 
 #[test]

@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mcast_tests::netns::{self, Lan};
-use mcast_tests::{bins, vectors};
+use mcast_lab::bins;
+use mcast_lab::netns::{self, Lan};
+use mcast_tests::vectors;
 
 const NOBODY: u32 = 65534;
 const CAP_NET_BIND_SERVICE: u64 = 1 << 10;

@@ -12,20 +12,24 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use mcast_tests::lab::{lab_required, wait_for};
-use mcast_tests::labctl::{self, LabState, ProcRecord, Report, Row};
+use mcast_lab::lab::{lab_required, tool_bin, wait_for};
+use mcast_lab::labctl::{self, LabState, ProcRecord, Report, Row};
 
-const LAB: &str = env!("CARGO_BIN_EXE_mcast-lab");
+/// `mcast-lab`, a binary of another package: built for this run.
+fn lab_bin() -> String {
+    tool_bin("mcast-lab")
+}
 
 fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(LAB)
+    let lab = lab_bin();
+    Command::new(&lab)
         .arg("--name")
         .arg(name)
         .args(args)
         // Our daemons are built fresh by the lab itself (bins.rs).
         .env_remove(labctl::BIN_DIR_ENV)
         .output()
-        .unwrap_or_else(|e| panic!("run {LAB} {args:?}: {e}"))
+        .unwrap_or_else(|e| panic!("run {lab} {args:?}: {e}"))
 }
 
 fn text(out: &Output) -> String {

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mcast_tests::netns::{self, Lan, read_pcap_udp};
-use mcast_tests::refntpd::{PeerRow, RefNtpd};
+use mcast_lab::netns::{self, Lan, read_pcap_udp};
+use mcast_lab::refntpd::{PeerRow, RefNtpd};
 use mcast_tests::vectors;
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);

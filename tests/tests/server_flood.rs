@@ -12,11 +12,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use mcast_tests::lab::{
+use mcast_lab::lab::{
     GROUP, NTP_PORT, OurServer, assert_intervals_within, broadcasts, destination, epoch_now, keys,
     lab_required, local_source, parse_all, stop_capture, tool_bin, wait_for,
 };
-use mcast_tests::netns::Lan;
+use mcast_lab::netns::Lan;
 
 /// Broadcast interval, log2 s (2 s: a lab-only poll).
 const POLL: u8 = 1;

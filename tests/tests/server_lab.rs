@@ -8,7 +8,7 @@
 //! (never skips) without them.
 //!
 //! Every process runs in a namespace of the test's own Lan without
-//! `CAP_SYS_TIME` (see `mcast_tests::netns`); all traffic stays on the
+//! `CAP_SYS_TIME` (see `mcast_lab::netns`); all traffic stays on the
 //! Lan's bridge (198.18.0.0/15, fd00:198:18::/48, ff05::101, 224.0.1.1).
 
 use std::collections::BTreeMap;
@@ -16,14 +16,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mcast_core::server::status::Status;
-use mcast_proto::{LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
-use mcast_tests::lab::{
+use mcast_lab::lab::{
     GROUP, GROUP6, NTP_PORT, Ntp, OurServer, assert_intervals, broadcasts, destination, epoch_now,
     keys, lab_required, listen, local_source, parse_all, probe, stop_capture, wait_for,
 };
-use mcast_tests::netns::{Host, Lan};
-use mcast_tests::probe::{ListenArgs, ProbeArgs};
-use mcast_tests::refntpd::{PeerRow, RefNtpd};
+use mcast_lab::netns::{Host, Lan};
+use mcast_lab::probe::{ListenArgs, ProbeArgs};
+use mcast_lab::refntpd::{PeerRow, RefNtpd};
+use mcast_proto::{LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
 use mcast_tests::vectors;
 
 // ---------------------------------------------------------------------------

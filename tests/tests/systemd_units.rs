@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mcast_tests::bins;
+use mcast_lab::bins;
 
 /// section -> key -> every value assigned, in order.
 type Unit = BTreeMap<String, BTreeMap<String, Vec<String>>>;

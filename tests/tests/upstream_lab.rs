@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use mcast_core::server::status::Status;
 use mcast_core::server::upstream::{MISSED_INTERVALS, REPLY_TIMEOUT};
 use mcast_keys::KeyStore;
-use mcast_proto::{LeapIndicator, Mode, RefId};
-use mcast_tests::lab::{
+use mcast_lab::lab::{
     NTP_PORT, OurServer, destination, epoch_now, lab_required, parse_all, wait_for,
 };
-use mcast_tests::netns::{Lan, read_pcap_udp};
-use mcast_tests::refntpd::RefNtpd;
+use mcast_lab::netns::{Lan, read_pcap_udp};
+use mcast_lab::refntpd::RefNtpd;
+use mcast_proto::{LeapIndicator, Mode, RefId};
 use mcast_tests::vectors;
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);

@@ -4,14 +4,14 @@
 //! it and returns, `status` shows every client's mode and unicast packets
 //! per server, `down` removes everything `up` made. Needs root.
 //!
-//! See `mcast_tests::labctl` for the layout and the safety rules.
+//! See `mcast_lab::labctl` for the layout and the safety rules.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use mcast_tests::labctl::{self, Bins, KeyType, UpOptions};
+use mcast_lab::labctl::{self, Bins, KeyType, UpOptions};
 
 #[derive(Parser, Debug)]
 #[command(

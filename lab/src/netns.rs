@@ -1,4 +1,4 @@
-//! LANs of network namespaces for lab tests.
+//! LANs of network namespaces for lab tests and benchmarks.
 //!
 //! A [`Lan`] is a switch namespace holding a bridge (`br0`: multicast
 //! snooping off, STP off, forward delay 0) and hosts `h1..hN`, each a

@@ -159,7 +159,7 @@ impl RefNtpd {
              interface listen 127.0.0.1\n\
              interface listen ::1\n"
         );
-        let keys = crate::vectors::keys_file();
+        let keys = crate::lab::keys_file();
         Self::start(host, "upstream", &keys, &[], &body, "")
     }
 

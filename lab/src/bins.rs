@@ -1,7 +1,9 @@
-//! The workspace's binaries for lab tests in this crate.
+//! The workspace's binaries for the lab and for the tests that use it.
 //!
 //! Cargo builds a package's own binaries for its integration tests
-//! (`env!("CARGO_BIN_EXE_<name>")`), but not those of other packages:
+//! (`env!("CARGO_BIN_EXE_<name>")`), but not those of other packages (the
+//! tests in `mcast-tests` run this package's tools, and the lab runs
+//! `mcast-server` and `mcast-client`):
 //! [`bin_path`] runs `cargo build -p <package> --bin <name>` once per test
 //! process (so the binary is never stale) into the target directory this
 //! test executable came from, and returns the path.
@@ -13,16 +15,21 @@ use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
 /// The package that owns each binary this helper knows how to build.
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 8] = [
     ("mcast-server", "mcast-server"),
     ("mcast-client", "mcast-client"),
-    ("ntp-probe", "mcast-tests"),
-    ("ntp-load", "mcast-tests"),
+    ("mcast-lab", "mcast-lab"),
+    ("ntp-probe", "mcast-lab"),
+    ("ntp-load", "mcast-lab"),
+    ("ntp-liar", "mcast-lab"),
+    ("udp-floor", "mcast-lab"),
+    ("lab-bench", "mcast-lab"),
 ];
 
 /// The path of workspace binary `name` (`mcast-server`, `mcast-client`,
-/// and this crate's `ntp-probe` and `ntp-load` for library code, where
-/// `CARGO_BIN_EXE_*` is not set),
+/// and this crate's tools `mcast-lab`, `ntp-probe`, `ntp-load`,
+/// `ntp-liar`, `udp-floor` and `lab-bench`, for library code and for
+/// other packages' tests, where `CARGO_BIN_EXE_*` is not set),
 /// built first (once per process) with the profile of the running test.
 ///
 /// # Errors
@@ -45,7 +52,8 @@ fn build(name: &str) -> Result<PathBuf, String> {
         .map(|(_, p)| *p)
         .ok_or_else(|| format!("bin_path: no package known for binary {name:?}"))?;
     // A test executable is <target>/<profile dir>/deps/<test>-<hash>; a
-    // binary of this crate (lab-bench) is <target>/<profile dir>/<name>.
+    // binary of this crate (mcast-lab, lab-bench) is
+    // <target>/<profile dir>/<name>.
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let profile_dir = exe
         .parent()

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use mcast_core::client::association::State;
-use mcast_tests::lab::{Daemon, GROUP, Program, destination, local_source, wait_for};
-use mcast_tests::netns::{self, Host, Lan};
-use mcast_tests::refntpd::RefNtpd;
-use mcast_tests::vectors;
+use mcast_lab::lab::{self, Daemon, GROUP, Program, destination, local_source, wait_for};
+use mcast_lab::netns::{self, Host, Lan};
+use mcast_lab::refntpd::RefNtpd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -185,7 +184,7 @@ fn accuracy(minutes: u64, poll: i8, interleave: bool) -> Result<(), String> {
     let trusted: Vec<u16> = servers.iter().map(|s| s.2 as u16).collect();
     let ntpd = RefNtpd::multicast_client(
         &lan.host(5),
-        &vectors::keys_file(),
+        &lab::keys_file(),
         &trusted,
         IpAddr::V4(GROUP),
         "",

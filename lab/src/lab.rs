@@ -27,9 +27,9 @@ use mcast_core::server::status::Status;
 use mcast_keys::{KeyStore, PacketAuth, packet};
 use mcast_proto::{Datagram, Mode};
 
+use crate::bins;
 use crate::netns::{Capture, Host, NsChild, UdpDatagram, read_pcap_udp};
 use crate::probe::{ListenArgs, ListenReport, ProbeArgs, ProbeReport};
-use crate::{bins, vectors};
 
 /// The multicast group of the lab tests.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 1);
@@ -47,9 +47,18 @@ pub fn lab_required(test: &str) {
     }
 }
 
+/// The public lab keys file (ntpd syntax): `tests/data/vectors/ntp.keys`,
+/// the keys the reference vectors were captured with.
+pub fn keys_file() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/vectors/ntp.keys"
+    ))
+}
+
 /// The lab keys (`tests/data/vectors/ntp.keys`).
 pub fn keys() -> KeyStore {
-    KeyStore::load(&vectors::keys_file()).expect("load tests/data/vectors/ntp.keys")
+    KeyStore::load(&keys_file()).expect("load tests/data/vectors/ntp.keys")
 }
 
 /// The `mcast-server` binary, built once per test process.
@@ -138,7 +147,7 @@ impl Daemon {
         let log = work.join(format!("{name}.log"));
         let text = format!(
             "keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}",
-            keys = vectors::keys_file()
+            keys = keys_file()
         );
         std::fs::write(&config, &text).expect("write daemon config");
         let bin = program.bin();
@@ -343,7 +352,8 @@ pub fn parse_all(packets: &[UdpDatagram]) -> Vec<Ntp<'_>> {
         .collect()
 }
 
-/// A test-crate binary (`ntp-probe`, `ntp-load`), built for this run.
+/// A tool of this crate (`mcast-lab`, `ntp-probe`, `ntp-load`, `ntp-liar`,
+/// ...), built for this run (see [`bins`]).
 pub fn tool_bin(name: &str) -> String {
     bins::bin_path(name)
         .unwrap_or_else(|e| panic!("build {name}: {e}"))

@@ -1,7 +1,7 @@
 //! `ntp-probe`: sends signed mode-3 requests from given source addresses
 //! to a server and reports, as JSON, every answer that came back. Run it
-//! inside a lab host (`Host::exec` on `env!("CARGO_BIN_EXE_ntp-probe")`)
-//! so its traffic stays in the namespace LAN.
+//! inside a lab host (`Host::exec` on `lab::tool_bin("ntp-probe")`) so
+//! its traffic stays in the namespace LAN.
 //!
 //! Bounded by construction: at most [`MAX_SOURCES`] sources, at most
 //! [`MAX_COUNT`] requests per source, spacing at least 1 ms, and the wait

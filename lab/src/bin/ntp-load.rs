@@ -219,9 +219,7 @@ impl Requests {
         let keys = match key_id {
             None => None,
             Some(_) => {
-                let path = args.keys.clone().unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/vectors/ntp.keys")
-                });
+                let path = args.keys.clone().unwrap_or_else(mcast_lab::lab::keys_file);
                 Some(
                     KeyStore::load(&path)
                         .map_err(|e| format!("keys file {}: {e}", path.display()))?,

@@ -1,12 +1,12 @@
 //! `ntp-probe`: sends signed NTP mode-3 requests from given source
 //! addresses and prints what came back as JSON; `ntp-probe listen ...`
 //! receives broadcasts on a socket and prints them (see
-//! `mcast_tests::probe`). For lab hosts only: run it inside a namespace of
+//! `mcast_lab::probe`). For lab hosts only: run it inside a namespace of
 //! a test's own LAN.
 
 use std::process::ExitCode;
 
-use mcast_tests::probe;
+use mcast_lab::probe;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
