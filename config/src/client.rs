@@ -17,6 +17,10 @@ use crate::error::{ConfigError, ConfigErrorKind};
 use crate::locate::Origin;
 use crate::units::{self, show_millis, show_secs};
 
+fn default_discover_max() -> usize {
+    8
+}
+
 /// Default control socket of the client.
 pub const DEFAULT_CLIENT_CONTROL_SOCKET: &str = "/run/mcast-ntp/client.sock";
 
@@ -44,6 +48,15 @@ pub struct ClientConfig {
     /// key id that verifies binds the address.
     #[serde(default)]
     pub discover: bool,
+    /// With `discover`, also accept keys whose keys-file line lists no
+    /// addresses or whole subnets (`discover-any-address`, default false).
+    /// Off, start-up is refused over such a key: any host could relay a
+    /// server's packets from a spoofed address in the subnet.
+    #[serde(default)]
+    pub discover_any_address: bool,
+    /// Most servers discovery adds (`discover-max`, default 8).
+    #[serde(default = "default_discover_max")]
+    pub discover_max: usize,
     /// `[calibration]`: the one-time unicast volley that measures the delay
     /// to each server.
     #[serde(default)]
@@ -277,6 +290,9 @@ impl ClientConfig {
     /// Checks that every server's key exists in `keys` and that the keys
     /// file allows it for that server's address.
     pub fn validate_with_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
+        if self.discover && !self.discover_any_address {
+            self.validate_discovery_keys(keys)?;
+        }
         for (i, s) in self.servers.iter().enumerate() {
             let Some(id) = s.key else { continue };
             let field = format!("server[{i}].key");
@@ -303,6 +319,43 @@ impl ClientConfig {
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Discovery binds a new address to the first key that verifies its
+    /// packets; a key that any address of a subnet may use lets a LAN host
+    /// mint servers by relaying one real server's packets from spoofed
+    /// addresses. So every key discovery could use (those not already
+    /// bound to a `[[server]]`) must list host addresses only.
+    fn validate_discovery_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
+        let bound: HashSet<KeyId> = self.servers.iter().filter_map(|s| s.key).collect();
+        for key in keys.iter().filter(|k| !bound.contains(&k.id())) {
+            let sources = key.allowed_sources();
+            let host_only = !sources.is_empty()
+                && sources.iter().all(|p| match p.addr() {
+                    IpAddr::V4(_) => p.prefix_len() == 32,
+                    IpAddr::V6(_) => p.prefix_len() == 128,
+                });
+            if !host_only {
+                return Err(self.origin.labelled(
+                    "discover",
+                    "discover",
+                    format!(
+                        "key {} in {} lists {}: with discover = true every key not bound to a \
+                         [[server]] must list host addresses (/32, /128) on its line, or set \
+                         discover-any-address = true to accept the risk",
+                        key.id(),
+                        keys.path().display(),
+                        if sources.is_empty() {
+                            "no addresses"
+                        } else {
+                            "a subnet"
+                        }
+                    ),
+                    ConfigErrorKind::Keys,
+                ));
             }
         }
         Ok(())

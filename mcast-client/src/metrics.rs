@@ -170,10 +170,11 @@ const SERVER_SERIES: [(&str, &str, &str, PerServer); 13] = [
     ),
 ];
 
-const STATES: [(State, &str); 3] = [
+const STATES: [(State, &str); 4] = [
     (State::Listening, "listening"),
     (State::Calibrating, "calibrating"),
     (State::Tracking, "tracking"),
+    (State::Untrusted, "untrusted"),
 ];
 
 const CLOCK_MODES: [&str; 3] = ["monitor", "slew", "step"];

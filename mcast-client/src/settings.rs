@@ -45,6 +45,7 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
             })
             .collect(),
         discover: config.discover,
+        discover_max: config.discover_max,
         calibration: CalibrationConfig {
             start_delay_max: c.start_delay_max,
             requests: c.requests,

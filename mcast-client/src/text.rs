@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use mcast_core::client::calibration::Phase;
-use mcast_core::client::engine::Event;
+use mcast_core::client::engine::{CheckReason, Event};
 use mcast_core::client::status::ClientStatus;
 
 /// The log line of a core event.
@@ -40,9 +40,28 @@ pub fn event_line(e: &Event) -> String {
                 format!("{server}: {summary}")
             }
         }
+        Event::Checking { server, why } => match why {
+            CheckReason::Backstep => format!(
+                "{server}: packets behind the last accepted one keep coming and the newer \
+                 stream stopped; checking by unicast whether its clock went back"
+            ),
+            CheckReason::Stale => format!(
+                "{server}: broadcasts disagree with the last measured offset (a clock jump, \
+                 packets held back, or a replay); not selectable until a unicast check confirms \
+                 it"
+            ),
+        },
+        Event::CheckUnanswered { server, retry_in } => format!(
+            "{server}: no usable reply to the unicast check; not selectable; next check in {} s",
+            retry_in.as_secs()
+        ),
         Event::SteppedBack { server } => {
-            format!("{server}: server clock stepped back; following it")
+            format!("{server}: server clock stepped back, confirmed by a unicast check; following it")
         }
+        Event::BackstepRefuted { server } => format!(
+            "{server}: older packets looked like a backward step of its clock, but the unicast \
+             check disagrees with them: dropped as a replay"
+        ),
         Event::ClockAdjustmentFailed { error } => format!("clock adjustment failed: {error}"),
     }
 }

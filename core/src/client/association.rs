@@ -2,11 +2,21 @@
 //! must pass, its calibration, and what tracking it has learnt.
 //!
 //! Order of checks (security model R2-R6): parse, source address, MAC with
-//! *this server's* key id and address list; only then replay (strictly
-//! increasing transmit), rate (one packet per 2^poll, with an allowance)
-//! and poll consistency; and only a packet that passed all of them updates
-//! the state those checks compare against. A rejected packet is counted by
+//! *this server's* key id and address list; only then poll consistency,
+//! replay (strictly increasing transmit), freshness (the apparent offset
+//! agrees with the last authenticated measurement, within a bound that
+//! grows at the maximum drift rate) and rate (one packet per 2^poll, with
+//! an allowance); and only a packet that passed all of them updates the
+//! state those checks compare against. A rejected packet is counted by
 //! reason and changes nothing else.
+//!
+//! A host without the key can only re-send old packets (or, on path, hold
+//! genuine ones back). So a packet behind the last accepted one is never
+//! accepted on packet count alone: consecutive ones that are spaced like a
+//! real stream only make a *candidate* backward step, which any accepted
+//! packet of the newer stream cancels and which is adopted only when an
+//! authenticated unicast check with a fresh cookie agrees with its time
+//! ([`Association::resolve_check`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -70,6 +80,13 @@ pub enum Rejection {
     PollChanged,
     /// Never time: zero transmit, LI 3, stratum 0/16, root distance.
     Unusable,
+    /// The apparent offset disagrees with the last authenticated
+    /// measurement by more than the freshness bound: an old recording,
+    /// a packet held back on the path, or a clock that jumped.
+    Stale,
+    /// A candidate backward step of the server's clock that the unicast
+    /// check contradicted (counted once per candidate).
+    BackstepRefuted,
 }
 
 impl Rejection {
@@ -86,6 +103,8 @@ impl Rejection {
             Rejection::TooEarly => "too-early",
             Rejection::PollChanged => "poll-changed",
             Rejection::Unusable => "unusable",
+            Rejection::Stale => "stale",
+            Rejection::BackstepRefuted => "backstep-refuted",
         }
     }
 }
@@ -100,6 +119,11 @@ pub enum State {
     Calibrating,
     /// Tracking from broadcasts alone (ntpq's `b`). Never goes back to unicast.
     Tracking,
+    /// Calibration measured a round trip over the bound: the stream does
+    /// not agree with the server's unicast time (an old recording, or a
+    /// path too slow to trust). Never selected, never tracked on the
+    /// fallback delay; `recalibrate` measures again.
+    Untrusted,
 }
 
 /// A broadcast that passed every check, ready to become a sample.
@@ -109,14 +133,77 @@ pub struct Accepted {
     pub header: Header,
     /// T3 - T4.
     pub apparent_offset: NtpDuration,
-    /// True when this packet confirmed a backward step of the server's
-    /// clock, which the association now follows.
-    pub backstepped: bool,
 }
 
 /// Consecutive verified packets that must agree before a changed poll or a
-/// backward step of the server's clock is believed.
+/// backward step of the server's clock is believed (the step also needs a
+/// unicast check).
 const CONFIRMATIONS: u8 = 4;
+
+/// The freshness bound's fixed part: send latency, scheduling and the
+/// server's own error.
+const FRESHNESS_FLOOR_MS: i64 = 20;
+
+/// The freshness bound grows at the largest drift rate between two clocks
+/// that the discipline allows (500 ppm each way).
+const MAX_DRIFT: f64 = 1000e-6;
+
+/// Consecutive stale packets after which the association asks for a
+/// unicast check (one alone is a spike, and is only rejected).
+const STALE_RUN_FOR_CHECK: u32 = 3;
+
+/// What a unicast check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// The candidate backward step agreed with it: followed.
+    SteppedBack,
+    /// The candidate backward step disagreed with it: dropped (a replay).
+    Refuted,
+    /// The offset moved from the last measurement (a clock jumped):
+    /// broadcasts are judged by the new one.
+    Moved,
+    /// The offset is where it was: the stale packets were held back or
+    /// spikes.
+    Confirmed,
+}
+
+/// When and where this packet arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// T4 on our clock.
+    pub rx: NtpTimestamp,
+    /// Monotonic arrival.
+    pub mono: Duration,
+    /// Our cumulative clock adjustment at arrival (what our steps and
+    /// slews added), so an offset can be taken free of our corrections.
+    pub adjustment: NtpDuration,
+}
+
+/// The last authenticated measurement of the server's offset, free of our
+/// own corrections: what a fresh broadcast must agree with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    /// Offset (server minus client) plus our cumulative adjustment.
+    pub theta_free: NtpDuration,
+    /// When it was measured (monotonic).
+    pub at: Duration,
+    /// Its own uncertainty (half the round trip of an exchange).
+    pub slack: NtpDuration,
+}
+
+/// A run of packets behind the last accepted one that look like the
+/// server's clock went back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Backstep {
+    /// Transmit of the newest candidate packet.
+    transmit: NtpTimestamp,
+    /// Its arrival (monotonic).
+    at: Duration,
+    /// Its apparent offset free of our corrections.
+    apparent_free: NtpDuration,
+    /// Packets in the run.
+    count: u8,
+}
 
 /// One server.
 #[derive(Debug, Clone)]
@@ -135,9 +222,17 @@ pub struct Association {
     poll: Option<i8>,
     /// A different poll seen in consecutive verified packets, and how often.
     poll_candidate: Option<(i8, u8)>,
-    /// Consecutive verified packets that were behind `last_transmit` but
-    /// increasing among themselves (a server clock stepped back).
-    backstep: Option<(NtpTimestamp, u8)>,
+    /// Verified packets behind `last_transmit`, spaced like a stream and
+    /// increasing among themselves, with no accepted packet since: a
+    /// server clock that may have stepped back.
+    backstep: Option<Backstep>,
+    /// What fresh broadcasts must agree with.
+    anchor: Option<Anchor>,
+    /// Consecutive stale packets.
+    stale_run: u32,
+    /// A stale packet came since the last accepted one or check: not
+    /// selectable.
+    suspect: bool,
     reach: u8,
     /// Monotonic time the reach register last shifted.
     reach_shifted_at: Option<Duration>,
@@ -160,6 +255,9 @@ impl Association {
             poll: None,
             poll_candidate: None,
             backstep: None,
+            anchor: None,
+            stale_run: 0,
+            suspect: false,
             reach: 0,
             reach_shifted_at: None,
             rejected: BTreeMap::new(),
@@ -178,6 +276,7 @@ impl Association {
     pub fn state(&self) -> State {
         match &self.calibration {
             None => State::Listening,
+            Some(c) if matches!(c.phase(), Phase::Untrusted { .. }) => State::Untrusted,
             Some(c) if c.is_done() => State::Tracking,
             Some(_) => State::Calibrating,
         }
@@ -245,14 +344,14 @@ impl Association {
 
     /// Checks a broadcast that came from this server's address. On success
     /// the association's replay/rate/poll state moves on; on failure
-    /// nothing but the rejection counter changes.
+    /// nothing but the rejection counter and the candidate backward step
+    /// (which only a check can turn into anything) changes.
     pub fn check_broadcast(
         &mut self,
         raw: &[u8],
         d: &Datagram,
         keys: &KeyStore,
-        rx: NtpTimestamp,
-        now: Duration,
+        arrival: Arrival,
         limits: &SampleLimits,
     ) -> Result<Accepted, Rejection> {
         debug_assert_eq!(d.header.mode, Mode::Broadcast);
@@ -278,8 +377,11 @@ impl Association {
             }
         }
         // Authenticated from here on. Each check compares against state
-        // that only authenticated, accepted packets have set.
+        // that only authenticated, accepted packets (or checks) have set.
         let h = d.header;
+        let now = arrival.mono;
+        let apparent = h.transmit - arrival.rx;
+        let apparent_free = apparent + arrival.adjustment;
         let mut adopt_poll = false;
         if let Some(p) = self.poll
             && h.poll.0 != p
@@ -297,24 +399,18 @@ impl Association {
         if self.poll == Some(h.poll.0) {
             self.poll_candidate = None;
         }
-        if self.last_transmit == Some(h.transmit) {
+        if let Some(last) = self.last_transmit
+            && !(h.transmit - last > NtpDuration::ZERO)
+        {
+            if h.transmit != last {
+                self.note_backstep(h.transmit, now, apparent_free);
+            }
             return self.reject(Rejection::Replay);
         }
-        let mut backstepped = false;
-        if let Some(last) = self.last_transmit
-            && (h.transmit - last).is_negative()
-        {
-            // Behind the last accepted packet: a replay, unless the server
-            // really stepped back and keeps sending consistently.
-            let seen = match self.backstep {
-                Some((prev, n)) if (h.transmit - prev) > NtpDuration::ZERO => n + 1,
-                _ => 1,
-            };
-            self.backstep = Some((h.transmit, seen));
-            if seen < CONFIRMATIONS {
-                return self.reject(Rejection::Replay);
-            }
-            backstepped = true;
+        if !self.is_fresh(apparent_free, now) {
+            self.stale_run = self.stale_run.saturating_add(1);
+            self.suspect = true;
+            return self.reject(Rejection::Stale);
         }
         if let Some(prev) = self.last_accepted {
             let interval = Duration::from_secs(1u64 << h.poll.0.clamp(0, 17));
@@ -323,6 +419,10 @@ impl Association {
                 return self.reject(Rejection::TooEarly);
             }
         }
+        // The newer stream continues: no backward step is under way.
+        self.backstep = None;
+        self.stale_run = 0;
+        self.suspect = false;
         if h.unusable_reason(limits).is_some() {
             // Verified, so it may move the replay state on, but it is never time.
             self.last_transmit = Some(h.transmit);
@@ -333,18 +433,176 @@ impl Association {
             self.poll = Some(h.poll.0);
             self.poll_candidate = None;
         }
-        self.backstep = None;
         self.last_transmit = Some(h.transmit);
         self.last_accepted = Some(now);
         self.last_usable = Some(now);
         self.last_header = Some(h);
         self.accepted += 1;
         self.mark_reach(now);
+        if let Some(one_way) = self.settled_one_way() {
+            self.anchor = Some(Anchor {
+                theta_free: apparent_free + one_way,
+                at: now,
+                slack: NtpDuration::ZERO,
+            });
+        }
         Ok(Accepted {
             header: h,
-            apparent_offset: h.transmit - rx,
-            backstepped,
+            apparent_offset: apparent,
         })
+    }
+
+    /// The one-way delay once it is known (calibrated, or the fallback
+    /// after no reply), for the freshness bound.
+    fn settled_one_way(&self) -> Option<NtpDuration> {
+        self.calibration
+            .as_ref()
+            .filter(|c| c.is_done())
+            .and_then(Calibration::one_way_delay)
+    }
+
+    /// Drops the broadcasts calibration collected that disagree with the
+    /// anchor (an old recording that arrived before the first reply), so
+    /// they cannot make the delay look too large or pair with replies.
+    pub fn prune_calibration(&mut self) {
+        let Some(mut cal) = self.calibration.take() else {
+            return;
+        };
+        cal.retain_broadcasts(|b| self.is_fresh(b.apparent_offset + b.adjustment, b.at));
+        self.calibration = Some(cal);
+    }
+
+    /// Whether an apparent offset (free of our corrections) agrees with the
+    /// anchor: within 20 ms, twice the one-way delay, the anchor's own
+    /// uncertainty and the drift since it was taken. Before the one-way
+    /// delay is known it may be anywhere up to the largest round trip
+    /// calibration accepts. Without an anchor (nothing authenticated by
+    /// unicast yet) every packet is fresh: the calibration that follows
+    /// is what judges the stream.
+    fn is_fresh(&self, apparent_free: NtpDuration, now: Duration) -> bool {
+        let Some(anchor) = self.anchor else {
+            return true;
+        };
+        let elapsed = now.saturating_sub(anchor.at).as_secs_f64();
+        let tol = NtpDuration::from_millis(FRESHNESS_FLOOR_MS)
+            + anchor.slack.abs()
+            + NtpDuration::from_seconds_f64(MAX_DRIFT * elapsed);
+        match self.settled_one_way() {
+            Some(d) => {
+                let expected = anchor.theta_free - d;
+                (apparent_free - expected).abs() <= tol + d * 2
+            }
+            None => {
+                let max_one_way = NtpDuration::from_std(self.calibration_config.max_round_trip);
+                let low = anchor.theta_free - max_one_way - tol;
+                let high = anchor.theta_free + tol;
+                apparent_free >= low && apparent_free <= high
+            }
+        }
+    }
+
+    /// Records a packet behind the last accepted one in the candidate
+    /// backward step: it advances the run only when it is newer than the
+    /// run's last packet, arrived at least an interval (less the
+    /// allowance) after it, and its transmit moved on as far as its
+    /// arrival did; a run with nothing new for two intervals starts over.
+    fn note_backstep(&mut self, transmit: NtpTimestamp, now: Duration, apparent_free: NtpDuration) {
+        let interval = self.interval();
+        let allowance = (interval / 8).max(Duration::from_millis(250));
+        let fresh_run = Backstep {
+            transmit,
+            at: now,
+            apparent_free,
+            count: 1,
+        };
+        self.backstep = match self.backstep {
+            None => Some(fresh_run),
+            Some(b) => {
+                let spacing = now.saturating_sub(b.at);
+                let advanced = transmit - b.transmit;
+                let consistent = advanced > NtpDuration::ZERO
+                    && spacing + allowance >= interval
+                    && (advanced - NtpDuration::from_std(spacing)).abs()
+                        <= NtpDuration::from_std(allowance);
+                if consistent {
+                    Some(Backstep {
+                        transmit,
+                        at: now,
+                        apparent_free,
+                        count: b.count.saturating_add(1),
+                    })
+                } else if spacing > interval * 2 {
+                    Some(fresh_run)
+                } else {
+                    Some(b)
+                }
+            }
+        };
+    }
+
+    /// Whether enough consistent packets behind the last accepted one came,
+    /// with none of the newer stream since, that a unicast check should
+    /// decide whether the server's clock went back.
+    pub fn backstep_pending(&self) -> bool {
+        self.backstep.is_some_and(|b| b.count >= CONFIRMATIONS)
+    }
+
+    /// Whether the association needs a unicast check: a confirmed
+    /// candidate backward step, or a run of stale packets after
+    /// calibration.
+    pub fn needs_check(&self) -> bool {
+        self.calibration.as_ref().is_some_and(Calibration::is_done)
+            && !matches!(self.state(), State::Untrusted)
+            && (self.backstep_pending() || self.stale_run >= STALE_RUN_FOR_CHECK)
+    }
+
+    /// Whether a stale packet came since the last accepted one or check:
+    /// such a server is not selectable.
+    pub fn is_suspect(&self) -> bool {
+        self.suspect
+    }
+
+    /// The anchor fresh broadcasts are judged against.
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.anchor
+    }
+
+    /// Records an authenticated unicast measurement of the server's offset
+    /// (a calibration reply): the new anchor.
+    pub fn anchor_to(&mut self, anchor: Anchor) {
+        self.anchor = Some(anchor);
+    }
+
+    /// The answer to a unicast check: the exchange's offset free of our
+    /// corrections becomes the anchor, and a candidate backward step is
+    /// adopted when its time agrees with it (the server's clock went back:
+    /// follow it), else dropped and counted.
+    pub fn resolve_check(&mut self, anchor: Anchor) -> CheckOutcome {
+        let previous = self.anchor.replace(anchor);
+        self.stale_run = 0;
+        self.suspect = false;
+        let one_way = self.settled_one_way().unwrap_or(NtpDuration::ZERO);
+        let agrees = |theta_free: NtpDuration, at: Duration| {
+            let elapsed = at.abs_diff(anchor.at).as_secs_f64();
+            let tol = NtpDuration::from_millis(FRESHNESS_FLOOR_MS)
+                + anchor.slack.abs()
+                + one_way * 2
+                + NtpDuration::from_seconds_f64(MAX_DRIFT * elapsed);
+            (theta_free - anchor.theta_free).abs() <= tol
+        };
+        if let Some(b) = self.backstep.take().filter(|b| b.count >= CONFIRMATIONS) {
+            if agrees(b.apparent_free + one_way, b.at) {
+                // The next packet of the stepped-back stream is new.
+                self.last_transmit = Some(b.transmit);
+                return CheckOutcome::SteppedBack;
+            }
+            *self.rejected.entry(Rejection::BackstepRefuted).or_insert(0) += 1;
+            return CheckOutcome::Refuted;
+        }
+        match previous {
+            Some(p) if !agrees(p.theta_free, p.at) => CheckOutcome::Moved,
+            _ => CheckOutcome::Confirmed,
+        }
     }
 
     /// Starts calibration after the first accepted broadcast (`random`
@@ -426,6 +684,10 @@ impl Association {
                 "UNCALIBRATED (using {:.3} ms): {reason}",
                 one_way.as_seconds_f64() * 1e3
             ),
+            Some(Phase::Untrusted { failure }) => format!(
+                "UNTRUSTED: {failure}; its broadcasts are not used (mcast-client recalibrate \
+                 measures again)"
+            ),
         }
     }
 }
@@ -434,6 +696,14 @@ impl Association {
 mod tests {
     use super::*;
     use mcast_proto::{LeapIndicator, Log2Seconds, RefId};
+
+    fn arrive(rx: NtpTimestamp, mono: Duration) -> Arrival {
+        Arrival {
+            rx,
+            mono,
+            adjustment: NtpDuration::ZERO,
+        }
+    }
 
     fn packet(t: u64, synchronized: bool) -> (Vec<u8>, Datagram) {
         let mut h = Header::new(Mode::Broadcast);
@@ -466,7 +736,7 @@ mod tests {
         for t in [0, 64, 128] {
             let (raw, d) = packet(t, true);
             assert!(
-                a.check_broadcast(&raw, &d, &keys, rx, at(t), &limits)
+                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits)
                     .is_ok()
             );
         }
@@ -474,7 +744,7 @@ mod tests {
             let t = 128 + 64 * k;
             let (raw, d) = packet(t, false);
             assert_eq!(
-                a.check_broadcast(&raw, &d, &keys, rx, at(t), &limits),
+                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits),
                 Err(Rejection::Unusable)
             );
         }
@@ -489,7 +759,7 @@ mod tests {
         // Usable time again ends the silence.
         let (raw, d) = packet(128 + 64 * 11, true);
         assert!(
-            a.check_broadcast(&raw, &d, &keys, rx, at(128 + 64 * 11), &limits)
+            a.check_broadcast(&raw, &d, &keys, arrive(rx, at(128 + 64 * 11)), &limits)
                 .is_ok()
         );
         assert!(!a.is_silent(at(128 + 64 * 11), 8));

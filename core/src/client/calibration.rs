@@ -177,6 +177,14 @@ pub enum Phase {
         /// Valid exchanges it rests on.
         exchanges: usize,
     },
+    /// Done: the round trip was out of bounds, so the broadcast stream
+    /// disagrees with the server's unicast time (an old recording, or a
+    /// path too slow to trust). Its broadcasts are never used, and the
+    /// fallback delay never stands in.
+    Untrusted {
+        /// What was measured.
+        failure: Failure,
+    },
     /// Done: calibration failed; the fallback delay is in use.
     Fallback {
         /// The one-way delay assumed.
@@ -217,6 +225,10 @@ pub struct Calibration {
     broadcasts: Vec<BroadcastObservation>,
     replies_this_volley: u32,
     problems: Vec<String>,
+    /// Distinct problems beyond the ones kept.
+    more_problems: u32,
+    /// A volley measured a round trip over the bound.
+    too_large: Option<Failure>,
     requests_sent: u32,
     spacing: Duration,
     failures: Vec<Failure>,
@@ -225,6 +237,12 @@ pub struct Calibration {
 
 /// Most broadcasts kept for pairing.
 const MAX_BROADCASTS: usize = 16;
+
+/// Most distinct problems with replies kept for the words of a failure.
+const MAX_PROBLEMS: usize = 4;
+
+/// Longest text of one problem kept (a reply's own text may be in it).
+const MAX_PROBLEM_LEN: usize = 160;
 
 impl Calibration {
     /// A calibration starting after the first authenticated broadcast at
@@ -243,6 +261,8 @@ impl Calibration {
             broadcasts: Vec::new(),
             replies_this_volley: 0,
             problems: Vec::new(),
+            more_problems: 0,
+            too_large: None,
             requests_sent: 0,
             spacing: config.spacing,
             failures: Vec::new(),
@@ -288,7 +308,7 @@ impl Calibration {
         match self.phase {
             Phase::Waiting { at, .. } => Some(at),
             Phase::Volley { next_at, .. } => Some(next_at),
-            Phase::Calibrated { .. } | Phase::Fallback { .. } => None,
+            Phase::Calibrated { .. } | Phase::Fallback { .. } | Phase::Untrusted { .. } => None,
         }
     }
 
@@ -296,7 +316,7 @@ impl Calibration {
     pub fn is_done(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Calibrated { .. } | Phase::Fallback { .. }
+            Phase::Calibrated { .. } | Phase::Fallback { .. } | Phase::Untrusted { .. }
         )
     }
 
@@ -305,8 +325,15 @@ impl Calibration {
     pub fn one_way_delay(&self) -> Option<NtpDuration> {
         match &self.phase {
             Phase::Calibrated { one_way, .. } | Phase::Fallback { one_way, .. } => Some(*one_way),
+            Phase::Untrusted { .. } => None,
             _ => self.estimate().filter(|d| self.within_bound(*d)),
         }
+    }
+
+    /// Keeps only the broadcasts `keep` approves of (those that agree with
+    /// an authenticated measurement).
+    pub fn retain_broadcasts(&mut self, keep: impl Fn(&BroadcastObservation) -> bool) {
+        self.broadcasts.retain(|b| keep(b));
     }
 
     /// Records a broadcast from this server (apparent offset T3 - T4).
@@ -331,6 +358,7 @@ impl Calibration {
                     }
                     self.replies_this_volley = 0;
                     self.problems.clear();
+                    self.more_problems = 0;
                     self.phase = Phase::Volley {
                         attempt,
                         sent: 0,
@@ -354,7 +382,9 @@ impl Calibration {
                     }
                     self.end_volley(now, attempt);
                 }
-                Phase::Calibrated { .. } | Phase::Fallback { .. } => return Step::Done,
+                Phase::Calibrated { .. } | Phase::Fallback { .. } | Phase::Untrusted { .. } => {
+                    return Step::Done;
+                }
             }
         }
     }
@@ -383,8 +413,15 @@ impl Calibration {
     /// (bad MAC, crypto-NAK, unsynchronized server ...).
     pub fn unusable_reply(&mut self, why: String) {
         self.replies_this_volley += 1;
-        if !self.problems.contains(&why) {
+        // Forged replies that echo the cookie can bring any number of
+        // different complaints: keep the first few, count the rest.
+        if self.problems.contains(&why) {
+            return;
+        }
+        if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(why);
+        } else {
+            self.more_problems = self.more_problems.saturating_add(1);
         }
     }
 
@@ -422,11 +459,27 @@ impl Calibration {
         self.exchanges.clear();
         self.broadcasts.clear();
         self.failures.clear();
+        self.too_large = None;
         self.spacing = self.config.spacing;
         self.phase = Phase::Waiting {
             at: now,
             attempt: 0,
         };
+    }
+
+    /// The problems of this volley's replies in one bounded line.
+    fn problem_text(&self) -> String {
+        let mut text = String::new();
+        for p in &self.problems {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.extend(p.chars().take(MAX_PROBLEM_LEN));
+        }
+        if self.more_problems > 0 {
+            text.push_str(&format!("; and {} more", self.more_problems));
+        }
+        text
     }
 
     fn fallback(&self) -> NtpDuration {
@@ -458,9 +511,12 @@ impl Calibration {
                 detail: "no broadcast arrived close enough in time to pair with the replies".into(),
             },
             None => Failure::NoUsableReply {
-                detail: self.problems.join("; "),
+                detail: self.problem_text(),
             },
         };
+        if matches!(failure, Failure::DelayTooLarge { .. }) {
+            self.too_large = Some(failure.clone());
+        }
         self.failures.push(failure.clone());
         if attempt < self.config.retries {
             // Backoff: 16 s, 32 s, 64 s ... after the failed volley.
@@ -470,6 +526,10 @@ impl Calibration {
                 at: now + backoff,
                 attempt: attempt + 1,
             };
+        } else if let Some(failure) = self.too_large.clone() {
+            // The stream and the server's unicast time disagreed: tracking
+            // it on a made-up delay would follow whatever sent it.
+            self.phase = Phase::Untrusted { failure };
         } else {
             let tries = u32::from(attempt) + 1;
             self.phase = Phase::Fallback {
@@ -738,11 +798,14 @@ mod tests {
         let mut c = Calibration::new(cfg, secs(0.0), 0);
         run_volley(&mut c, 0.0, 1.0, 30.0); // 60 ms round trip > 50 ms
         match c.phase() {
-            Phase::Fallback { reason, .. } => {
+            Phase::Untrusted { failure } => {
+                let reason = failure.to_string();
                 assert!(reason.contains("exceeds the 50.0 ms bound"), "{reason}")
             }
-            other => panic!("expected the fallback, got {other:?}"),
+            other => panic!("expected untrusted, got {other:?}"),
         }
+        assert_eq!(c.one_way_delay(), None, "never the fallback delay");
+        assert_eq!(c.poll(secs(10_000.0)), Step::Done, "and no more unicast");
     }
 
     #[test]

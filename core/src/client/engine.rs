@@ -3,7 +3,7 @@
 //! time, and out come actions (send this request, this is the clock
 //! decision). The daemon and the simulator drive the same code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use mcast_proto::{
     Datagram, Header, KissCode, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits,
 };
 
-use crate::client::association::{Association, ServerSpec, State};
+use crate::client::association::{
+    Anchor, Arrival, Association, CheckOutcome, ServerSpec, State,
+};
 use crate::client::calibration::{
     self, BroadcastObservation, CalibrationConfig, Exchange, Phase, Step,
 };
@@ -26,8 +28,11 @@ use crate::exchange::{Exchanges, Kiss, Ticket, kiss};
 pub struct CoreConfig {
     /// Configured servers.
     pub servers: Vec<ServerSpec>,
-    /// Accept new sources that sign with a trusted key, binding them to it.
+    /// Accept new sources that sign with a trusted key, binding them to it
+    /// (one address per key).
     pub discover: bool,
+    /// Most associations discovery may add.
+    pub discover_max: usize,
     /// Calibration settings.
     pub calibration: CalibrationConfig,
     /// Selection settings.
@@ -51,6 +56,7 @@ impl CoreConfig {
         CoreConfig {
             servers,
             discover: false,
+            discover_max: DEFAULT_DISCOVER_MAX,
             calibration: CalibrationConfig::default(),
             select: SelectParams::default(),
             silent_intervals: 8,
@@ -62,6 +68,21 @@ impl CoreConfig {
     }
 }
 
+/// Most associations discovery adds unless configured otherwise.
+pub const DEFAULT_DISCOVER_MAX: usize = 8;
+
+/// Requests of one unicast check (the first valid reply ends it).
+const CHECK_REQUESTS: u8 = 3;
+
+/// Wait after a check that changed nothing before the next may be sent;
+/// it doubles with each such check, up to a day.
+const CHECK_GAP: Duration = Duration::from_secs(1024);
+
+/// Most checks of one server in any 24 hours, whatever asks for them.
+const MAX_CHECKS_PER_DAY: usize = 24;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
 impl Event {
     /// The name of the server it is about, if it is about one.
     pub fn server(&self) -> Option<&str> {
@@ -70,7 +91,10 @@ impl Event {
             | Event::Unpaired { server, .. }
             | Event::KissOfDeath { server, .. }
             | Event::CalibrationDone { server, .. }
-            | Event::SteppedBack { server } => Some(server),
+            | Event::Checking { server, .. }
+            | Event::CheckUnanswered { server, .. }
+            | Event::SteppedBack { server }
+            | Event::BackstepRefuted { server } => Some(server),
             Event::ClockAdjustmentFailed { .. } => None,
         }
     }
@@ -147,9 +171,32 @@ pub enum Event {
         /// The association's calibration summary (as `status` shows it).
         summary: String,
     },
-    /// The server's clock went back and the packets confirmed it: the
-    /// association follows it.
+    /// A unicast check of `server` starts (a few authenticated requests
+    /// with fresh cookies; never polling).
+    Checking {
+        /// The server's name.
+        server: String,
+        /// Why.
+        why: CheckReason,
+    },
+    /// A check got no usable reply; the server stays unselectable and the
+    /// next check waits `retry_in`.
+    CheckUnanswered {
+        /// The server's name.
+        server: String,
+        /// Until the next check may be sent.
+        retry_in: Duration,
+    },
+    /// The server's clock went back: consistent packets behind the last
+    /// accepted one, no newer packet since, and a unicast check agreed
+    /// with their time. The association follows it.
     SteppedBack {
+        /// The server's name.
+        server: String,
+    },
+    /// Packets behind the last accepted one looked like a backward step
+    /// but the unicast check contradicted them (a replay): dropped.
+    BackstepRefuted {
         /// The server's name.
         server: String,
     },
@@ -158,6 +205,57 @@ pub enum Event {
         /// What the clock said.
         error: String,
     },
+}
+
+/// Why a server is checked by unicast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckReason {
+    /// Its packets went behind the last accepted one, consistently.
+    Backstep,
+    /// Its packets disagree with the last measured offset.
+    Stale,
+}
+
+/// The unicast checks of one server.
+#[derive(Debug, Clone, Default)]
+struct Checks {
+    /// The check under way: requests sent and when the next is due.
+    active: Option<(u8, Duration)>,
+    /// No new check before this.
+    allowed_at: Duration,
+    /// Wait after the next check that changes nothing.
+    gap: Duration,
+    /// When recent checks started (the last 24 h).
+    recent: VecDeque<Duration>,
+}
+
+impl Checks {
+    /// Whether a new check may start at `now`.
+    fn may_start(&mut self, now: Duration) -> bool {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= DAY)
+        {
+            self.recent.pop_front();
+        }
+        self.active.is_none() && now >= self.allowed_at && self.recent.len() < MAX_CHECKS_PER_DAY
+    }
+
+    /// The check ended at `now`; `changed` when it moved what the server
+    /// is judged by (so asking again soon is reasonable).
+    fn ended(&mut self, now: Duration, changed: bool) -> Duration {
+        self.active = None;
+        if changed {
+            self.gap = CHECK_GAP;
+            self.allowed_at = now;
+        } else {
+            self.gap = self.gap.max(CHECK_GAP);
+            self.allowed_at = now + self.gap;
+            self.gap = (self.gap * 2).min(DAY);
+        }
+        self.allowed_at.saturating_sub(now)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +272,8 @@ struct Peer {
     /// Interleaved servers: accepted broadcasts in a row whose origin did
     /// not pair with the broadcast before.
     unpaired: u32,
+    /// Unicast checks.
+    checks: Checks,
 }
 
 impl Peer {
@@ -185,7 +285,86 @@ impl Peer {
             last_offset: None,
             pending: None,
             unpaired: 0,
+            checks: Checks::default(),
         }
+    }
+}
+
+/// What every unicast request to one server carries.
+struct RequestSpec {
+    to: SocketAddr,
+    poll: i8,
+    key: Option<KeyId>,
+    precision: Log2Seconds,
+    clock_now: NtpTimestamp,
+    mono: Duration,
+}
+
+impl Peer {
+    /// One authenticated mode-3 request with a fresh random cookie.
+    fn request(&mut self, r: &RequestSpec, keys: &KeyStore, random: u64) -> Action {
+        let mut h = Header::new(Mode::Client);
+        h.poll = Log2Seconds(r.poll);
+        h.precision = r.precision;
+        let (cookie, ticket) = self.exchanges.send(random, r.clock_now, r.mono);
+        h.transmit = cookie;
+        let d = Datagram::new(h);
+        let mut bytes = Vec::with_capacity(72);
+        match r.key.and_then(|k| keys.get(k)) {
+            Some(k) => packet::sign(k, &d, &mut bytes),
+            None => d.write_signed_part(&mut bytes),
+        }
+        self.assoc.count_unicast();
+        Action::Send {
+            to: r.to,
+            bytes,
+            ticket,
+        }
+    }
+
+    /// Starts a unicast check when the association needs one and the
+    /// limits allow it, and sends its requests (at the calibration
+    /// spacing, at most [`CHECK_REQUESTS`]); gives up when none was
+    /// answered.
+    fn drive_check(
+        &mut self,
+        r: &RequestSpec,
+        keys: &KeyStore,
+        spacing: Duration,
+        random: &mut dyn FnMut() -> u64,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let now = r.mono;
+        if self.checks.active.is_none() && self.assoc.needs_check() && self.checks.may_start(now) {
+            self.checks.active = Some((0, now));
+            self.checks.recent.push_back(now);
+            actions.push(Action::Event(Event::Checking {
+                server: self.assoc.spec().name.clone(),
+                why: if self.assoc.backstep_pending() {
+                    CheckReason::Backstep
+                } else {
+                    CheckReason::Stale
+                },
+            }));
+        }
+        let Some((sent, next_at)) = self.checks.active else {
+            return actions;
+        };
+        if now < next_at {
+            return actions;
+        }
+        if sent < CHECK_REQUESTS {
+            actions.push(self.request(r, keys, random()));
+            self.checks.active = Some((sent + 1, now + spacing));
+        } else {
+            self.exchanges.clear();
+            let retry_in = self.checks.ended(now, false);
+            actions.push(Action::Event(Event::CheckUnanswered {
+                server: self.assoc.spec().name.clone(),
+                retry_in,
+            }));
+        }
+        actions
     }
 }
 
@@ -306,6 +485,8 @@ pub struct ClientCore {
     selection: Option<SelectOutcome>,
     last_decision: Option<Decision>,
     calibration_port: Option<u16>,
+    /// Associations discovery added.
+    discovered: usize,
 }
 
 impl ClientCore {
@@ -330,6 +511,7 @@ impl ClientCore {
             selection: None,
             last_decision: None,
             calibration_port: None,
+            discovered: 0,
         }
     }
 
@@ -429,18 +611,19 @@ impl ClientCore {
         let Some(peer) = self.peers.get_mut(idx) else {
             return Vec::new();
         };
+        let arrival = Arrival {
+            rx: inc.rx,
+            mono: inc.mono,
+            adjustment,
+        };
         let Ok(acc) = peer
             .assoc
-            .check_broadcast(inc.bytes, &d, &self.keys, inc.rx, inc.mono, &limits)
+            .check_broadcast(inc.bytes, &d, &self.keys, arrival, &limits)
         else {
+            // A check it may now need is sent from the next tick.
             return Vec::new();
         };
         let mut actions = Vec::new();
-        if acc.backstepped {
-            actions.push(Action::Event(Event::SteppedBack {
-                server: peer.assoc.spec().name.clone(),
-            }));
-        }
         if peer.assoc.state() == State::Listening {
             peer.assoc.start_calibration(inc.mono, random);
             actions.push(Action::Event(Event::Calibrating {
@@ -521,6 +704,18 @@ impl ClientCore {
         }
         match packet::authenticate(&self.keys, raw, d, Some(src)) {
             PacketAuth::Mac(MacVerdict::Valid(key)) => {
+                // One address per key: a second source signing with a key
+                // already in use is the same server's packets relayed from
+                // a spoofed address, never a new server.
+                if self.peers.iter().any(|p| p.assoc.spec().key == Some(key)) {
+                    self.count("discovery-key-bound");
+                    return None;
+                }
+                if self.discovered >= self.config.discover_max {
+                    self.count("discovery-full");
+                    return None;
+                }
+                self.discovered += 1;
                 let spec = ServerSpec::new(src, Some(key));
                 let precision = self.config.precision.to_duration();
                 self.peers
@@ -609,13 +804,48 @@ impl ClientCore {
         }
         let (offset, delay) =
             calibration::exchange(out.t1, d.header.receive, d.header.transmit, inc.rx);
-        cal.reply(Exchange {
-            offset,
-            delay,
-            forward: d.header.receive - out.t1,
+        let adjustment = self.adjustments.at(inc.mono);
+        let anchor = Anchor {
+            theta_free: offset + adjustment,
             at: inc.mono,
-            adjustment: self.adjustments.at(inc.mono),
-        });
+            slack: delay.abs() / 2,
+        };
+        let mut actions = Vec::new();
+        if cal.is_done() {
+            // The answer to a unicast check.
+            peer.exchanges.clear();
+            let outcome = peer.assoc.resolve_check(anchor);
+            peer.checks.ended(
+                inc.mono,
+                matches!(outcome, CheckOutcome::SteppedBack | CheckOutcome::Moved),
+            );
+            match outcome {
+                CheckOutcome::SteppedBack => {
+                    // Its samples were of the clock it left.
+                    peer.filter.clear();
+                    peer.pending = None;
+                    actions.push(Action::Event(Event::SteppedBack {
+                        server: name.clone(),
+                    }));
+                }
+                CheckOutcome::Refuted => actions.push(Action::Event(Event::BackstepRefuted {
+                    server: name.clone(),
+                })),
+                CheckOutcome::Moved | CheckOutcome::Confirmed => {}
+            }
+        } else {
+            cal.reply(Exchange {
+                offset,
+                delay,
+                forward: d.header.receive - out.t1,
+                at: inc.mono,
+                adjustment,
+            });
+            // An authenticated measurement: what broadcasts must agree
+            // with from now on, and what those collected so far are judged by.
+            peer.assoc.anchor_to(anchor);
+            peer.assoc.prune_calibration();
+        }
         // The exchange is a real measurement: it feeds the clock filter like
         // ntpd's volley does, so the server is selectable right after the
         // volley instead of after eight broadcast intervals.
@@ -630,8 +860,7 @@ impl ClientCore {
             time: inc.mono,
         };
         peer.last_offset = Some(offset);
-        let mut actions = Vec::new();
-        if peer.assoc.last_header().is_some() {
+        if peer.assoc.last_header().is_some() && peer.assoc.state() != State::Untrusted {
             let fresh = matches!(peer.filter.add(sample), FilterResult::Accepted(_));
             actions.extend(self.update_clock(inc.mono, fresh, clock));
         }
@@ -663,6 +892,14 @@ impl ClientCore {
             let poll = peer.assoc.poll().unwrap_or(6);
             let key = peer.assoc.spec().key;
             let to = SocketAddr::new(peer.assoc.spec().address, port);
+            let request = RequestSpec {
+                to,
+                poll,
+                key,
+                precision: self.config.precision,
+                clock_now,
+                mono,
+            };
             while let Some(cal) = peer.assoc.calibration_mut() {
                 if let Some(local) = local_port {
                     cal.set_route(to, local);
@@ -670,22 +907,13 @@ impl ClientCore {
                 match cal.poll(mono) {
                     Step::SendRequest => {
                         cal.request_sent(mono);
-                        let mut h = Header::new(Mode::Client);
-                        h.poll = Log2Seconds(poll);
-                        h.precision = self.config.precision;
-                        let (cookie, ticket) = peer.exchanges.send(random(), clock_now, mono);
-                        h.transmit = cookie;
-                        let d = Datagram::new(h);
-                        let mut bytes = Vec::with_capacity(72);
-                        match key.and_then(|k| self.keys.get(k)) {
-                            Some(k) => packet::sign(k, &d, &mut bytes),
-                            None => d.write_signed_part(&mut bytes),
-                        }
-                        peer.assoc.count_unicast();
-                        actions.push(Action::Send { to, bytes, ticket });
+                        actions.push(peer.request(&request, &self.keys, random()));
                     }
                     Step::WaitUntil(_) | Step::Done => break,
                 }
+            }
+            if was_done {
+                actions.extend(peer.drive_check(&request, &self.keys, spacing, random));
             }
             let done = peer
                 .assoc
@@ -783,7 +1011,12 @@ impl ClientCore {
             .peers
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.assoc.is_silent(mono, silent) && !p.filter.is_empty())
+            .filter(|(_, p)| {
+                !p.assoc.is_silent(mono, silent)
+                    && !p.filter.is_empty()
+                    && !p.assoc.is_suspect()
+                    && p.assoc.state() != State::Untrusted
+            })
             .filter_map(|(i, p)| {
                 let h = p.assoc.last_header()?;
                 Some(Candidate {
@@ -888,6 +1121,7 @@ mod tests {
             CoreConfig {
                 servers: Vec::new(),
                 discover: false,
+                discover_max: DEFAULT_DISCOVER_MAX,
                 calibration: CalibrationConfig::default(),
                 select: SelectParams::default(),
                 silent_intervals: 8,

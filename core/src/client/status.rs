@@ -131,6 +131,7 @@ pub fn status_of(
                 State::Tracking => 'b',
                 State::Calibrating => 'u',
                 State::Listening => '-',
+                State::Untrusted => '!',
             },
             when_s: a
                 .last_accepted()

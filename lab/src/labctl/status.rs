@@ -345,6 +345,7 @@ fn our_client_rows(h: &HostRecord, base: &Row, servers: &[Ipv4Addr], wire: &Wire
                 State::Listening => "listening",
                 State::Calibrating => "calibrating",
                 State::Tracking => "tracking",
+                State::Untrusted => "untrusted",
             };
             Row {
                 t: r.t.to_string(),
