@@ -494,8 +494,10 @@ pub fn client_from_ntp_conf(text: &str, opts: &ImportOptions) -> Import {
         notes.add(
             line,
             "servers are not named in ntp.conf: the result uses discover = true, which \
-             accepts any key of the keys file, not only the trustedkey ones; name each server \
-             and its key with --server ADDRESS=KEY to bind every server to its own key",
+             accepts any key of the keys file, not only the trustedkey ones, and the client \
+             refuses it unless every such key lists host addresses (/32, /128) in the keys \
+             file; name each server and its key with --server ADDRESS=KEY to bind every server \
+             to its own key",
         );
     }
 

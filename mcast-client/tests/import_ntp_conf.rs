@@ -62,9 +62,25 @@ fn prints_toml_and_lists_untranslated_lines_with_their_numbers() {
         "notes stay off standard output"
     );
 
-    // The output is a configuration the client accepts as it is.
+    // ntp.conf names no servers, so the result discovers them; its keys
+    // list no addresses, so any LAN host could relay a server's packets
+    // from spoofed addresses and mint servers: the client refuses it
+    // until the servers are named (or the risk is accepted in words).
+    assert!(
+        stderr.contains("--server ADDRESS=KEY"),
+        "the note says how to name the servers: {stderr}"
+    );
     let toml = dir.path().join("client.toml");
     std::fs::write(&toml, &stdout).unwrap();
+    let check = run(&["check-config", "-c", toml.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    let why = text(&check.stderr);
+    assert!(
+        why.contains("client.toml:") && why.contains("discover: key 1") && why.contains("/32"),
+        "names the file, the line, the field and the fix: {why}"
+    );
+    let accepted = stdout.replace("discover = true", "discover = true\ndiscover-any-address = true");
+    std::fs::write(&toml, accepted).unwrap();
     let check = run(&["check-config", "-c", toml.to_str().unwrap()]);
     assert!(check.status.success(), "check-config refused it: {check:?}");
     assert!(text(&check.stdout).contains("listen[0]: group 224.0.1.1 on bond0"));
