@@ -56,7 +56,9 @@ pub fn event_line(e: &Event) -> String {
             retry_in.as_secs()
         ),
         Event::SteppedBack { server } => {
-            format!("{server}: server clock stepped back, confirmed by a unicast check; following it")
+            format!(
+                "{server}: server clock stepped back, confirmed by a unicast check; following it"
+            )
         }
         Event::BackstepRefuted { server } => format!(
             "{server}: older packets looked like a backward step of its clock, but the unicast \

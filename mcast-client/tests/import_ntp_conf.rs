@@ -79,7 +79,10 @@ fn prints_toml_and_lists_untranslated_lines_with_their_numbers() {
         why.contains("client.toml:") && why.contains("discover: key 1") && why.contains("/32"),
         "names the file, the line, the field and the fix: {why}"
     );
-    let accepted = stdout.replace("discover = true", "discover = true\ndiscover-any-address = true");
+    let accepted = stdout.replace(
+        "discover = true",
+        "discover = true\ndiscover-any-address = true",
+    );
     std::fs::write(&toml, accepted).unwrap();
     let check = run(&["check-config", "-c", toml.to_str().unwrap()]);
     assert!(check.status.success(), "check-config refused it: {check:?}");

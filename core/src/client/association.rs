@@ -150,7 +150,7 @@ const MAX_DRIFT: f64 = 1000e-6;
 
 /// Consecutive stale packets after which the association asks for a
 /// unicast check (one alone is a spike, and is only rejected).
-const STALE_RUN_FOR_CHECK: u32 = 3;
+const STALE_RUN_FOR_CHECK: u32 = 2;
 
 /// What a unicast check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +231,10 @@ pub struct Association {
     /// Consecutive stale packets.
     stale_run: u32,
     /// A stale packet came since the last accepted one or check: not
-    /// selectable.
-    suspect: bool,
+    /// selectable, and judged by the freshness bound as it was then (so a
+    /// stream held back on the path cannot wait until the bound has grown
+    /// around it).
+    suspect: Option<NtpDuration>,
     reach: u8,
     /// Monotonic time the reach register last shifted.
     reach_shifted_at: Option<Duration>,
@@ -257,7 +259,7 @@ impl Association {
             backstep: None,
             anchor: None,
             stale_run: 0,
-            suspect: false,
+            suspect: None,
             reach: 0,
             reach_shifted_at: None,
             rejected: BTreeMap::new(),
@@ -407,9 +409,9 @@ impl Association {
             }
             return self.reject(Rejection::Replay);
         }
-        if !self.is_fresh(apparent_free, now) {
+        if let Err(bound) = self.freshness(apparent_free, now) {
             self.stale_run = self.stale_run.saturating_add(1);
-            self.suspect = true;
+            self.suspect.get_or_insert(bound);
             return self.reject(Rejection::Stale);
         }
         if let Some(prev) = self.last_accepted {
@@ -422,7 +424,7 @@ impl Association {
         // The newer stream continues: no backward step is under way.
         self.backstep = None;
         self.stale_run = 0;
-        self.suspect = false;
+        self.suspect = None;
         if h.unusable_reason(limits).is_some() {
             // Verified, so it may move the replay state on, but it is never time.
             self.last_transmit = Some(h.transmit);
@@ -480,14 +482,22 @@ impl Association {
     /// unicast yet) every packet is fresh: the calibration that follows
     /// is what judges the stream.
     fn is_fresh(&self, apparent_free: NtpDuration, now: Duration) -> bool {
+        self.freshness(apparent_free, now).is_ok()
+    }
+
+    /// [`Association::is_fresh`], with the bound it was judged by when not.
+    fn freshness(&self, apparent_free: NtpDuration, now: Duration) -> Result<(), NtpDuration> {
         let Some(anchor) = self.anchor else {
-            return true;
+            return Ok(());
         };
         let elapsed = now.saturating_sub(anchor.at).as_secs_f64();
-        let tol = NtpDuration::from_millis(FRESHNESS_FLOOR_MS)
+        let mut tol = NtpDuration::from_millis(FRESHNESS_FLOOR_MS)
             + anchor.slack.abs()
             + NtpDuration::from_seconds_f64(MAX_DRIFT * elapsed);
-        match self.settled_one_way() {
+        if let Some(frozen) = self.suspect {
+            tol = tol.min(frozen);
+        }
+        let fresh = match self.settled_one_way() {
             Some(d) => {
                 let expected = anchor.theta_free - d;
                 (apparent_free - expected).abs() <= tol + d * 2
@@ -498,7 +508,8 @@ impl Association {
                 let high = anchor.theta_free + tol;
                 apparent_free >= low && apparent_free <= high
             }
-        }
+        };
+        if fresh { Ok(()) } else { Err(tol) }
     }
 
     /// Records a packet behind the last accepted one in the candidate
@@ -559,7 +570,7 @@ impl Association {
     /// Whether a stale packet came since the last accepted one or check:
     /// such a server is not selectable.
     pub fn is_suspect(&self) -> bool {
-        self.suspect
+        self.suspect.is_some()
     }
 
     /// The anchor fresh broadcasts are judged against.
@@ -580,7 +591,7 @@ impl Association {
     pub fn resolve_check(&mut self, anchor: Anchor) -> CheckOutcome {
         let previous = self.anchor.replace(anchor);
         self.stale_run = 0;
-        self.suspect = false;
+        self.suspect = None;
         let one_way = self.settled_one_way().unwrap_or(NtpDuration::ZERO);
         let agrees = |theta_free: NtpDuration, at: Duration| {
             let elapsed = at.abs_diff(anchor.at).as_secs_f64();

@@ -12,9 +12,7 @@ use mcast_proto::{
     Datagram, Header, KissCode, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits,
 };
 
-use crate::client::association::{
-    Anchor, Arrival, Association, CheckOutcome, ServerSpec, State,
-};
+use crate::client::association::{Anchor, Arrival, Association, CheckOutcome, ServerSpec, State};
 use crate::client::calibration::{
     self, BroadcastObservation, CalibrationConfig, Exchange, Phase, Step,
 };
