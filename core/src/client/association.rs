@@ -168,7 +168,7 @@ pub enum CheckOutcome {
 }
 
 /// When and where this packet arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Arrival {
     /// T4 on our clock.
     pub rx: NtpTimestamp,
@@ -177,11 +177,14 @@ pub struct Arrival {
     /// Our cumulative clock adjustment at arrival (what our steps and
     /// slews added), so an offset can be taken free of our corrections.
     pub adjustment: NtpDuration,
+    /// Our frequency correction in force (s/s): how fast an offset free of
+    /// our corrections moves while the discipline holds the clock.
+    pub frequency: f64,
 }
 
 /// The last authenticated measurement of the server's offset, free of our
 /// own corrections: what a fresh broadcast must agree with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Anchor {
     /// Offset (server minus client) plus our cumulative adjustment.
     pub theta_free: NtpDuration,
@@ -189,6 +192,20 @@ pub struct Anchor {
     pub at: Duration,
     /// Its own uncertainty (half the round trip of an exchange).
     pub slack: NtpDuration,
+    /// Our frequency correction then (s/s): the free offset moves at this
+    /// rate while the discipline holds the clock, so it is carried along.
+    pub rate: f64,
+}
+
+impl Anchor {
+    /// The offset free of our corrections expected at `at`.
+    pub fn expected(&self, at: Duration) -> NtpDuration {
+        self.theta_free + NtpDuration::from_seconds_f64(self.rate * signed_secs(at, self.at))
+    }
+}
+
+fn signed_secs(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() - b.as_secs_f64()
 }
 
 /// A run of packets behind the last accepted one that look like the
@@ -446,6 +463,7 @@ impl Association {
                 theta_free: apparent_free + one_way,
                 at: now,
                 slack: NtpDuration::ZERO,
+                rate: arrival.frequency,
             });
         }
         Ok(Accepted {
@@ -497,15 +515,13 @@ impl Association {
         if let Some(frozen) = self.suspect {
             tol = tol.min(frozen);
         }
+        let theta = anchor.expected(now);
         let fresh = match self.settled_one_way() {
-            Some(d) => {
-                let expected = anchor.theta_free - d;
-                (apparent_free - expected).abs() <= tol + d * 2
-            }
+            Some(d) => (apparent_free - (theta - d)).abs() <= tol + d * 2,
             None => {
                 let max_one_way = NtpDuration::from_std(self.calibration_config.max_round_trip);
-                let low = anchor.theta_free - max_one_way - tol;
-                let high = anchor.theta_free + tol;
+                let low = theta - max_one_way - tol;
+                let high = theta + tol;
                 apparent_free >= low && apparent_free <= high
             }
         };
@@ -591,7 +607,6 @@ impl Association {
     pub fn resolve_check(&mut self, anchor: Anchor) -> CheckOutcome {
         let previous = self.anchor.replace(anchor);
         self.stale_run = 0;
-        self.suspect = None;
         let one_way = self.settled_one_way().unwrap_or(NtpDuration::ZERO);
         let agrees = |theta_free: NtpDuration, at: Duration| {
             let elapsed = at.abs_diff(anchor.at).as_secs_f64();
@@ -599,10 +614,11 @@ impl Association {
                 + anchor.slack.abs()
                 + one_way * 2
                 + NtpDuration::from_seconds_f64(MAX_DRIFT * elapsed);
-            (theta_free - anchor.theta_free).abs() <= tol
+            (theta_free - anchor.expected(at)).abs() <= tol
         };
         if let Some(b) = self.backstep.take().filter(|b| b.count >= CONFIRMATIONS) {
             if agrees(b.apparent_free + one_way, b.at) {
+                self.suspect = None;
                 // The next packet of the stepped-back stream is new.
                 self.last_transmit = Some(b.transmit);
                 return CheckOutcome::SteppedBack;
@@ -611,7 +627,15 @@ impl Association {
             return CheckOutcome::Refuted;
         }
         match previous {
-            Some(p) if !agrees(p.theta_free, p.at) => CheckOutcome::Moved,
+            Some(p) if !agrees(p.theta_free, p.at) => {
+                // The offset moved (a clock jumped): the stale broadcasts
+                // were right to disagree with the old measurement.
+                self.suspect = None;
+                CheckOutcome::Moved
+            }
+            // The server is where it was: its broadcasts are what is
+            // wrong (held back, or spikes), so it stays unselectable until
+            // one agrees again.
             _ => CheckOutcome::Confirmed,
         }
     }
@@ -713,6 +737,7 @@ mod tests {
             rx,
             mono,
             adjustment: NtpDuration::ZERO,
+            frequency: 0.0,
         }
     }
 

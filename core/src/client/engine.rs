@@ -613,6 +613,7 @@ impl ClientCore {
             rx: inc.rx,
             mono: inc.mono,
             adjustment,
+            frequency: self.adjustments.frequency,
         };
         let Ok(acc) = peer
             .assoc
@@ -807,6 +808,7 @@ impl ClientCore {
             theta_free: offset + adjustment,
             at: inc.mono,
             slack: delay.abs() / 2,
+            rate: self.adjustments.frequency,
         };
         let mut actions = Vec::new();
         if cal.is_done() {
