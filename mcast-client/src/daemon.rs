@@ -291,9 +291,16 @@ fn drop_privileges(config: &ClientConfig) -> Result<(), DaemonError> {
 async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), DaemonError> {
     mcast_sys::wait_for_stop(|| match config.load_keys() {
         Ok(k) => {
-            tracing::info!(keys = %k.path().display(), "SIGHUP: keys reloaded");
+            let path = k.path().display().to_string();
             if let Ok(mut core) = shared.core.lock() {
-                core.set_keys(k);
+                match core.set_keys(k) {
+                    Ok(()) => tracing::info!(keys = %path, "SIGHUP: keys reloaded"),
+                    Err(lost) => tracing::error!(
+                        keys = %path,
+                        "SIGHUP: keeping the old keys: {}",
+                        crate::text::key_loss(&lost)
+                    ),
+                }
             }
         }
         Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use mcast_core::client::calibration::Phase;
-use mcast_core::client::engine::{CheckReason, Event};
+use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason};
 use mcast_core::client::status::ClientStatus;
 
 /// The log line of a core event.
@@ -66,6 +66,27 @@ pub fn event_line(e: &Event) -> String {
         ),
         Event::ClockAdjustmentFailed { error } => format!("clock adjustment failed: {error}"),
     }
+}
+
+/// Why a reload was refused: each server it would cut off.
+pub fn key_loss(lost: &[KeyLoss]) -> String {
+    let each: Vec<String> = lost
+        .iter()
+        .map(|l| match l.why {
+            KeyLossReason::Missing => {
+                format!("key {} of server {} is not in the new keys file", l.key, l.server)
+            }
+            KeyLossReason::AddressNotAllowed => format!(
+                "key {} no longer allows the address of server {}",
+                l.key, l.server
+            ),
+        })
+        .collect();
+    format!(
+        "{}; the client would send unsigned requests to it and reject its broadcasts (restart \
+         with a matching configuration to change a server's key)",
+        each.join("; ")
+    )
 }
 
 /// The status table, like `ntpq -pn` plus our columns.

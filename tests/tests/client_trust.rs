@@ -462,3 +462,43 @@ fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
         "the genuine reply is used"
     );
 }
+
+/// A reload (SIGHUP) whose keys file lost a server's key, or no longer
+/// allows its address, is refused as a whole: the client keeps the old
+/// keys, so it neither sends unsigned requests nor rejects the server.
+#[test]
+fn a_reload_that_would_lose_a_servers_key_is_refused() {
+    use mcast_core::client::engine::KeyLossReason;
+    let keys = lab_keys();
+    let mut c = core();
+    let without_1 = KeyStore::from_keys(
+        Path::new("new.keys"),
+        keys.iter().filter(|k| k.id().get() != 1).cloned(),
+    )
+    .expect("store");
+    let lost = c.set_keys(without_1).expect_err("refused");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].key.get(), 1);
+    assert_eq!(lost[0].why, KeyLossReason::Missing);
+    assert_eq!(lost[0].server, S1);
+    // The old keys are still in force: S1's signed broadcast is accepted.
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    assert_eq!(c.associations().next().map(|a| a.accepted()), Some(1));
+
+    let elsewhere = KeyStore::from_keys(
+        Path::new("new.keys"),
+        keys.iter().map(|k| {
+            if k.id().get() == 3 {
+                k.clone().with_allowed_sources(vec![mcast_keys::SourcePrefix::host(
+                    "198.18.9.9".parse().expect("ip"),
+                )])
+            } else {
+                k.clone()
+            }
+        }),
+    )
+    .expect("store");
+    let lost = c.set_keys(elsewhere).expect_err("refused");
+    assert_eq!(lost[0].why, KeyLossReason::AddressNotAllowed, "{lost:?}");
+    assert!(c.set_keys(lab_keys()).is_ok(), "the same keys reload");
+}

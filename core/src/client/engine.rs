@@ -205,6 +205,26 @@ pub enum Event {
     },
 }
 
+/// A server whose key a reload would lose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLoss {
+    /// The server's name.
+    pub server: String,
+    /// The key it is bound to.
+    pub key: KeyId,
+    /// What the new keys file does to it.
+    pub why: KeyLossReason,
+}
+
+/// How a reload would lose a server's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLossReason {
+    /// The key id is not in the new keys file.
+    Missing,
+    /// The key's new address list does not allow the server's address.
+    AddressNotAllowed,
+}
+
 /// Why a server is checked by unicast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckReason {
@@ -514,8 +534,33 @@ impl ClientCore {
     }
 
     /// Replaces the keys (SIGHUP). Associations keep their bound key ids.
-    pub fn set_keys(&mut self, keys: KeyStore) {
+    /// Refused, changing nothing, when the new keys would lose a key an
+    /// association is bound to or no longer allow its address: the client
+    /// would then send unsigned requests and reject every broadcast.
+    pub fn set_keys(&mut self, keys: KeyStore) -> Result<(), Vec<KeyLoss>> {
+        let lost: Vec<KeyLoss> = self
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let spec = p.assoc.spec();
+                let id = spec.key?;
+                let why = match keys.get(id) {
+                    None => KeyLossReason::Missing,
+                    Some(k) if !k.allows(spec.address) => KeyLossReason::AddressNotAllowed,
+                    Some(_) => return None,
+                };
+                Some(KeyLoss {
+                    server: spec.name.clone(),
+                    key: id,
+                    why,
+                })
+            })
+            .collect();
+        if !lost.is_empty() {
+            return Err(lost);
+        }
         self.keys = keys;
+        Ok(())
     }
 
     /// Tells the core which local port calibration requests leave from, so

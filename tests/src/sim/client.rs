@@ -201,7 +201,8 @@ impl SimClient {
 
     pub fn set_keys(&mut self, keys: KeyStore) {
         if let Some(core) = self.core.as_mut() {
-            core.set_keys(keys);
+            core.set_keys(keys)
+                .unwrap_or_else(|lost| panic!("the reload would lose keys: {lost:?}"));
         }
     }
 
