@@ -71,6 +71,12 @@ pub struct ClientConfig {
     /// `/run/mcast-ntp/client.sock`); relative paths as for `keys`.
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// Unix socket of the operations that change what the client does
+    /// (`recalibrate`): `operations-socket`, default the control socket's
+    /// name with `-ops` (`/run/mcast-ntp/client-ops.sock`). Mode 0600, and
+    /// only root or the user who started the client may use it.
+    #[serde(default)]
+    pub operations_socket: Option<PathBuf>,
     /// Address to serve metrics on (`metrics`); `None` (the default) serves none.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
@@ -245,6 +251,19 @@ impl Default for Clock {
     }
 }
 
+/// The operations socket beside a control socket: `client.sock` gives
+/// `client-ops.sock` in the same folder.
+pub fn operations_socket_for(control: &Path) -> PathBuf {
+    let stem = control
+        .file_stem()
+        .map_or_else(|| "control".into(), |s| s.to_string_lossy().into_owned());
+    let name = match control.extension() {
+        Some(ext) => format!("{stem}-ops.{}", ext.to_string_lossy()),
+        None => format!("{stem}-ops"),
+    };
+    control.with_file_name(name)
+}
+
 fn default_control_socket() -> PathBuf {
     PathBuf::from(DEFAULT_CLIENT_CONTROL_SOCKET)
 }
@@ -277,6 +296,10 @@ impl ClientConfig {
         config.origin = origin;
         config.keys = common::resolve(path, &config.keys);
         config.control_socket = common::resolve(path, &config.control_socket);
+        config.operations_socket = config
+            .operations_socket
+            .as_ref()
+            .map(|p| common::resolve(path, p));
         config.validate()?;
         Ok(config)
     }
@@ -361,6 +384,14 @@ impl ClientConfig {
         Ok(())
     }
 
+    /// The operations socket: as configured, else derived from the
+    /// control socket.
+    pub fn operations_socket(&self) -> PathBuf {
+        self.operations_socket
+            .clone()
+            .unwrap_or_else(|| operations_socket_for(&self.control_socket))
+    }
+
     /// The configuration file this came from.
     pub fn file(&self) -> &Path {
         &self.origin.file
@@ -370,6 +401,16 @@ impl ClientConfig {
         let o = &self.origin;
         common::check_path(o, "keys", &self.keys)?;
         common::check_path(o, "control-socket", &self.control_socket)?;
+        if let Some(ops) = &self.operations_socket {
+            common::check_path(o, "operations-socket", ops)?;
+            if *ops == self.control_socket {
+                return Err(o.error(
+                    "operations-socket",
+                    ops.display(),
+                    "must differ from control-socket: operations have a socket of their own",
+                ));
+            }
+        }
         if self.port == 0 {
             return Err(o.error("port", self.port, "must be 1..65535"));
         }

@@ -36,7 +36,7 @@ mod units;
 
 pub use client::{
     Calibration, ClientConfig, Clock, ClockMode, DEFAULT_CLIENT_CONTROL_SOCKET, Listen, Selection,
-    Server,
+    Server, operations_socket_for,
 };
 pub use common::{DEFAULT_GROUP_V4, DEFAULT_KEYS, DEFAULT_PORT};
 pub use error::{ConfigError, ConfigErrorKind};

@@ -433,9 +433,12 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 fn recalibrate(args: &RecalibrateArgs) -> ExitCode {
-    let socket = match socket_of(&args.at) {
-        Ok(s) => s,
-        Err(code) => return code,
+    let socket = match &args.at.socket {
+        Some(control) => mcast_config::operations_socket_for(control),
+        None => match ClientConfig::load(&args.at.config) {
+            Ok(c) => c.operations_socket(),
+            Err(e) => return config_error(&e),
+        },
     };
     match crate::control::control_request(&socket, &format!("recalibrate {}", args.server)) {
         Ok(v) if v.get("ok").is_some() => {

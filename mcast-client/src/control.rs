@@ -19,12 +19,14 @@ pub fn metrics_text(core: &Mutex<ClientCore>, mono: Duration, mode_name: &str) -
     }
 }
 
-/// The answer (JSON) to one control-socket command.
+/// The answer (JSON) to one control-socket command: what anyone who may
+/// connect may ask (`status`); operations are pointed at their socket.
 pub fn control_command(
     core: &Mutex<ClientCore>,
     mono: Duration,
     command: &str,
     mode_name: &str,
+    operations_socket: &str,
 ) -> String {
     match command.split_whitespace().collect::<Vec<_>>().as_slice() {
         ["status"] => match core.lock() {
@@ -33,6 +35,36 @@ pub fn control_command(
             }
             Err(_) => "{\"error\":\"internal\"}".into(),
         },
+        ["recalibrate", ..] => serde_json::json!({
+            "error": format!("operations are served on {operations_socket}, not on the status socket")
+        })
+        .to_string(),
+        _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
+    }
+}
+
+/// The answer (JSON) to one operations-socket command, from a peer whose
+/// credentials the kernel gave: only root and `operator` (the user who
+/// started the client) may change what it does.
+pub fn operation(
+    core: &Mutex<ClientCore>,
+    mono: Duration,
+    command: &str,
+    peer: Option<mcast_sys::Peer>,
+    operator: u32,
+) -> String {
+    match peer {
+        Some(p) if p.uid == 0 || p.uid == operator => {}
+        Some(p) => {
+            tracing::warn!(uid = p.uid, pid = ?p.pid, command, "operation refused");
+            return serde_json::json!({
+                "error": format!("uid {} may not operate this client (root or uid {operator} may)", p.uid)
+            })
+            .to_string();
+        }
+        None => return "{\"error\":\"no peer credentials\"}".into(),
+    }
+    match command.split_whitespace().collect::<Vec<_>>().as_slice() {
         ["recalibrate", server] => match server.parse::<IpAddr>() {
             Ok(addr) => match core.lock().map(|mut c| c.recalibrate(addr, mono)) {
                 Ok(Ok(())) => "{\"ok\":true}".to_string(),

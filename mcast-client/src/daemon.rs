@@ -185,6 +185,14 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         "control socket {}",
         config.control_socket.display()
     )))?;
+    let operations_path = config.operations_socket();
+    let operations = mcast_sys::bind_private(&operations_path).map_err(io_err(format!(
+        "operations socket {}",
+        operations_path.display()
+    )))?;
+    // Root, and whoever started the client, may change what it does; the
+    // user it switches to (often shared with other daemons) may not.
+    let operator = mcast_sys::real_uid();
     let metrics = match config.metrics {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -236,16 +244,37 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         ));
     }
     let for_control = Arc::clone(&shared);
+    let ops_shown = operations_path.display().to_string();
     tasks.spawn(mcast_sys::serve_control(
         control,
         Arc::new(move |command: &str| {
-            control::control_command(&for_control.core, for_control.mono(), command, &mode_name)
+            control::control_command(
+                &for_control.core,
+                for_control.mono(),
+                command,
+                &mode_name,
+                &ops_shown,
+            )
+        }),
+    ));
+    let for_operations = Arc::clone(&shared);
+    tasks.spawn(mcast_sys::serve_control_with_peer(
+        operations,
+        Arc::new(move |command: &str, peer: Option<mcast_sys::Peer>| {
+            control::operation(
+                &for_operations.core,
+                for_operations.mono(),
+                command,
+                peer,
+                operator,
+            )
         }),
     ));
 
     let result = wait_for_signals(&shared, &config).await;
     tasks.abort_all();
     let _ = std::fs::remove_file(&config.control_socket);
+    let _ = std::fs::remove_file(&operations_path);
     tracing::info!("mcast-client stopped");
     result
 }

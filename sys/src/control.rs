@@ -22,16 +22,56 @@ pub fn bind_control(path: &Path) -> io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
+/// Binds a socket only its owner may connect to (mode 0600), for
+/// operations that change what a daemon does.
+pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = bind_control(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The real user id of this process (who started it, before any switch
+/// of user): with root, who may use a daemon's operations socket.
+pub fn real_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+/// Who is on the other end of a control connection (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
+    /// Its process id, when the kernel says.
+    pub pid: Option<i32>,
+}
+
 /// Serves the control socket: each connection sends one command line
 /// (read for at most 2 s) and gets `handler(command)` back.
 pub async fn serve_control(
     listener: UnixListener,
     handler: Arc<dyn Fn(&str) -> String + Send + Sync>,
 ) {
+    serve_control_with_peer(listener, Arc::new(move |command, _| handler(command))).await;
+}
+
+/// [`serve_control`], with the connecting process's credentials given to
+/// the handler (`None` when the kernel gives none: refuse then).
+pub async fn serve_control_with_peer(
+    listener: UnixListener,
+    handler: Arc<dyn Fn(&str, Option<Peer>) -> String + Send + Sync>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
+        let peer = stream.peer_cred().ok().map(|c| Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        });
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
             let mut req = [0u8; 256];
@@ -43,7 +83,7 @@ pub async fn serve_control(
             let command = String::from_utf8_lossy(req.get(..n).unwrap_or_default())
                 .trim()
                 .to_string();
-            let reply = handler(&command);
+            let reply = handler(&command, peer);
             let _ = stream.write_all(reply.as_bytes()).await;
             let _ = stream.shutdown().await;
         });

@@ -35,8 +35,8 @@ mod privileges;
 pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendOutcome};
 pub use clock::{RealClock, measure_precision};
 pub use control::{
-    bind_control, control_request, run_daemon, run_daemon_single_threaded, serve_control,
-    wait_for_stop,
+    Peer, bind_control, bind_private, control_request, real_uid, run_daemon,
+    run_daemon_single_threaded, serve_control, serve_control_with_peer, wait_for_stop,
 };
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use http::{HttpLimits, head_end, http_response, serve_http};
