@@ -74,7 +74,10 @@ pub fn key_loss(lost: &[KeyLoss]) -> String {
         .iter()
         .map(|l| match l.why {
             KeyLossReason::Missing => {
-                format!("key {} of server {} is not in the new keys file", l.key, l.server)
+                format!(
+                    "key {} of server {} is not in the new keys file",
+                    l.key, l.server
+                )
             }
             KeyLossReason::AddressNotAllowed => format!(
                 "key {} no longer allows the address of server {}",

@@ -263,6 +263,55 @@ fn root_client_in_monitor_mode_runs_as_nobody_with_no_capabilities() {
             Err(e) => panic!("no reload within 10 s of SIGHUP: {e}"),
         }
     }
+
+    // Operations have their own socket, which only root and the user who
+    // started the client may use; the status socket answers none, and
+    // the user the client runs as (nobody, shared with other daemons) may
+    // not operate it even when the socket's mode would let it connect.
+    let ops = dir.path().join("client-ops.sock");
+    let mode = std::fs::metadata(&ops)
+        .expect("operations socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "operations socket mode {mode:o}");
+    let unicast = |s: &serde_json::Value| s["servers"][0]["unicast_sent"].as_u64().unwrap_or(0);
+    let before = unicast(&status(&client_bin, &client_sock));
+    let on_status =
+        mcast_sys::control_request(&client_sock, "recalibrate 127.0.0.1").expect("answer");
+    assert!(on_status.contains("client-ops.sock"), "{on_status}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&ops, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let as_nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&client_bin)
+        .args(["recalibrate", "127.0.0.1", "--socket"])
+        .arg(&client_sock)
+        .output()
+        .expect("setpriv runs");
+    assert!(!as_nobody.status.success(), "{as_nobody:?}");
+    assert!(
+        String::from_utf8_lossy(&as_nobody.stderr).contains("uid 65534 may not operate"),
+        "refused by its credentials: {as_nobody:?}"
+    );
+    assert_eq!(
+        unicast(&status(&client_bin, &client_sock)),
+        before,
+        "no request was sent for a refused operation"
+    );
+    let as_root = Command::new(&client_bin)
+        .args(["recalibrate", "127.0.0.1", "--socket"])
+        .arg(&client_sock)
+        .output()
+        .expect("recalibrate runs");
+    assert!(as_root.status.success(), "{as_root:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unicast(&status(&client_bin, &client_sock)) == before {
+        assert!(
+            Instant::now() < deadline,
+            "root's recalibrate sent nothing in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -489,9 +489,10 @@ fn a_reload_that_would_lose_a_servers_key_is_refused() {
         Path::new("new.keys"),
         keys.iter().map(|k| {
             if k.id().get() == 3 {
-                k.clone().with_allowed_sources(vec![mcast_keys::SourcePrefix::host(
-                    "198.18.9.9".parse().expect("ip"),
-                )])
+                k.clone()
+                    .with_allowed_sources(vec![mcast_keys::SourcePrefix::host(
+                        "198.18.9.9".parse().expect("ip"),
+                    )])
             } else {
                 k.clone()
             }
