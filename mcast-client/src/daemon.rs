@@ -48,6 +48,8 @@ struct Shared {
     /// of the next datagram it sends. Held across a send and the read of
     /// its kernel transmit timestamp, so each request gets its own.
     cal_tx_ids: tokio::sync::Mutex<[u32; 2]>,
+    /// Repeated log lines held back.
+    repeats: Mutex<crate::repeats::Repeats>,
 }
 
 impl Shared {
@@ -180,6 +182,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         core: Mutex::new(core),
         clock_mode: config.clock.mode,
         cal_tx_ids: tokio::sync::Mutex::new([0, 0]),
+        repeats: Mutex::new(crate::repeats::Repeats::new()),
     });
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
         "control socket {}",
@@ -366,10 +369,18 @@ async fn execute(
                     core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
                 }
             }
-            Action::Event(e @ Event::ClockAdjustmentFailed { .. }) => {
-                tracing::error!("{}", crate::text::event_line(&e));
+            Action::Event(e) => {
+                let line = crate::text::event_line(&e);
+                let admitted = match shared.repeats.lock() {
+                    Ok(mut r) => r.admit(&line, shared.mono()),
+                    Err(_) => Some(line),
+                };
+                match (admitted, &e) {
+                    (None, _) => {}
+                    (Some(l), Event::ClockAdjustmentFailed { .. }) => tracing::error!("{l}"),
+                    (Some(l), _) => tracing::info!("{l}"),
+                }
             }
-            Action::Event(e) => tracing::info!("{}", crate::text::event_line(&e)),
             Action::Clock(decision) => report_decision(&decision),
         }
     }

@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod import_ntp_conf;
 pub mod metrics;
+pub mod repeats;
 pub mod settings;
 pub mod text;
 

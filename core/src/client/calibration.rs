@@ -115,6 +115,15 @@ pub enum Failure {
         /// The bound.
         bound: Duration,
     },
+    /// The broadcasts' one-way delay is longer than the best unicast round
+    /// trip allows: broadcasts held back on the path (a delay attack) or
+    /// a broadcast path far slower than the unicast one.
+    SlowerThanUnicast {
+        /// The one-way delay the broadcasts showed.
+        one_way: NtpDuration,
+        /// The best round trip of the volley.
+        round_trip: NtpDuration,
+    },
     /// Replies came, but none was usable (bad MAC, crypto-NAK, unusable time).
     NoUsableReply {
         /// What was wrong with them.
@@ -144,6 +153,16 @@ impl std::fmt::Display for Failure {
                 "calibrated round trip {:.1} ms exceeds the {:.1} ms bound",
                 round_trip.as_seconds_f64() * 1e3,
                 bound.as_secs_f64() * 1e3
+            ),
+            Failure::SlowerThanUnicast {
+                one_way,
+                round_trip,
+            } => write!(
+                f,
+                "broadcasts arrive {:.3} ms after they were sent, more than the best unicast \
+                 round trip ({:.3} ms) allows: are they held back on the path?",
+                one_way.as_seconds_f64() * 1e3,
+                round_trip.as_seconds_f64() * 1e3
             ),
             Failure::NoUsableReply { detail } => write!(f, "no usable reply: {detail}"),
             Failure::Refused(code) => write!(f, "the server refused unicast (KoD {code})"),
@@ -491,17 +510,30 @@ impl Calibration {
     }
 
     fn end_volley(&mut self, now: Duration, attempt: u8) {
+        let best_round_trip = self
+            .exchanges
+            .iter()
+            .map(|e| e.delay)
+            .min()
+            .map(|r| r.max(NtpDuration::ZERO));
         let failure = match self.estimate() {
-            Some(d) if self.within_bound(d) => {
+            Some(d)
+                if self.within_bound(d)
+                    && best_round_trip.is_some_and(|r| !slower_than_unicast(d, r)) =>
+            {
                 self.phase = Phase::Calibrated {
                     one_way: d,
                     exchanges: self.exchanges.len(),
                 };
                 return;
             }
-            Some(d) => Failure::DelayTooLarge {
+            Some(d) if !self.within_bound(d) => Failure::DelayTooLarge {
                 round_trip: d * 2,
                 bound: self.config.max_round_trip,
+            },
+            Some(d) => Failure::SlowerThanUnicast {
+                one_way: d,
+                round_trip: best_round_trip.unwrap_or(NtpDuration::ZERO),
             },
             None if self.replies_this_volley == 0 => Failure::NoReply {
                 requests: u32::from(self.config.requests),
@@ -514,7 +546,10 @@ impl Calibration {
                 detail: self.problem_text(),
             },
         };
-        if matches!(failure, Failure::DelayTooLarge { .. }) {
+        if matches!(
+            failure,
+            Failure::DelayTooLarge { .. } | Failure::SlowerThanUnicast { .. }
+        ) {
             self.too_large = Some(failure.clone());
         }
         self.failures.push(failure.clone());
@@ -615,6 +650,14 @@ impl Calibration {
         };
         ((low + high) / 2.0).clamp(-500e-6, 500e-6)
     }
+}
+
+/// Whether a one-way delay `d` is more than the best round trip `r`
+/// allows: half of it, plus half of it again (or 250 us, whichever is
+/// more) for asymmetry and the server's send latency.
+fn slower_than_unicast(d: NtpDuration, r: NtpDuration) -> bool {
+    let half = r / 2;
+    d > half + half.max(NtpDuration::from_micros(250))
 }
 
 fn signed_secs(a: Duration, b: Duration) -> f64 {
@@ -806,6 +849,50 @@ mod tests {
         }
         assert_eq!(c.one_way_delay(), None, "never the fallback delay");
         assert_eq!(c.poll(secs(10_000.0)), Step::Done, "and no more unicast");
+    }
+
+    /// Broadcasts held back 5 ms on the path while unicast is not: the
+    /// one-way delay (about 5 ms) is far more than the 0.6 ms round trip
+    /// allows, so the stream is untrusted, not tracked 5 ms late.
+    #[test]
+    fn a_one_way_delay_over_the_best_round_trip_is_untrusted() {
+        let cfg = CalibrationConfig {
+            retries: 0,
+            ..CalibrationConfig::default()
+        };
+        let mut c = Calibration::new(cfg, secs(0.0), 0);
+        c.observe_broadcast(BroadcastObservation {
+            apparent_offset: ms(-0.3 - 5.0),
+            at: secs(0.0),
+            adjustment: NtpDuration::ZERO,
+        });
+        let mut t = 0.0;
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    c.request_sent(secs(t));
+                    c.reply(Exchange {
+                        offset: ms(0.0),
+                        delay: ms(0.6),
+                        forward: ms(0.3),
+                        at: secs(t),
+                        adjustment: NtpDuration::ZERO,
+                    });
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => break,
+            }
+        }
+        match c.phase() {
+            Phase::Untrusted {
+                failure: Failure::SlowerThanUnicast { .. },
+            } => {}
+            other => panic!("expected untrusted, got {other:?}"),
+        }
+        assert!(!slower_than_unicast(ms(0.3), ms(0.6)));
+        assert!(!slower_than_unicast(ms(0.35), ms(0.6)), "within 250 us");
+        assert!(slower_than_unicast(ms(0.7), ms(0.6)));
+        assert!(!slower_than_unicast(ms(5.0), ms(10.0)));
     }
 
     #[test]
