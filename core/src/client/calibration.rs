@@ -652,12 +652,17 @@ impl Calibration {
     }
 }
 
+/// The least allowance over half the best round trip: the broadcasts'
+/// own queueing on a busy LAN (their delay is a median, the round trip a
+/// minimum), asymmetry and the server's send latency.
+const SLOWER_MARGIN_US: i64 = 1000;
+
 /// Whether a one-way delay `d` is more than the best round trip `r`
-/// allows: half of it, plus half of it again (or 250 us, whichever is
-/// more) for asymmetry and the server's send latency.
+/// allows: half of it, plus half of it again or [`SLOWER_MARGIN_US`],
+/// whichever is more.
 fn slower_than_unicast(d: NtpDuration, r: NtpDuration) -> bool {
     let half = r / 2;
-    d > half + half.max(NtpDuration::from_micros(250))
+    d > half + half.max(NtpDuration::from_micros(SLOWER_MARGIN_US))
 }
 
 fn signed_secs(a: Duration, b: Duration) -> f64 {
@@ -890,8 +895,8 @@ mod tests {
             other => panic!("expected untrusted, got {other:?}"),
         }
         assert!(!slower_than_unicast(ms(0.3), ms(0.6)));
-        assert!(!slower_than_unicast(ms(0.35), ms(0.6)), "within 250 us");
-        assert!(slower_than_unicast(ms(0.7), ms(0.6)));
+        assert!(!slower_than_unicast(ms(1.2), ms(0.6)), "within 1 ms");
+        assert!(slower_than_unicast(ms(1.4), ms(0.6)));
         assert!(!slower_than_unicast(ms(5.0), ms(10.0)));
     }
 
