@@ -395,10 +395,15 @@ fn no_unicast_after_calibration_over_a_whole_day() {
         })
         .max()
         .unwrap_or(0);
+    // At most the configured volleys (one and three retries of six): a
+    // volley whose one-way delay the best round trip cannot explain (one
+    // broadcast paired, queued far longer than the replies) is measured
+    // again rather than kept (seed 4: 1.5 ms against a 0.32 ms round trip).
+    let cal = mcast_core::client::calibration::CalibrationConfig::default();
     k.at_most(
         "most unicast requests one client sent one server",
         per_pair as f64,
-        12.0,
+        f64::from(cal.requests) * (f64::from(cal.retries) + 1.0),
         "",
     );
     steady(&mut k, &r, hours(1), 200.0, 1500.0);
