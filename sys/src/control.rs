@@ -57,12 +57,12 @@ pub async fn serve_control(
     serve_control_with_peer(listener, Arc::new(move |command, _| handler(command))).await;
 }
 
+/// A control handler that is told who connected.
+pub type PeerHandler = Arc<dyn Fn(&str, Option<Peer>) -> String + Send + Sync>;
+
 /// [`serve_control`], with the connecting process's credentials given to
 /// the handler (`None` when the kernel gives none: refuse then).
-pub async fn serve_control_with_peer(
-    listener: UnixListener,
-    handler: Arc<dyn Fn(&str, Option<Peer>) -> String + Send + Sync>,
-) {
+pub async fn serve_control_with_peer(listener: UnixListener, handler: PeerHandler) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;

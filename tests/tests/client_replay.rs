@@ -27,6 +27,10 @@ fn d(s: f64) -> NtpDuration {
     NtpDuration::from_seconds_f64(s)
 }
 
+/// What a keyless attacker sends just before a genuine broadcast sent at
+/// a time: a packet and the source address it claims.
+type Attacker<'a> = dyn FnMut(&World, f64) -> Option<(String, Vec<u8>)> + 'a;
+
 /// A client core, the server it trusts, and the wire between them. Time
 /// `t` is true time in seconds; the server's clock reads `t + server_off`
 /// and ours `t + client_off`.
@@ -149,7 +153,7 @@ impl World {
     fn run(
         &mut self,
         until: f64,
-        attacker: &mut dyn FnMut(&World, f64) -> Option<(String, Vec<u8>)>,
+        attacker: &mut Attacker<'_>,
     ) {
         while self.t < until {
             let t = self.t;

@@ -614,6 +614,14 @@ fn a_key_change_is_followed_once_clients_reload_their_keys() {
         "s",
     );
     steady(&mut k, &r, hours(1), 200.0, 1500.0);
+    for (j, c) in r.clients.iter().enumerate() {
+        k.at_most(
+            &format!("client {}: key reloads refused", j + 1),
+            f64::from(c.reloads_refused),
+            0.0,
+            "",
+        );
+    }
     k.finish();
 }
 

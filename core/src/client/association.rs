@@ -419,7 +419,7 @@ impl Association {
             self.poll_candidate = None;
         }
         if let Some(last) = self.last_transmit
-            && !(h.transmit - last > NtpDuration::ZERO)
+            && h.transmit - last <= NtpDuration::ZERO
         {
             if h.transmit != last {
                 self.note_backstep(h.transmit, now, apparent_free);

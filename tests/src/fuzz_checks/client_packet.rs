@@ -332,6 +332,13 @@ struct Run<'a> {
     outstanding: BTreeMap<IpAddr, Vec<NtpTimestamp>>,
     /// Requests sent to each address over the whole run.
     sent: BTreeMap<IpAddr, u64>,
+    /// Requests sent to each address after its calibration was done: only
+    /// checks, each announced by a `Checking` event: (checks started, with
+    /// when; requests since the last one started).
+    checks: BTreeMap<IpAddr, (Vec<Duration>, u64)>,
+    /// Servers the core said it followed back (a check confirmed their
+    /// clock went back): their next accepted broadcast may be older.
+    followed_back: BTreeSet<String>,
     /// Addresses whose association has reached Tracking.
     tracking: BTreeSet<IpAddr>,
     /// The last request sent (its ticket and the clock when it was
@@ -445,6 +452,8 @@ pub fn client_packet(data: &[u8]) {
         outstanding: BTreeMap::new(),
         sent: BTreeMap::new(),
         tracking: BTreeSet::new(),
+        checks: BTreeMap::new(),
+        followed_back: BTreeSet::new(),
         last_send: None,
         cookies: 0,
         steps: 0,
@@ -683,6 +692,25 @@ impl Run<'_> {
         let old_accepted = old.map_or(0, |o| o.accepted);
         if cur.accepted > old_accepted {
             self.check_accepted(cur, parsed.as_ref(), &inc);
+            let name = self
+                .core
+                .associations()
+                .find(|a| a.spec().address == src)
+                .map(|a| a.spec().name.clone())
+                .unwrap_or_default();
+            let followed = self.followed_back.remove(&name);
+            if let (Some(prev), Some(d)) = (
+                old.and_then(|o| o.observable.last_header.as_ref()),
+                parsed.as_ref(),
+            ) && d.header.transmit - prev.transmit <= NtpDuration::ZERO
+                && !followed
+            {
+                self.fail(
+                    "an accepted broadcast is newer than the last one, unless a unicast check \
+                     confirmed the server's clock went back",
+                    format!("{} after {}", d.header.transmit, prev.transmit),
+                );
+            }
             self.check_actions(&actions, true);
             return;
         }
@@ -751,6 +779,22 @@ impl Run<'_> {
             Ok(PacketAuth::Mac(MacVerdict::Valid(k))) => Some(k),
             _ => None,
         };
+        let key_taken = after
+            .assocs
+            .iter()
+            .filter(|a| a.key.is_some() && a.key == new.key)
+            .count()
+            > 1;
+        let discovered = after.assocs.len().saturating_sub(self.config.servers.len());
+        if key_taken || discovered > self.config.discover_max {
+            self.fail(
+                "discovery binds one address per key, at most discover-max of them",
+                format!(
+                    "{} with key {:?}; {discovered} discovered",
+                    new.addr, new.key
+                ),
+            );
+        }
         if !self.config.discover || new.addr != src || bound.is_none() || new.key != bound {
             self.fail(
                 "an association is added only by discovery, for a verified new source",
@@ -944,14 +988,35 @@ impl Run<'_> {
         let volley_bound = u64::from(self.config.calibration.requests)
             * (u64::from(self.config.calibration.retries) + 1);
         for action in &actions {
+            if let Action::Event(Event::Checking { server, .. }) = action
+                && let Some(a) = self.core.associations().find(|a| a.spec().name == *server)
+            {
+                let (started, since) = self.checks.entry(a.spec().address).or_default();
+                started.push(self.mono);
+                *since = 0;
+            }
+        }
+        for action in &actions {
             let Action::Send { to, bytes, ticket } = action else {
                 continue;
             };
             self.check_request(*to, bytes, (first_cookie, self.cookies), &after);
+            let is_check = self.tracking.contains(&to.ip())
+                || after
+                    .assocs
+                    .iter()
+                    .any(|a| a.addr == to.ip() && a.observable.state != State::Calibrating);
+            if is_check && let Some((_, since)) = self.checks.get_mut(&to.ip()) {
+                *since += 1;
+            }
             let n = self.sent.entry(to.ip()).or_insert(0);
             *n += 1;
+            let check_requests: u64 = self
+                .checks
+                .get(&to.ip())
+                .map_or(0, |(started, _)| started.len() as u64 * 3);
             let n = *n;
-            if n > volley_bound {
+            if n > volley_bound + check_requests {
                 self.fail(
                     "at most requests x (retries + 1) requests per server",
                     format!("{n} requests to {to}, bound {volley_bound}"),
@@ -995,10 +1060,27 @@ impl Run<'_> {
             self.fail("requests go to the server port", format!("request to {to}"));
         }
         if self.tracking.contains(&a.addr) || a.observable.state != State::Calibrating {
-            self.fail(
-                "requests only while calibrating, never after Tracking",
-                format!("request to {to} in state {:?}", a.observable.state),
-            );
+            // After calibration only a check: announced, at most 3
+            // requests, at most 24 started in any day.
+            let day = Duration::from_secs(86_400);
+            let ok = self.checks.get(&a.addr).is_some_and(|(started, since)| {
+                let recent = started
+                    .iter()
+                    .filter(|t| self.mono.saturating_sub(**t) < day)
+                    .count();
+                !started.is_empty() && *since < 3 && recent <= 24
+            });
+            if !ok || a.observable.state == State::Untrusted {
+                self.fail(
+                    "after calibration only announced, bounded checks (3 requests, 24 a day), \
+                     never to an untrusted server",
+                    format!(
+                        "request to {to} in state {:?}; checks {:?}",
+                        a.observable.state,
+                        self.checks.get(&a.addr)
+                    ),
+                );
+            }
         }
         let Ok(d) = Datagram::parse(bytes) else {
             self.fail("a request parses", quote(bytes));
@@ -1057,6 +1139,9 @@ impl Run<'_> {
                 Action::Clock(d) => self.check_decision(d, from_packet),
                 Action::Event(Event::ClockAdjustmentFailed { error }) => {
                     self.fail("a decision is carried out", error);
+                }
+                Action::Event(Event::SteppedBack { server }) => {
+                    self.followed_back.insert(server.clone());
                 }
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
@@ -1138,6 +1223,18 @@ impl Run<'_> {
             .filter_map(|addr| self.core.filter(*addr))
             .map(|f| f.offset())
             .collect();
+        let assocs: Vec<_> = self.core.associations().collect();
+        if let Some(bad) = s
+            .survivors
+            .iter()
+            .filter_map(|i| assocs.get(*i))
+            .find(|a| a.is_suspect() || a.state() == State::Untrusted)
+        {
+            self.fail(
+                "a server whose broadcasts are stale, or that is untrusted, is never selected",
+                format!("{} ({:?})", bad.spec().address, bad.state()),
+            );
+        }
         let coherent = s.system_peer == s.survivors.first().copied()
             && s.offset.is_some() == s.system_peer.is_some()
             && s.survivors.iter().all(|i| s.truechimers.contains(i))
