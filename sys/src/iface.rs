@@ -75,8 +75,21 @@ pub fn interface_addresses(name: &str) -> io::Result<Vec<IpAddr>> {
 /// When `getifaddrs(3)` fails.
 pub fn interface_broadcast_addresses() -> io::Result<Vec<IpAddr>> {
     use nix::net::if_::InterfaceFlags;
+    let all: Vec<_> = getifaddrs().map_err(io::Error::from)?.collect();
+    // For an address configured without a broadcast address (`ip addr add
+    // A/24` without `brd`), glibc's getifaddrs puts the address itself in
+    // ifa_broadaddr: an address of this host is never taken as one.
+    let own: Vec<IpAddr> = all
+        .iter()
+        .filter_map(|i| {
+            i.address
+                .as_ref()?
+                .as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+        })
+        .collect();
     let mut out = Vec::new();
-    for ifa in getifaddrs().map_err(io::Error::from)? {
+    for ifa in &all {
         if !ifa.flags.contains(InterfaceFlags::IFF_BROADCAST) {
             continue;
         }
@@ -84,7 +97,7 @@ pub fn interface_broadcast_addresses() -> io::Result<Vec<IpAddr>> {
             continue;
         };
         let ip = IpAddr::V4(sin.ip());
-        if !ip.is_unspecified() && !out.contains(&ip) {
+        if !ip.is_unspecified() && !own.contains(&ip) && !out.contains(&ip) {
             out.push(ip);
         }
     }
@@ -104,6 +117,14 @@ mod tests {
     #[test]
     fn broadcast_addresses_are_ipv4_and_never_loopback() {
         let all = interface_broadcast_addresses().unwrap();
+        let own: Vec<IpAddr> = getifaddrs()
+            .unwrap()
+            .filter_map(|i| i.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+            .collect();
+        assert!(
+            all.iter().all(|b| !own.contains(b)),
+            "never an address of this host: {all:?} (own {own:?})"
+        );
         assert!(
             all.iter().all(|ip| ip.is_ipv4() && !ip.is_loopback()),
             "{all:?}"

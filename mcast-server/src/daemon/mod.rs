@@ -298,7 +298,9 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             ended_tx.clone(),
         )?;
     }
-    {
+    // A responder-only server has no broadcast thread: a thread whose
+    // tasks all ended would be taken for one that stopped unexpectedly.
+    if !senders.is_empty() {
         let shared = Arc::clone(&shared);
         let config = config.clone();
         broadcast_rt.start(
