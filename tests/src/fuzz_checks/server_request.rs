@@ -287,7 +287,7 @@ impl Run<'_> {
         let received_at = NtpTimestamp::from_unix(BASE_UNIX, 0) + NtpDuration::from_std(self.mono);
         let transmit = received_at + NtpDuration::from_micros(TURNAROUND_US);
         let destination = if op & 0x80 != 0 {
-            GROUPS[usize::from(op & 7)]
+            GROUPS.get(usize::from(op & 7)).copied().unwrap_or_default()
         } else if op & 0x40 != 0 {
             Destination::Address(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)))
         } else {
