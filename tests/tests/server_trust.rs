@@ -8,7 +8,12 @@
 //! - unsigned requests in a keyed client's name (attack 5: two a second,
 //!   from the client's own address) do not lock that client out: each of
 //!   its signed requests gets a signed time reply, the forgery is counted
-//!   as `unverified-limited`, and nobody gets a KoD.
+//!   as `unverified-limited`, and nobody gets a KoD;
+//! - a responder-only server (wildcard sockets) does not answer a request
+//!   sent to a multicast group its host has joined (a spoofed one would make
+//!   every such server reply to one victim): it counts it as
+//!   `multicast-destination`, and answers the same request sent to its own
+//!   address.
 //!
 //! The forger of the lockout test sends from the victim's own host and
 //! address (another port): the server tells traffic apart by source address
@@ -27,7 +32,7 @@ use mcast_lab::lab::{
     GROUP, NTP_PORT, OurServer, destination, lab_required, local_source, probe, tool_bin, wait_for,
 };
 use mcast_lab::netns::Lan;
-use mcast_lab::probe::{ProbeArgs, ProbeReport};
+use mcast_lab::probe::{ListenArgs, ProbeArgs, ProbeReport};
 use mcast_tests::vectors;
 
 /// The uid of `user` from /etc/passwd.
@@ -296,4 +301,97 @@ fn unsigned_requests_in_a_keyed_clients_name_do_not_lock_it_out() {
         ) && text.contains("multicast-destination:"),
         "the status shows the counters:\n{text}"
     );
+}
+
+#[test]
+fn a_request_sent_to_a_multicast_group_gets_no_answer_and_is_counted() {
+    lab_required("a_request_sent_to_a_multicast_group_gets_no_answer_and_is_counted");
+    let work = tempfile::tempdir().expect("temp dir");
+    let lan = Lan::new(2).expect("build a 2-host LAN");
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    // One receive worker: each SO_REUSEPORT socket gets its own copy of a
+    // group datagram, so with one the count is exact.
+    let body = format!("{}[responder]\nworkers = 1\n", local_source(2));
+    let server = OurServer::start(&h1, work.path(), "h1", &body);
+    // Something on h1 joins the group (a listener on another port), so the
+    // kernel delivers the group's datagrams to the server's wildcard socket
+    // on port 123 too (IP_MULTICAST_ALL).
+    let listen = ListenArgs {
+        bind: IpAddr::V4(GROUP),
+        port: 5123,
+        group: Some(IpAddr::V4(GROUP)),
+        iface: "eth0".into(),
+        keys: vectors::keys_file(),
+        duration: Duration::from_secs(20),
+        max_broadcasts: None,
+    };
+    let mut args = vec!["listen".to_owned()];
+    args.extend(listen.to_args());
+    let listener = h1
+        .spawn(
+            &tool_bin("ntp-probe"),
+            &args,
+            &work.path().join("listener.log"),
+        )
+        .expect("start a group member in h1");
+    wait_for(
+        "h1 to join 224.0.1.1",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let out = h1
+                .exec("ip", &["maddr", "show", "dev", "eth0"])
+                .expect("ip maddr");
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&GROUP.to_string())
+                .then_some(())
+        },
+        || server.log(),
+    );
+
+    let to_group = probe(
+        &h2,
+        &signed_probe(
+            SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT),
+            IpAddr::V4(h2.addr()),
+            2,
+            Duration::from_millis(100),
+        ),
+    );
+    assert_eq!(to_group.sources[0].sent.len(), 2, "{to_group:?}");
+    assert!(
+        to_group.sources[0].replies.is_empty(),
+        "no answer to a request sent to a group: {:?}",
+        to_group.sources[0].replies
+    );
+    let st = server.status();
+    assert_eq!(
+        (st.counters.multicast_destination, st.counters.replies_sent),
+        (2, 0),
+        "both counted as multicast-destination, none answered: {:?}",
+        st.counters
+    );
+
+    // The same request to the server's own address is answered.
+    let unicast = probe(
+        &h2,
+        &signed_probe(
+            SocketAddr::new(IpAddr::V4(h1.addr()), NTP_PORT),
+            IpAddr::V4(h2.addr()),
+            1,
+            Duration::from_millis(10),
+        ),
+    );
+    let replies = &unicast.sources[0].replies;
+    assert!(
+        replies.len() == 1 && replies[0].is_valid_time_reply(),
+        "answered when sent to h1 itself: {replies:?}"
+    );
+    let text = server.status_text();
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["multicast-destination:", "2"]),
+        "the status shows the count:\n{text}"
+    );
+    let _ = listener.stop();
 }
