@@ -78,6 +78,44 @@ fn show(tok: &[u8]) -> String {
     tok.escape_ascii().to_string()
 }
 
+/// Digest and MAC names OpenSSL (and so ntpd) knows that we do not offer:
+/// public words, safe to repeat in a message.
+const OTHER_DIGESTS: [&str; 18] = [
+    "MD2",
+    "MD4",
+    "MDC2",
+    "MD5-SHA1",
+    "RIPEMD160",
+    "RMD160",
+    "SHA224",
+    "SHA512-224",
+    "SHA512-256",
+    "SHA3-224",
+    "SHA3-256",
+    "SHA3-384",
+    "SHA3-512",
+    "SM3",
+    "BLAKE2B512",
+    "BLAKE2S256",
+    "WHIRLPOOL",
+    "AES256CMAC",
+];
+
+/// The token as a message may show it, when it is the name of a digest or
+/// key type (a public word); `None` otherwise.
+///
+/// Any other token is never repeated in a message: when a line is not what
+/// it should be, a field may hold the secret (a secret with a space in it,
+/// a missing key type, a secret wrapped onto the next line), and no
+/// character of a secret may end up in a log or on a terminal.
+fn public_name(tok: &[u8]) -> Option<String> {
+    let upper = std::str::from_utf8(tok).ok()?.to_ascii_uppercase();
+    let known = KeyType::from_name(&upper).is_some()
+        || upper == "M"
+        || OTHER_DIGESTS.contains(&upper.as_str());
+    known.then_some(upper)
+}
+
 fn known_types() -> String {
     KeyType::ALL.map(KeyType::name).join(", ")
 }
@@ -115,12 +153,10 @@ fn secret(tok: &[u8]) -> Result<(Zeroizing<Vec<u8>>, Vec<String>), String> {
         return Ok((Zeroizing::new(tok.to_vec()), Vec::new()));
     }
     if let Some(pos) = tok.iter().position(|&b| hex_value(b).is_none()) {
-        let bad = tok.get(pos).map_or_else(String::new, |b| {
-            std::slice::from_ref(b).escape_ascii().to_string()
-        });
+        // The position only: the character itself is part of the secret.
         return Err(format!(
-            "secret is longer than {MAX_ASCII_SECRET} characters so it must be hex, \
-             but '{bad}' at position {} is not a hex digit",
+            "third field (secret): longer than {MAX_ASCII_SECRET} characters so it must be \
+             hex, but character {} of it is not a hex digit",
             pos + 1
         ));
     }
@@ -159,8 +195,8 @@ fn sources(tok: &[u8]) -> Result<Vec<SourcePrefix>, String> {
             Ok(p) => out.push(p),
             Err(e) => {
                 return Err(format!(
-                    "the fourth field must be a comma-separated list of IP addresses \
-                     (ADDR or ADDR/BITS), but entry {} is wrong: {e}",
+                    "fourth field (addresses): must be a comma-separated list of IP \
+                     addresses (ADDR or ADDR/BITS), but entry {} is wrong: {e}",
                     i + 1
                 ));
             }
@@ -195,36 +231,49 @@ pub(crate) fn parse_bytes(text: &[u8], origin: &Path) -> Result<Parsed, KeysFile
 
         // Key id.
         if !id_tok.iter().all(u8::is_ascii_digit) {
-            let shown = if id_tok.len() <= 12 && id_tok.iter().all(u8::is_ascii_graphic) {
-                format!(" \"{}\"", show(id_tok))
-            } else {
-                String::new()
+            // Named only when it is a key type (the id was left out);
+            // anything else may be a piece of a secret.
+            let hint = match public_name(id_tok) {
+                Some(name) => format!(" (it is \"{name}\", a key type: is the key id missing?)"),
+                None => String::new(),
             };
             return Err(err(
                 lineno,
-                format!("the first field{shown} must be a key id, a decimal number 1..65535"),
+                format!("first field (key id): must be a decimal number 1..65535{hint}"),
             ));
         }
+        // Digits only; repeated when it has no more digits than an id can
+        // have (a longer number is more likely a piece of a secret).
         let id_text = show(id_tok);
         let Some(id) = id_text.parse::<u32>().ok().and_then(KeyId::new) else {
-            return Err(err(
-                lineno,
-                format!("key {id_text}: key id must be 1..65535"),
-            ));
+            let problem = if id_tok.len() <= 5 {
+                format!("key {id_text}: first field (key id): must be 1..65535")
+            } else {
+                format!(
+                    "first field (key id): must be 1..65535, not a {}-digit number",
+                    id_tok.len()
+                )
+            };
+            return Err(err(lineno, problem));
         };
         let at = |problem: String| err(lineno, format!("key {id}: {problem}"));
 
         // Type.
         let Some(type_tok) = toks.next() else {
             return Err(at(
-                "missing key type (expected e.g. MD5, SHA1 or AES128CMAC after the key id)"
+                "second field (key type): missing (expected e.g. MD5, SHA1 or AES128CMAC after \
+                 the key id)"
                     .to_owned(),
             ));
         };
         let Some((key_type, via_m_rule)) = key_type(type_tok) else {
+            let named = match public_name(type_tok) {
+                Some(name) => format!(" \"{name}\""),
+                // Not shown: with the type left out, this is the secret.
+                None => format!(" ({} characters, not shown)", type_tok.len()),
+            };
             return Err(at(format!(
-                "unknown key type \"{}\" (known: {})",
-                show(type_tok),
+                "second field (key type): unknown key type{named} (known: {})",
                 known_types()
             )));
         };
@@ -232,18 +281,20 @@ pub(crate) fn parse_bytes(text: &[u8], origin: &Path) -> Result<Parsed, KeysFile
             w.push(format!("{}:{lineno}: key {id}: {note}", origin.display()));
         };
         if via_m_rule {
+            // Not shown either: it may be a secret that starts with M.
             warn(
                 &mut warnings,
-                format!(
-                    "key type \"{}\" is read as MD5 (ntpd reads any type starting with M as MD5)",
-                    show(type_tok)
-                ),
+                "second field (key type): an unknown name starting with M is read as MD5 \
+                 (ntpd reads any type starting with M as MD5)"
+                    .to_owned(),
             );
         }
 
         // Secret.
         let Some(secret_tok) = toks.next() else {
-            return Err(at("missing secret after the key type".to_owned()));
+            return Err(at(
+                "third field (secret): missing after the key type".to_owned()
+            ));
         };
         let (secret, notes) = secret(secret_tok).map_err(at)?;
         for note in notes {
@@ -360,6 +411,91 @@ mod tests {
         let (b, _) = secret(b"0123456789abcdef0123").unwrap();
         assert_eq!(&*b, b"0123456789abcdef0123", "20 characters are ASCII");
         let e = secret(b"012345z789abcdef01234").unwrap_err();
-        assert!(e.contains("'z' at position 7"), "{e}");
+        assert!(e.contains("character 7 of it is not a hex digit"), "{e}");
+        assert!(!e.contains('z'), "no character of the secret: {e}");
+    }
+
+    /// Characters that no message of this module contains, so any one of
+    /// them in a message came from the secret.
+    const DISTINCT: &str = "~^|%&$`{}QJZXKVY";
+
+    fn parse_text(text: &str) -> Result<Parsed, KeysFileError> {
+        parse_bytes(text.as_bytes(), Path::new("/etc/mcast-ntp/ntp.keys"))
+    }
+
+    fn assert_no_secret_char(what: &str, text: &str, message: &str) {
+        for c in DISTINCT.chars() {
+            assert!(
+                !message.contains(c),
+                "{what}: the message for {text:?} shows {c:?}, a character of the secret: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_message_shows_any_character_of_the_secret() {
+        // Bad lines whose secret (or what is really the secret, in the
+        // wrong field) is made of the distinct characters, and the field
+        // the error must name.
+        let s = DISTINCT;
+        let long = format!("{s}{s}");
+        let cases = [
+            (format!("1 MD5 {s} 198.18.0.1 {s}\n"), "fifth field"),
+            (format!("1 MD5 {s} {s}\n"), "fourth field"),
+            (format!("1 MD5 Q{s} 198.18.0.1,{s}\n"), "fourth field"),
+            (format!("1 {s}\n"), "second field"),
+            (format!("1 {s} 198.18.0.1\n"), "second field"),
+            (format!("1 SHA1 {long}\n"), "third field"),
+            (format!("1 SHA1 0123456789abcdef01234{s}\n"), "third field"),
+            (format!("{s}\n"), "first field"),
+            (format!("1 MD5 abc\n{long}\n"), "first field"),
+            (format!("1 MD5 {s}\n1 SHA1 {s}\n"), "duplicate"),
+            (format!("70000 MD5 {s}\n"), "first field"),
+            (format!("1 MD5 {s} 198.18.0.0/{s}\n"), "fourth field"),
+        ];
+        for (text, field) in &cases {
+            let e = parse_text(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} is bad"));
+            let message = e.to_string();
+            assert_no_secret_char("error", text, &message);
+            assert!(
+                message.starts_with("/etc/mcast-ntp/ntp.keys:") && e.line > 0,
+                "names the file and line: {message}"
+            );
+            assert!(message.contains(field), "names the {field}: {message}");
+        }
+        // Lines that load with a warning: the warning shows no secret either.
+        for text in [
+            format!("1 M{s} 0123456789\n"),
+            format!("1 AES128CMAC {s}\n"),
+            format!("1 Mumble {long}{long}{long}{long}\n"),
+        ] {
+            let parsed = match parse_text(&text) {
+                Ok(p) => p,
+                Err(e) => {
+                    assert_no_secret_char("error", &text, &e.to_string());
+                    continue;
+                }
+            };
+            for w in &parsed.warnings {
+                assert_no_secret_char("warning", &text, w);
+            }
+        }
+    }
+
+    #[test]
+    fn key_type_names_are_still_shown() {
+        let e = parse_text("1 ripemd160 x\n").err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("\"RIPEMD160\"")),
+            "a public digest name is repeated: {e:?}"
+        );
+        let e = parse_text("1 Frobnicate x\n").err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("(10 characters, not shown)") && !e.contains("Frob")),
+            "any other word may be the secret: {e:?}"
+        );
     }
 }

@@ -282,7 +282,7 @@ fn cli_check_invalid_file_exits_2_with_file_line_problem() {
     let err = text(&out.stderr);
     assert!(
         err.starts_with(&format!(
-            "{}:2: key 2: secret is longer than 20 characters",
+            "{}:2: key 2: third field (secret): longer than 20 characters",
             path.display()
         )),
         "{err}"

@@ -98,7 +98,13 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
                 tracing::info!(config = %config.file().display(), "configuration is valid");
-                mcast_sys::run_daemon("mcast-server", crate::daemon::run(config, keys))
+                // One thread until the privileges are dropped: capabilities
+                // are per thread, so the main runtime must not start worker
+                // threads before the drop (see `daemon::run`).
+                mcast_sys::run_daemon_single_threaded(
+                    "mcast-server",
+                    crate::daemon::run(config, keys),
+                )
             }
             Err(e) => config_error(&e),
         },

@@ -75,6 +75,8 @@ pub fn format_status(s: &Status) -> String {
         ("KoD responses", c.kod_sent),
         ("replies sent", c.replies_sent),
         ("crypto-NAKs sent", c.crypto_naks_sent),
+        ("multicast-destination", c.multicast_destination),
+        ("unverified-limited", c.unverified_limited),
     ]
     .into_iter()
     .enumerate()

@@ -66,6 +66,44 @@ pub fn interface_addresses(name: &str) -> io::Result<Vec<IpAddr>> {
     Ok(v4)
 }
 
+/// The IPv4 broadcast addresses of every interface of this host (what
+/// `getifaddrs(3)` gives as `ifa_broadaddr` for interfaces flagged
+/// `IFF_BROADCAST`), each once: the directed broadcasts a datagram can be
+/// sent to. `255.255.255.255` is not among them unless configured.
+///
+/// # Errors
+/// When `getifaddrs(3)` fails.
+pub fn interface_broadcast_addresses() -> io::Result<Vec<IpAddr>> {
+    use nix::net::if_::InterfaceFlags;
+    let all: Vec<_> = getifaddrs().map_err(io::Error::from)?.collect();
+    // For an address configured without a broadcast address (`ip addr add
+    // A/24` without `brd`), glibc's getifaddrs puts the address itself in
+    // ifa_broadaddr: an address of this host is never taken as one.
+    let own: Vec<IpAddr> = all
+        .iter()
+        .filter_map(|i| {
+            i.address
+                .as_ref()?
+                .as_sockaddr_in()
+                .map(|s| IpAddr::V4(s.ip()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for ifa in &all {
+        if !ifa.flags.contains(InterfaceFlags::IFF_BROADCAST) {
+            continue;
+        }
+        let Some(sin) = ifa.broadcast.as_ref().and_then(|b| b.as_sockaddr_in()) else {
+            continue;
+        };
+        let ip = IpAddr::V4(sin.ip());
+        if !ip.is_unspecified() && !own.contains(&ip) && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +112,23 @@ mod tests {
     fn loopback_has_index_and_name() {
         let idx = interface_index("lo").unwrap();
         assert_eq!(interface_by_index(idx).as_deref(), Some("lo"));
+    }
+
+    #[test]
+    fn broadcast_addresses_are_ipv4_and_never_loopback() {
+        let all = interface_broadcast_addresses().unwrap();
+        let own: Vec<IpAddr> = getifaddrs()
+            .unwrap()
+            .filter_map(|i| i.address?.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+            .collect();
+        assert!(
+            all.iter().all(|b| !own.contains(b)),
+            "never an address of this host: {all:?} (own {own:?})"
+        );
+        assert!(
+            all.iter().all(|ip| ip.is_ipv4() && !ip.is_loopback()),
+            "{all:?}"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!   per-datagram source address, multicast options and kernel transmit
 //!   timestamps; [`RecvBatch`] and [`SendBatch`] for `recvmmsg`/`sendmmsg`
 //!   with reused buffers and a source address per datagram.
-//! - [`interface_index`], [`interface_by_index`], [`interface_addresses`]:
-//!   interfaces by name and index.
+//! - [`interface_index`], [`interface_by_index`], [`interface_addresses`],
+//!   [`interface_broadcast_addresses`]: interfaces by name and index.
 //! - [`kernel_time_status`]: the kernel's NTP state, read-only;
 //!   [`adjust_clock`]: the client's real clock control (needs
 //!   `CAP_SYS_TIME`; never called by tests).
@@ -40,7 +40,11 @@ pub use control::{
 };
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use http::{HttpLimits, head_end, http_response, serve_http};
-pub use iface::{interface_addresses, interface_by_index, interface_index};
+pub use iface::{
+    interface_addresses, interface_broadcast_addresses, interface_by_index, interface_index,
+};
 pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
 pub use msg::{RecvMeta, TxTimestamp};
-pub use privileges::{Capability, PrivilegeError, Privileges, drop_privileges, has_capability};
+pub use privileges::{
+    Capability, PrivilegeError, Privileges, check_every_thread, drop_privileges, has_capability,
+};

@@ -21,6 +21,19 @@
 //! calling thread keeps the ones asked for. So a thread that must use a kept
 //! capability (the client's clock adjustments) has to be the calling thread
 //! or be started after the call.
+//!
+//! The bounding set (`PR_CAPBSET_DROP`), the inheritable set and the
+//! ambient set are per thread too, and `setuid` changes none of them on the
+//! other threads: a thread that exists before [`drop_privileges`] keeps
+//! its full bounding set (and so could regain everything through an
+//! `execve` of a file with capabilities). There is no system call that
+//! changes another thread's sets (libcap's psx does it by signalling every
+//! thread), so the daemons call [`drop_privileges`] while the process has
+//! one thread, and every thread they start later inherits the dropped sets
+//! from the one that started it. [`check_every_thread`] then reads
+//! `/proc/self/task/*/status` and fails when any thread holds a capability
+//! (effective, permitted, inheritable, ambient or bounding) that the
+//! calling thread gave up.
 
 use std::fmt;
 use std::io;
@@ -256,6 +269,98 @@ fn verify(
     })
 }
 
+/// The five capability sets of one task, from its `/proc/.../status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TaskCaps {
+    inheritable: u64,
+    permitted: u64,
+    effective: u64,
+    bounding: u64,
+    ambient: u64,
+}
+
+impl TaskCaps {
+    fn read(path: &std::path::Path) -> io::Result<TaskCaps> {
+        let text = std::fs::read_to_string(path)?;
+        let field = |name: &str| -> io::Result<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                // A kernel without ambient capabilities (before 4.3) has no CapAmb.
+                .or_else(|| (name == "CapAmb").then_some(0))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("no {name} in {}", path.display()),
+                    )
+                })
+        };
+        Ok(TaskCaps {
+            inheritable: field("CapInh")?,
+            permitted: field("CapPrm")?,
+            effective: field("CapEff")?,
+            bounding: field("CapBnd")?,
+            ambient: field("CapAmb")?,
+        })
+    }
+
+    /// What this task holds beyond `reference`, set by set.
+    fn beyond(&self, reference: &TaskCaps) -> Vec<(&'static str, u64)> {
+        [
+            ("CapInh", self.inheritable & !reference.inheritable),
+            ("CapPrm", self.permitted & !reference.permitted),
+            ("CapEff", self.effective & !reference.effective),
+            ("CapBnd", self.bounding & !reference.bounding),
+            ("CapAmb", self.ambient & !reference.ambient),
+        ]
+        .into_iter()
+        .filter(|(_, extra)| *extra != 0)
+        .collect()
+    }
+}
+
+/// Checks that no thread of this process holds a capability the calling
+/// thread does not (in any of the five sets), reading
+/// `/proc/self/task/*/status`; call it after [`drop_privileges`] (see the
+/// module documentation). Returns how many threads were checked.
+///
+/// # Errors
+/// A thread holding more than the calling one (named by its thread id and
+/// the sets), or `/proc` unreadable. A thread that ends while being read is
+/// skipped.
+pub fn check_every_thread() -> Result<usize, PrivilegeError> {
+    let reference = TaskCaps::read(std::path::Path::new("/proc/thread-self/status"))
+        .map_err(|e| fail("reading /proc/thread-self/status", e))?;
+    let tasks =
+        std::fs::read_dir("/proc/self/task").map_err(|e| fail("reading /proc/self/task", e))?;
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for task in tasks {
+        let task = task.map_err(|e| fail("reading /proc/self/task", e))?;
+        let caps = match TaskCaps::read(&task.path().join("status")) {
+            Ok(c) => c,
+            // The thread ended meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(fail(&format!("reading {}", task.path().display()), e)),
+        };
+        checked += 1;
+        for (set, extra) in caps.beyond(&reference) {
+            problems.push(format!(
+                "thread {} holds {set} {extra:#x}",
+                task.file_name().to_string_lossy()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(PrivilegeError(format!(
+            "capabilities not dropped on every thread: {}",
+            problems.join(", ")
+        )))
+    }
+}
+
 /// Whether this thread's effective set holds `cap` (e.g. to explain an
 /// `EPERM` before trying).
 ///
@@ -281,6 +386,30 @@ mod tests {
         // Bits as in <linux/capability.h>.
         assert_eq!(Capability::SysTime.set().bits(), 1 << 25);
         assert_eq!(Capability::NetBindService.set().bits(), 1 << 10);
+    }
+
+    #[test]
+    fn every_thread_is_checked_against_the_calling_one() {
+        // This test process: every thread was started by the harness with
+        // the same sets, so none holds more than this one.
+        let n = check_every_thread().expect("no thread holds more");
+        assert!(n >= 1, "at least this thread: {n}");
+        let reference = TaskCaps {
+            inheritable: 0,
+            permitted: 1 << 10,
+            effective: 1 << 10,
+            bounding: 1 << 10,
+            ambient: 0,
+        };
+        let full = TaskCaps {
+            bounding: u64::MAX >> 23,
+            ..reference
+        };
+        assert_eq!(
+            full.beyond(&reference),
+            vec![("CapBnd", (u64::MAX >> 23) & !(1 << 10))]
+        );
+        assert!(reference.beyond(&reference).is_empty());
     }
 
     #[test]

@@ -3,6 +3,19 @@
 //! it (`ntpq -c mrulist`-like entries, and the clients that keep polling by
 //! unicast after their calibration volley).
 //!
+//! Each source has two leaky buckets with the same settings (issue 13,
+//! attack 5): the **verified** bucket is charged only with requests whose
+//! MAC verified under a key the keys file has, and it alone decides time
+//! replies and KoDs to keyed clients; every other packet (no MAC, unknown
+//! key, bad MAC, key not allowed from that address, crypto-NAKs, modes we
+//! never answer) is charged to the **unverified** bucket. Anyone can send
+//! packets with a client's address as source; only the key holder can
+//! charge its verified bucket, so spoofed traffic cannot lock a keyed
+//! client out. Each bucket drains from its own last charge, so unverified
+//! packets do not shorten the interval the verified bucket sees either.
+//! Over the unverified budget there is only silence, never a KoD: a KoD to
+//! an address we cannot authenticate is a weapon against that address.
+//!
 //! The table holds at most `capacity` source addresses; when full, the
 //! least recently seen one is evicted. Lookup, update and eviction are
 //! O(1): a hash map from address to slot, and an intrusive doubly linked
@@ -45,6 +58,66 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Which of a source's two budgets a packet is charged to (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// A mode-3 request whose MAC verified with a key of the keys file
+    /// (allowed from this source).
+    Verified,
+    /// Everything else: it may come from anyone.
+    Unverified,
+}
+
+/// One leaky bucket of a source: its score and when it was last charged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Leaky-bucket score in milliseconds.
+    leak_ms: u64,
+    /// When this bucket was last charged (monotonic).
+    last: Option<Duration>,
+}
+
+impl Bucket {
+    /// The score in milliseconds (0 = empty; over 8 x the average interval
+    /// = over the limit).
+    pub fn score_ms(&self) -> u64 {
+        self.leak_ms
+    }
+
+    /// When it was last charged.
+    pub fn last_charged(&self) -> Option<Duration> {
+        self.last
+    }
+
+    /// ntpd's `ntp_monitor()` algorithm, in milliseconds, on this bucket.
+    fn charge(&mut self, now: Duration, head_ms: u64, limit_ms: u64, min_ms: u64) -> Charge {
+        let interval_ms = match self.last {
+            None => u64::MAX,
+            Some(last) => u64::try_from(now.saturating_sub(last).as_millis()).unwrap_or(u64::MAX),
+        };
+        self.last = Some(now);
+        self.leak_ms = self.leak_ms.saturating_sub(interval_ms);
+        if interval_ms.saturating_add(1000) >= min_ms && self.leak_ms + head_ms < limit_ms {
+            self.leak_ms += head_ms.saturating_sub(2000);
+            Charge::Within
+        } else if self.leak_ms < limit_ms {
+            self.leak_ms = limit_ms + head_ms;
+            Charge::NewlyOver
+        } else {
+            Charge::StillOver
+        }
+    }
+}
+
+/// What charging a bucket found.
+enum Charge {
+    Within,
+    /// Over the limit, the first time in this burst (ntpd's KoD point).
+    NewlyOver,
+    StillOver,
+}
+
 /// What to do with a packet, as far as its rate is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateVerdict {
@@ -52,7 +125,8 @@ pub enum RateVerdict {
     Allowed,
     /// Over the limit: answer a request with a KoD RATE.
     LimitedKod,
-    /// Over the limit, and a KoD was already sent in this burst: nothing.
+    /// Over the limit, and a KoD was already sent in this burst (or KoDs
+    /// are off, or the packet is unverified): nothing.
     LimitedSilent,
 }
 
@@ -81,15 +155,31 @@ pub struct MruEntry {
     pub first_request: Option<Duration>,
     /// When the last mode-3 request was seen.
     pub last_request: Option<Duration>,
-    /// Packets limited.
+    /// Verified requests limited.
     pub limited: u32,
     /// KoDs this source was sent.
     pub kod_sent: u32,
-    /// Leaky-bucket score in milliseconds.
-    leak_ms: u64,
+    /// Packets charged to the unverified budget.
+    pub unverified: u64,
+    /// Unverified packets over that budget.
+    pub unverified_limited: u32,
+    /// The bucket of verified requests.
+    verified_bucket: Bucket,
+    /// The bucket of everything else.
+    unverified_bucket: Bucket,
 }
 
 impl MruEntry {
+    /// The bucket of this source's verified requests.
+    pub fn verified_bucket(&self) -> Bucket {
+        self.verified_bucket
+    }
+
+    /// The bucket of this source's unverified packets.
+    pub fn unverified_bucket(&self) -> Bucket {
+        self.unverified_bucket
+    }
+
     /// Average interval between its packets.
     pub fn average_interval(&self) -> Option<Duration> {
         let span = self.last_seen.checked_sub(self.first_seen)?;
@@ -155,6 +245,8 @@ pub struct Observation {
     pub version: u8,
     /// Key id of its MAC, if any.
     pub key_id: Option<u32>,
+    /// The budget it is charged to.
+    pub budget: Budget,
 }
 
 impl Mru {
@@ -186,23 +278,20 @@ impl Mru {
     }
 
     /// Records a packet seen at monotonic time `now` and says whether its
-    /// rate is within limits (ntpd's algorithm, in milliseconds rather
-    /// than whole seconds).
+    /// rate is within limits of its budget (ntpd's algorithm, in
+    /// milliseconds rather than whole seconds, on the bucket `obs.budget`
+    /// names; the other bucket is left alone). An unverified packet is
+    /// never told [`RateVerdict::LimitedKod`].
     pub fn observe(&mut self, obs: Observation, now: Duration) -> RateVerdict {
         let head_ms = 1000u64 << self.config.average_log2.min(20);
         let limit_ms = 8 * head_ms;
         let min_ms = u64::try_from(self.config.min_interval.as_millis()).unwrap_or(u64::MAX);
+        let kod = self.config.kod;
         let slot = self.touch(obs.addr, now);
         let Some(s) = self.slots.get_mut(slot as usize) else {
             return RateVerdict::Allowed;
         };
         let e = &mut s.entry;
-        let first = e.count == 0;
-        let interval_ms = if first {
-            u64::MAX
-        } else {
-            u64::try_from(now.saturating_sub(e.last_seen).as_millis()).unwrap_or(u64::MAX)
-        };
         e.count += 1;
         e.last_seen = now;
         e.last_mode = obs.mode;
@@ -214,22 +303,29 @@ impl Mru {
             e.first_request.get_or_insert(now);
             e.last_request = Some(now);
         }
-        e.leak_ms = e.leak_ms.saturating_sub(interval_ms);
-        if interval_ms.saturating_add(1000) >= min_ms && e.leak_ms + head_ms < limit_ms {
-            e.leak_ms += head_ms.saturating_sub(2000);
-            RateVerdict::Allowed
-        } else if e.leak_ms < limit_ms {
-            e.leak_ms = limit_ms + head_ms;
-            e.limited = e.limited.saturating_add(1);
-            if self.config.kod {
-                e.kod_sent = e.kod_sent.saturating_add(1);
-                RateVerdict::LimitedKod
-            } else {
-                RateVerdict::LimitedSilent
+        match obs.budget {
+            Budget::Verified => match e.verified_bucket.charge(now, head_ms, limit_ms, min_ms) {
+                Charge::Within => RateVerdict::Allowed,
+                Charge::NewlyOver if kod => {
+                    e.limited = e.limited.saturating_add(1);
+                    e.kod_sent = e.kod_sent.saturating_add(1);
+                    RateVerdict::LimitedKod
+                }
+                Charge::NewlyOver | Charge::StillOver => {
+                    e.limited = e.limited.saturating_add(1);
+                    RateVerdict::LimitedSilent
+                }
+            },
+            Budget::Unverified => {
+                e.unverified = e.unverified.saturating_add(1);
+                match e.unverified_bucket.charge(now, head_ms, limit_ms, min_ms) {
+                    Charge::Within => RateVerdict::Allowed,
+                    Charge::NewlyOver | Charge::StillOver => {
+                        e.unverified_limited = e.unverified_limited.saturating_add(1);
+                        RateVerdict::LimitedSilent
+                    }
+                }
             }
-        } else {
-            e.limited = e.limited.saturating_add(1);
-            RateVerdict::LimitedSilent
         }
     }
 
@@ -300,7 +396,10 @@ impl Mru {
             last_request: None,
             limited: 0,
             kod_sent: 0,
-            leak_ms: 0,
+            unverified: 0,
+            unverified_limited: 0,
+            verified_bucket: Bucket::default(),
+            unverified_bucket: Bucket::default(),
         };
         let i = if self.index.len() >= self.config.capacity && self.tail != NIL {
             // Evict the least recently seen and reuse its slot.
@@ -365,6 +464,15 @@ mod tests {
             mode: 3,
             version: 4,
             key_id: Some(1),
+            budget: Budget::Verified,
+        }
+    }
+
+    fn spoofed(a: &str) -> Observation {
+        Observation {
+            key_id: None,
+            budget: Budget::Unverified,
+            ..obs(a)
         }
     }
 
@@ -480,5 +588,65 @@ mod tests {
             }
         }
         assert_eq!(mru.len(), 200);
+    }
+
+    #[test]
+    fn unverified_packets_in_a_clients_name_never_limit_its_verified_requests() {
+        // Attack 5 of issue 13: two spoofed unsigned requests a second with
+        // the client's address; its signed volley (6 requests 2 s apart)
+        // is still allowed, every one.
+        let mut mru = Mru::new(RateLimitConfig::default());
+        let victim = "198.18.0.2";
+        let mut t = 100.0;
+        let mut verdicts = Vec::new();
+        for i in 0..60 {
+            mru.observe(spoofed(victim), secs(t));
+            if i % 4 == 3 && verdicts.len() < 6 {
+                verdicts.push(mru.observe(obs(victim), secs(t + 0.1)));
+            }
+            t += 0.5;
+        }
+        assert!(
+            verdicts.iter().all(|v| *v == RateVerdict::Allowed),
+            "{verdicts:?}"
+        );
+        let e = mru.get(victim.parse().expect("addr")).expect("entry");
+        assert_eq!((e.limited, e.kod_sent), (0, 0), "{e:?}");
+        assert!(
+            e.unverified_limited > 40,
+            "the spoofed flood is limited: {e:?}"
+        );
+    }
+
+    #[test]
+    fn over_the_unverified_budget_there_is_silence_never_a_kod() {
+        let mut mru = Mru::new(RateLimitConfig::default());
+        let verdicts: Vec<RateVerdict> = (0..10)
+            .map(|i| mru.observe(spoofed("198.18.0.9"), secs(10.0 + 0.01 * f64::from(i))))
+            .collect();
+        assert_eq!(verdicts[0], RateVerdict::Allowed);
+        assert!(
+            verdicts[1..]
+                .iter()
+                .all(|v| *v == RateVerdict::LimitedSilent),
+            "{verdicts:?}"
+        );
+        let e = mru.get("198.18.0.9".parse().expect("addr")).expect("entry");
+        assert_eq!((e.kod_sent, e.limited, e.unverified_limited), (0, 0, 9));
+        assert_eq!(e.verified_bucket(), Bucket::default(), "untouched");
+        // The same source's signed request is still served.
+        assert_eq!(
+            mru.observe(obs("198.18.0.9"), secs(10.2)),
+            RateVerdict::Allowed
+        );
+        // And a keyless (unsigned) ntpd client polling every 64 s is
+        // always within its budget.
+        for i in 0..20 {
+            assert_eq!(
+                mru.observe(spoofed("198.18.0.30"), secs(64.0 * f64::from(i))),
+                RateVerdict::Allowed,
+                "poll {i}"
+            );
+        }
     }
 }

@@ -1,19 +1,54 @@
 //! Answers clients' calibration requests (mode 3 -> mode 4), sans-I/O.
 //!
-//! The order of checks follows what keeps the server cheap and safe under
-//! abuse: parse, then the per-source rate limit (before any crypto), then
-//! the MAC. A reply is never larger than its request, there is no mode 6/7
+//! The order of checks keeps the server cheap and keeps spoofed traffic
+//! from hurting the clients it claims to come from (issue 13):
+//!
+//! 1. parse; a request sent to a multicast or broadcast address is dropped
+//!    and counted (`multicast_destination`) before anything else: answering
+//!    it would make every server on the LAN reply to one (spoofed) victim;
+//! 2. the MAC of a mode-3 request, at most **one** verification per request
+//!    whatever its content (one key id, one digest; a failure is never
+//!    retried with other keys), and none for other modes;
+//! 3. the per-source rate limit, with the budget that verification chose
+//!    ([`Budget`]): only a request that verified under a key of the keys
+//!    file charges its source's verified bucket; everything else goes to
+//!    the source's unverified budget;
+//! 4. the answer.
+//!
+//! What traffic we cannot authenticate gets (the policy, chosen so that
+//! keyless ntpd clients keep working and a forger gains nothing):
+//!
+//! - an unsigned request, when authentication is not required: an unsigned
+//!   time reply within the unverified budget (what a keyless ntpd client
+//!   needs), silence over it;
+//! - a request with a MAC that fails (unknown key, bad digest or length,
+//!   key not allowed from that address): a crypto-NAK within the
+//!   unverified budget (ntpd clients log it and keep polling), silence over
+//!   it;
+//! - never a KoD: a KoD to an address we cannot authenticate is a weapon
+//!   against that address (it makes the victim back off, or stop), so over
+//!   the unverified budget there is only silence. A KoD RATE goes only to a
+//!   request that verified, signed with its key.
+//!
+//! The verification is not skipped for a source whose unverified budget is
+//! spent: that would let a forger spend it in a client's name and so lock
+//! the client's signed requests out again. The crypto work stays bounded
+//! all the same: one verification per received request, and signing only
+//! for a request that verified and is within its verified budget (KoDs
+//! included). Over the verified budget nothing is signed.
+//!
+//! A reply is never larger than its request, there is no mode 6/7
 //! service, and modes other than 3 are never answered (no KoD for mode 4
 //! or 5 packets).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
 
-use crate::server::ratelimit::{Mru, Observation, RateVerdict};
+use crate::server::ratelimit::{Budget, Mru, Observation, RateVerdict};
 use crate::server::sync::SyncStatus;
 
 /// Counters like `ntpq -c sysstats`.
@@ -42,6 +77,13 @@ pub struct ResponderCounters {
     pub replies_sent: u64,
     /// Crypto-NAKs sent.
     pub crypto_naks_sent: u64,
+    /// Requests sent to a multicast or broadcast address: dropped.
+    #[serde(default)]
+    pub multicast_destination: u64,
+    /// Packets we could not authenticate (no MAC, a failing MAC, other
+    /// modes) over their source's unverified budget: dropped, silently.
+    #[serde(default)]
+    pub unverified_limited: u64,
 }
 
 impl ResponderCounters {
@@ -59,6 +101,8 @@ impl ResponderCounters {
         self.kod_sent += other.kod_sent;
         self.replies_sent += other.replies_sent;
         self.crypto_naks_sent += other.crypto_naks_sent;
+        self.multicast_destination += other.multicast_destination;
+        self.unverified_limited += other.unverified_limited;
     }
 }
 
@@ -100,8 +144,13 @@ pub enum DropReason {
     NotARequest,
     /// Mode 6 or 7.
     ControlMode,
-    /// Over the rate limit, KoD already sent.
+    /// A verified request over the rate limit, KoD already sent (or KoDs
+    /// off).
     RateLimited,
+    /// An unverified packet over its source's unverified budget.
+    UnverifiedLimited,
+    /// Sent to a multicast or broadcast address.
+    MulticastDestination,
     /// No MAC where one is required.
     Unauthenticated,
     /// A crypto-NAK sent to us.
@@ -123,6 +172,80 @@ pub struct Request<'a> {
     pub received_at: NtpTimestamp,
     /// Monotonic time of arrival, for the rate limiter.
     pub monotonic: Duration,
+}
+
+/// Where a request was sent, as far as the socket layer knows
+/// (`IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Destination {
+    /// Not known (a socket without packet info): taken as unicast.
+    #[default]
+    Unknown,
+    /// This address.
+    Address(IpAddr),
+    /// A directed broadcast address of this host's interfaces (the shell
+    /// knows those; the core does not).
+    InterfaceBroadcast(IpAddr),
+}
+
+impl Destination {
+    /// Whether this is a multicast or broadcast destination: 224.0.0.0/4,
+    /// 255.255.255.255, ff00::/8 (also as IPv4-mapped IPv6), or an
+    /// interface's directed broadcast.
+    pub fn is_group(&self) -> bool {
+        match *self {
+            Destination::Unknown => false,
+            Destination::InterfaceBroadcast(_) => true,
+            Destination::Address(ip) => is_group_address(ip),
+        }
+    }
+}
+
+/// Whether `ip` is a multicast or the limited broadcast address.
+pub fn is_group_address(ip: IpAddr) -> bool {
+    let v4 = |a: std::net::Ipv4Addr| a.is_multicast() || a.is_broadcast();
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => a.is_multicast() || a.to_ipv4_mapped().is_some_and(v4),
+    }
+}
+
+/// A received request and the address it was sent to.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressed<'a> {
+    /// The request.
+    pub request: Request<'a>,
+    /// Its destination address.
+    pub destination: Destination,
+}
+
+/// What the responder is handed per datagram: a [`Request`] (destination
+/// unknown, so unicast) or an [`Addressed`] one.
+pub trait Incoming<'a> {
+    /// The request.
+    fn request(&self) -> &Request<'a>;
+    /// Where it was sent.
+    fn destination(&self) -> Destination;
+}
+
+impl<'a> Incoming<'a> for Request<'a> {
+    fn request(&self) -> &Request<'a> {
+        self
+    }
+
+    fn destination(&self) -> Destination {
+        Destination::Unknown
+    }
+}
+
+impl<'a> Incoming<'a> for Addressed<'a> {
+    fn request(&self) -> &Request<'a> {
+        &self.request
+    }
+
+    fn destination(&self) -> Destination {
+        self.destination
+    }
 }
 
 /// The calibration responder of one thread: the single-threaded
@@ -156,12 +279,13 @@ impl Responder {
         lock(&self.mru)
     }
 
-    /// Handles one datagram: [`Answerer::handle_batch`] with a batch of
-    /// one. On [`Outcome::Reply`] the answer is in `out`. `clock` is read
-    /// once, as late as possible, for the transmit timestamp.
-    pub fn handle(
+    /// Handles one datagram (a [`Request`], or an [`Addressed`] one):
+    /// [`Answerer::handle_batch`] with a batch of one. On
+    /// [`Outcome::Reply`] the answer is in `out`. `clock` is read once, as
+    /// late as possible, for the transmit timestamp.
+    pub fn handle<'a, R: Incoming<'a>>(
         &mut self,
-        req: &Request<'_>,
+        req: &R,
         sync: &SyncStatus,
         keys: &KeyStore,
         clock: impl FnOnce() -> NtpTimestamp,
@@ -236,14 +360,33 @@ pub struct Context<'a> {
 /// Buffers [`Answerer::handle_batch`] reuses from one batch to the next.
 #[derive(Debug, Default)]
 pub struct BatchScratch {
-    parsed: Vec<Option<Datagram>>,
+    parsed: Vec<Step>,
     verdicts: Vec<RateVerdict>,
 }
 
+/// A request after step 1 (parse, destination, MAC).
+#[derive(Debug)]
+enum Step {
+    /// Answered already: this outcome, and no rate-limit entry.
+    Done(Outcome),
+    /// For the rate limiter, then [`Answerer::answer`].
+    Judge(Datagram, Option<PacketAuth>),
+}
+
 /// The rate limiter's verdict on a parsed datagram, which it also records
-/// (step 2 of 3; see [`Answerer`]). Every parsed packet counts, whatever
-/// its mode, as in ntpd's `ntp_monitor()`.
-fn observe(mru: &mut Mru, req: &Request<'_>, d: &Datagram) -> RateVerdict {
+/// (step 3 of 4; see [`Answerer`]). Every parsed packet counts, whatever
+/// its mode, as in ntpd's `ntp_monitor()`; only a mode-3 request whose MAC
+/// verified is charged to the verified budget.
+fn observe(
+    mru: &mut Mru,
+    req: &Request<'_>,
+    d: &Datagram,
+    auth: Option<&PacketAuth>,
+) -> RateVerdict {
+    let budget = match auth {
+        Some(PacketAuth::Mac(MacVerdict::Valid(_))) => Budget::Verified,
+        _ => Budget::Unverified,
+    };
     mru.observe(
         Observation {
             addr: req.source.ip(),
@@ -251,16 +394,18 @@ fn observe(mru: &mut Mru, req: &Request<'_>, d: &Datagram) -> RateVerdict {
             mode: d.header.mode.to_bits(),
             version: d.header.version,
             key_id: d.mac.as_ref().map(|m| m.key_id),
+            budget,
         },
         req.monotonic,
     )
 }
 
 /// Everything of the responder but the rate-limit table: settings,
-/// counters and the reply logic. A request goes through three steps:
-/// [`Answerer::parse`], [`observe`] (the one step that needs the shared
-/// [`Mru`], so a thread takes its lock once for a whole batch of requests),
-/// and [`Answerer::answer`] (MAC checks and signing, outside that lock).
+/// counters and the reply logic. A request goes through these steps:
+/// [`Answerer::parse`] (parse, destination, the one MAC verification),
+/// [`observe`] (the one step that needs the shared [`Mru`], so a thread
+/// takes its lock once for a whole batch of requests), and
+/// [`Answerer::answer`] (signing, outside that lock).
 #[derive(Debug, Clone)]
 pub struct Answerer {
     config: ResponderConfig,
@@ -285,17 +430,18 @@ impl Answerer {
     }
 
     /// The one entry point of the responder, for a batch of requests
-    /// received together: each is parsed, the shared rate-limit table is
-    /// locked **once** for the whole batch to record and judge them, and the
-    /// answers (MAC checks and signing) are made outside that lock. Each
-    /// reply goes to `replies`; `outcome` hears every request's outcome by
-    /// index. `clock` is read once per time reply, as late as possible.
+    /// received together (each a [`Request`] or an [`Addressed`] one): each
+    /// is parsed and its MAC checked, the shared rate-limit table is locked
+    /// **once** for the whole batch to record and judge them, and the
+    /// answers (signing) are made outside that lock. Each reply goes to
+    /// `replies`; `outcome` hears every request's outcome by index. `clock`
+    /// is read once per time reply, as late as possible.
     #[allow(clippy::too_many_arguments)]
-    pub fn handle_batch(
+    pub fn handle_batch<'a, R: Incoming<'a>>(
         &mut self,
         scratch: &mut BatchScratch,
         mru: &Mutex<Mru>,
-        requests: &[Request<'_>],
+        requests: &[R],
         ctx: &Context<'_>,
         clock: &mut dyn FnMut() -> NtpTimestamp,
         replies: &mut dyn Replies,
@@ -304,32 +450,44 @@ impl Answerer {
         scratch.parsed.clear();
         scratch
             .parsed
-            .extend(requests.iter().map(|req| self.parse(req)));
+            .extend(requests.iter().map(|r| self.parse(r, ctx.keys)));
         scratch.verdicts.clear();
         {
             let mut table = lock(mru);
-            for (req, d) in requests.iter().zip(&scratch.parsed) {
-                scratch.verdicts.push(match d {
-                    Some(d) => observe(&mut table, req, d),
-                    None => RateVerdict::Allowed,
+            for (r, step) in requests.iter().zip(&scratch.parsed) {
+                scratch.verdicts.push(match step {
+                    Step::Judge(d, auth) => observe(&mut table, r.request(), d, auth.as_ref()),
+                    Step::Done(_) => RateVerdict::Allowed,
                 });
             }
         }
-        for (i, ((req, d), rate)) in requests
+        for (i, ((r, step), rate)) in requests
             .iter()
             .zip(&scratch.parsed)
             .zip(&scratch.verdicts)
             .enumerate()
         {
-            let Some(d) = d else {
-                outcome(i, Outcome::Dropped(DropReason::BadFormat));
-                continue;
+            let (d, auth) = match step {
+                Step::Done(o) => {
+                    outcome(i, *o);
+                    continue;
+                }
+                Step::Judge(d, auth) => (d, auth),
             };
             let Some(out) = replies.next() else {
                 outcome(i, Outcome::Dropped(DropReason::NoRoom));
                 continue;
             };
-            let o = self.answer(req, d, *rate, ctx.sync, ctx.keys, &mut *clock, out);
+            let o = self.answer(
+                r.request(),
+                d,
+                auth.as_ref(),
+                *rate,
+                ctx.sync,
+                ctx.keys,
+                &mut *clock,
+                out,
+            );
             if let Outcome::Reply(_) = o {
                 replies.commit(i);
             }
@@ -337,31 +495,41 @@ impl Answerer {
         }
     }
 
-    /// Step 1: counts the datagram and parses it; `None` (counted as bad
-    /// format) when it does not parse.
-    fn parse(&mut self, req: &Request<'_>) -> Option<Datagram> {
+    /// Step 1: counts the datagram, parses it, drops it when it was sent
+    /// to a group address, and checks the MAC of a mode-3 request (the one
+    /// verification it costs). A datagram that does not parse (counted as
+    /// bad format) or went to a group is not recorded in the MRU table.
+    fn parse<'a>(&mut self, r: &impl Incoming<'a>, keys: &KeyStore) -> Step {
+        let req = r.request();
         self.counters.received += 1;
         let Ok(d) = Datagram::parse(req.bytes) else {
             self.counters.bad_format += 1;
-            return None;
+            return Step::Done(Outcome::Dropped(DropReason::BadFormat));
         };
         if d.header.version == 4 {
             self.counters.current_version += 1;
         } else {
             self.counters.older_version += 1;
         }
-        Some(d)
+        if r.destination().is_group() {
+            self.counters.multicast_destination += 1;
+            return Step::Done(Outcome::Dropped(DropReason::MulticastDestination));
+        }
+        let auth = (d.header.mode == Mode::Client)
+            .then(|| packet::authenticate(keys, req.bytes, &d, Some(req.source.ip())));
+        Step::Judge(d, auth)
     }
 
-    /// Step 3: the answer to a parsed datagram given the rate limiter's
-    /// verdict. On [`Outcome::Reply`] it is in `out`. `clock` is read once,
-    /// as late as possible, for the transmit timestamp. A request over the
-    /// limit that gets no KoD costs no MAC computation.
+    /// Step 4: the answer to a parsed datagram given its authentication
+    /// (mode 3 only) and the rate limiter's verdict. On [`Outcome::Reply`]
+    /// it is in `out`. `clock` is read once, as late as possible, for the
+    /// transmit timestamp. Nothing over a budget is signed.
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         req: &Request<'_>,
         d: &Datagram,
+        auth: Option<&PacketAuth>,
         rate: RateVerdict,
         sync: &SyncStatus,
         keys: &KeyStore,
@@ -380,56 +548,62 @@ impl Answerer {
                 return Outcome::Dropped(DropReason::NotARequest);
             }
         }
-        if rate == RateVerdict::LimitedSilent {
-            self.counters.rate_limited += 1;
-            return Outcome::Dropped(DropReason::RateLimited);
-        }
-        let auth = packet::authenticate(keys, req.bytes, d, Some(req.source.ip()));
-        // Which key the answer is signed with, or why there is no answer
-        // (and whether that is an `auth_failed` rather than `restricted`).
-        // Counted once, below: a request over the limit counts as that.
-        let signing: Result<Option<KeyId>, (bool, Outcome)> = match auth {
-            PacketAuth::Mac(MacVerdict::Valid(k)) => Ok(Some(k)),
-            PacketAuth::NoMac if !self.config.require_auth => Ok(None),
-            PacketAuth::NoMac => Err((false, Outcome::Dropped(DropReason::Unauthenticated))),
-            PacketAuth::CryptoNak => Err((false, Outcome::Dropped(DropReason::CryptoNak))),
-            PacketAuth::Mac(MacVerdict::SourceNotAllowed { .. }) => {
-                Err((false, Outcome::Reply(ReplyKind::CryptoNak)))
-            }
-            PacketAuth::Mac(
-                MacVerdict::UnknownKey(_)
-                | MacVerdict::InvalidMac(_)
-                | MacVerdict::BadLength { .. },
-            ) => Err((true, Outcome::Reply(ReplyKind::CryptoNak))),
+        let Some(auth) = auth else {
+            // Step 1 checks every mode-3 request.
+            self.counters.restricted += 1;
+            return Outcome::Dropped(DropReason::Unauthenticated);
         };
-        if rate == RateVerdict::LimitedKod {
-            self.counters.rate_limited += 1;
-            // Only a request we would answer gets a KoD; a forged one gets nothing.
-            let Ok(key) = signing else {
-                return Outcome::Dropped(DropReason::RateLimited);
-            };
-            let kod = kod_rate(&d.header, self.kod_average_log2);
-            return self.finish(req, kod, key, keys, ReplyKind::KissOfDeath, out);
-        }
-        let key = match signing {
-            Ok(k) => k,
-            Err((auth_failed, outcome)) => {
-                if auth_failed {
-                    self.counters.auth_failed += 1;
-                } else {
-                    self.counters.restricted += 1;
+        if let PacketAuth::Mac(MacVerdict::Valid(k)) = *auth {
+            // The verified budget: time reply, KoD RATE (once per burst)
+            // or silence, each answer signed with the request's key.
+            return match rate {
+                RateVerdict::Allowed => {
+                    let mut reply = self.time_reply(&d.header, req, sync, None);
+                    reply.transmit = clock();
+                    self.finish(req, reply, Some(k), keys, ReplyKind::Time(Some(k)), out)
                 }
-                if outcome != Outcome::Reply(ReplyKind::CryptoNak) {
-                    return outcome;
+                RateVerdict::LimitedKod => {
+                    self.counters.rate_limited += 1;
+                    let kod = kod_rate(&d.header, self.kod_average_log2);
+                    self.finish(req, kod, Some(k), keys, ReplyKind::KissOfDeath, out)
+                }
+                RateVerdict::LimitedSilent => {
+                    self.counters.rate_limited += 1;
+                    Outcome::Dropped(DropReason::RateLimited)
+                }
+            };
+        }
+        // The unverified budget: over it, silence and nothing else (never
+        // a KoD: see the module documentation).
+        if rate != RateVerdict::Allowed {
+            self.counters.unverified_limited += 1;
+            return Outcome::Dropped(DropReason::UnverifiedLimited);
+        }
+        match auth {
+            PacketAuth::NoMac if !self.config.require_auth => {
+                let mut reply = self.time_reply(&d.header, req, sync, None);
+                reply.transmit = clock();
+                self.finish(req, reply, None, keys, ReplyKind::Time(None), out)
+            }
+            PacketAuth::NoMac => {
+                self.counters.restricted += 1;
+                Outcome::Dropped(DropReason::Unauthenticated)
+            }
+            PacketAuth::CryptoNak => {
+                self.counters.restricted += 1;
+                Outcome::Dropped(DropReason::CryptoNak)
+            }
+            PacketAuth::Mac(v) => {
+                if matches!(v, MacVerdict::SourceNotAllowed { .. }) {
+                    self.counters.restricted += 1;
+                } else {
+                    self.counters.auth_failed += 1;
                 }
                 let reply = self.time_reply(&d.header, req, sync, None);
                 packet::crypto_nak(&Datagram::new(reply), out);
-                return self.check_size(req, ReplyKind::CryptoNak, out);
+                self.check_size(req, ReplyKind::CryptoNak, out)
             }
-        };
-        let mut reply = self.time_reply(&d.header, req, sync, None);
-        reply.transmit = clock();
-        self.finish(req, reply, key, keys, ReplyKind::Time(key), out)
+        }
     }
 
     fn time_reply(
@@ -503,4 +677,220 @@ fn kod_rate(request: &Header, average_log2: u8) -> Header {
     h.receive = request.transmit;
     h.transmit = request.transmit;
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ratelimit::RateLimitConfig;
+    use crate::server::sync::SystemHeader;
+    use mcast_proto::NtpShort;
+    use std::path::Path;
+
+    const TX: NtpTimestamp = NtpTimestamp::from_parts(0xeeac_d097, 0x2000_0000);
+
+    fn keys() -> KeyStore {
+        KeyStore::parse(
+            "1 MD5 ResponderTestKey1\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n",
+            Path::new("test.keys"),
+        )
+        .expect("keys")
+    }
+
+    fn synced() -> SyncStatus {
+        SyncStatus::Synchronized(SystemHeader {
+            leap: LeapIndicator::NoWarning,
+            stratum: 2,
+            reference_id: RefId::from_code("GPS"),
+            root_delay: NtpShort::from_bits(0x100),
+            root_dispersion: NtpShort::from_bits(0x200),
+            reference_time: NtpTimestamp::from_parts(0xeeac_d000, 0),
+        })
+    }
+
+    fn responder(require_auth: bool) -> Responder {
+        Responder::new(
+            ResponderConfig {
+                require_auth,
+                precision: Log2Seconds(-20),
+            },
+            Mru::new(RateLimitConfig::default()),
+        )
+    }
+
+    /// A mode-3 request with transmit `n`: unsigned, signed with `key`, or
+    /// signed with `key` and then one digest bit flipped.
+    fn request(n: u32, key: Option<u16>, corrupt: bool) -> Vec<u8> {
+        let mut h = Header::new(Mode::Client);
+        h.poll = Log2Seconds(6);
+        h.transmit = NtpTimestamp::from_parts(0xeeac_d100, n);
+        let d = Datagram::new(h);
+        let mut out = Vec::new();
+        match key.and_then(|k| keys().get(KeyId::new(u32::from(k))?).cloned()) {
+            Some(k) => packet::sign(&k, &d, &mut out),
+            None => d.write_signed_part(&mut out),
+        }
+        if corrupt && let Some(b) = out.last_mut() {
+            *b ^= 1;
+        }
+        out
+    }
+
+    fn at<'a>(bytes: &'a [u8], from: &str, secs: f64) -> Request<'a> {
+        Request {
+            bytes,
+            source: from.parse().expect("socket address"),
+            received_at: TX,
+            monotonic: Duration::from_secs_f64(secs),
+        }
+    }
+
+    fn ask(r: &mut Responder, req: &impl Incoming<'static>, out: &mut Vec<u8>) -> Outcome {
+        r.handle(req, &synced(), &keys(), || TX, out)
+    }
+
+    #[test]
+    fn spoofed_unsigned_requests_do_not_lock_out_a_keyed_clients_volley() {
+        // Attack 5: two unsigned requests a second in the client's name
+        // for a minute; its six signed requests, 2 s apart, all get a
+        // signed time reply.
+        let mut r = responder(false);
+        let mut out = Vec::new();
+        let spoofed = Box::leak(request(7, None, false).into_boxed_slice());
+        let mut answered = Vec::new();
+        for i in 0..120u32 {
+            let t = 100.0 + 0.5 * f64::from(i);
+            ask(&mut r, &at(spoofed, "198.18.0.2:123", t), &mut out);
+            if i % 4 == 1 && answered.len() < 6 {
+                let signed = Box::leak(request(i, Some(1), false).into_boxed_slice());
+                answered.push(ask(
+                    &mut r,
+                    &at(signed, "198.18.0.2:123", t + 0.2),
+                    &mut out,
+                ));
+            }
+        }
+        let time = Outcome::Reply(ReplyKind::Time(KeyId::new(1)));
+        assert_eq!(answered, vec![time; 6], "every signed request answered");
+        let c = r.counters();
+        assert_eq!((c.kod_sent, c.rate_limited), (0, 0), "{c:?}");
+        assert!(c.unverified_limited >= 90, "the forgery is limited: {c:?}");
+    }
+
+    #[test]
+    fn over_the_unverified_budget_a_forger_gets_silence_never_a_kod() {
+        for (label, bytes) in [
+            ("unsigned", request(1, None, false)),
+            ("bad MAC", request(1, Some(2), true)),
+            ("unknown key", {
+                let mut b = request(1, Some(1), false);
+                if let Some(id) = b.get_mut(48..52) {
+                    id.copy_from_slice(&77u32.to_be_bytes());
+                }
+                b
+            }),
+        ] {
+            let mut r = responder(false);
+            let mut out = Vec::new();
+            let bytes = Box::leak(bytes.into_boxed_slice());
+            let outcomes: Vec<Outcome> = (0..10)
+                .map(|i| {
+                    let t = 5.0 + 0.01 * f64::from(i);
+                    ask(&mut r, &at(bytes, "198.18.0.9:123", t), &mut out)
+                })
+                .collect();
+            let first = if label == "unsigned" {
+                Outcome::Reply(ReplyKind::Time(None))
+            } else {
+                Outcome::Reply(ReplyKind::CryptoNak)
+            };
+            assert_eq!(outcomes[0], first, "{label}: one answer within the budget");
+            assert!(
+                outcomes[1..]
+                    .iter()
+                    .all(|o| *o == Outcome::Dropped(DropReason::UnverifiedLimited)),
+                "{label}: then silence: {outcomes:?}"
+            );
+            let c = r.counters();
+            assert_eq!((c.kod_sent, c.unverified_limited), (0, 9), "{label}: {c:?}");
+            let e = r.mru().get("198.18.0.9".parse().expect("ip")).cloned();
+            let e = e.expect("recorded");
+            assert_eq!(e.verified_bucket(), Default::default(), "{label}");
+        }
+    }
+
+    #[test]
+    fn a_signed_burst_still_gets_a_signed_kod_then_silence() {
+        let mut r = responder(true);
+        let mut out = Vec::new();
+        let bytes = Box::leak(request(3, Some(1), false).into_boxed_slice());
+        let outcomes: Vec<Outcome> = (0..5)
+            .map(|i| {
+                ask(
+                    &mut r,
+                    &at(bytes, "198.18.0.5:123", 1.0 + 0.05 * f64::from(i)),
+                    &mut out,
+                )
+            })
+            .collect();
+        assert_eq!(outcomes[0], Outcome::Reply(ReplyKind::Time(KeyId::new(1))));
+        assert_eq!(outcomes[1], Outcome::Reply(ReplyKind::KissOfDeath));
+        assert!(
+            outcomes[2..]
+                .iter()
+                .all(|o| *o == Outcome::Dropped(DropReason::RateLimited)),
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn requests_to_a_group_or_broadcast_address_are_dropped_and_counted() {
+        let mut r = responder(false);
+        let mut out = Vec::new();
+        let bytes = Box::leak(request(1, Some(1), false).into_boxed_slice());
+        let groups = [
+            Destination::Address("224.0.1.1".parse().expect("ip")),
+            Destination::Address("239.255.255.250".parse().expect("ip")),
+            Destination::Address("255.255.255.255".parse().expect("ip")),
+            Destination::Address("ff02::101".parse().expect("ip")),
+            Destination::Address("::ffff:224.0.1.1".parse().expect("ip")),
+            Destination::InterfaceBroadcast("198.18.0.255".parse().expect("ip")),
+        ];
+        for (i, destination) in groups.into_iter().enumerate() {
+            let a = Addressed {
+                request: at(bytes, "198.18.0.7:123", 10.0 * i as f64),
+                destination,
+            };
+            assert_eq!(
+                ask(&mut r, &a, &mut out),
+                Outcome::Dropped(DropReason::MulticastDestination),
+                "{destination:?}"
+            );
+            assert!(out.is_empty());
+        }
+        assert_eq!(r.counters().multicast_destination, 6);
+        assert!(r.mru().is_empty(), "not recorded either");
+        // Unicast and unknown destinations are answered.
+        for (t, destination) in [
+            (
+                100.0,
+                Destination::Address("198.18.0.1".parse().expect("ip")),
+            ),
+            (
+                200.0,
+                Destination::Address("2001:db8::1".parse().expect("ip")),
+            ),
+            (300.0, Destination::Unknown),
+        ] {
+            let a = Addressed {
+                request: at(bytes, "198.18.0.8:123", t),
+                destination,
+            };
+            assert_eq!(
+                ask(&mut r, &a, &mut out),
+                Outcome::Reply(ReplyKind::Time(KeyId::new(1))),
+                "{destination:?}"
+            );
+        }
+    }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use mcast_config::ServerConfig;
 use mcast_core::server::broadcaster::{Broadcaster, Build};
-use mcast_core::server::responder::{Answerer, BatchScratch, Context, Replies, Request};
+use mcast_core::server::responder::{
+    Addressed, Answerer, BatchScratch, Context, Destination, Replies, Request,
+};
 use mcast_core::server::sync::SyncStatus;
 use mcast_proto::NtpTimestamp;
 use mcast_sys::{RealClock, RecvBatch, RecvMeta, SendBatch, UdpEndpoint};
@@ -27,7 +29,12 @@ pub(super) async fn sync_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 2048];
     let mut last_logged = None;
+    let mut ticks: u32 = 0;
     loop {
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(BROADCAST_REFRESH_TICKS) {
+            shared.refresh_broadcast_addresses();
+        }
         match &upstream {
             Some(link) => link.step(&mut tick, &mut buf).await,
             None => {
@@ -108,11 +115,29 @@ pub(super) async fn broadcast_loop(
     }
 }
 
+/// How often (in seconds, ticks of the sync loop) the interfaces'
+/// directed broadcast addresses are read again.
+const BROADCAST_REFRESH_TICKS: u32 = 30;
+
+/// Where a request was sent, as the responder core wants it: unknown
+/// without packet info (taken as unicast), an interface's directed
+/// broadcast, or the address itself (the core recognizes multicast and
+/// 255.255.255.255).
+fn destination(dest: Option<std::net::IpAddr>, broadcasts: &[std::net::IpAddr]) -> Destination {
+    match dest {
+        None => Destination::Unknown,
+        Some(ip) if broadcasts.contains(&ip) => Destination::InterfaceBroadcast(ip),
+        Some(ip) => Destination::Address(ip),
+    }
+}
+
 /// Datagram buffer per request: larger requests are cut (and then fail to
 /// parse or verify).
 pub(super) const MAX_REQUEST: usize = 2048;
 
-/// One receive loop: a batch of requests per `recvmmsg`, handed to the
+/// One receive loop: a batch of requests per `recvmmsg`, each with the
+/// address it was sent to (`IP_PKTINFO`/`IPV6_RECVPKTINFO`, so that the core
+/// drops requests to a group or broadcast address), handed to the
 /// responder's one entry point ([`Answerer::handle_batch`]: the shared rate
 /// limiter locked once per batch, MAC checks and signing outside that
 /// lock), and all replies in one `sendmmsg`, each from the address its
@@ -130,16 +155,20 @@ pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, sl
         let monotonic = shared.mono();
         let sync = shared.sync();
         let keys = shared.keys();
-        let (metas, requests): (Vec<&RecvMeta>, Vec<Request<'_>>) = rx
+        let broadcasts = shared.broadcast_addresses();
+        let (metas, requests): (Vec<&RecvMeta>, Vec<Addressed<'_>>) = rx
             .iter()
             .map(|(meta, bytes)| {
-                let req = Request {
-                    bytes,
-                    source: meta.source,
-                    received_at: NtpTimestamp::from_system_time(
-                        meta.kernel_rx.unwrap_or_else(RealClock::now),
-                    ),
-                    monotonic,
+                let req = Addressed {
+                    request: Request {
+                        bytes,
+                        source: meta.source,
+                        received_at: NtpTimestamp::from_system_time(
+                            meta.kernel_rx.unwrap_or_else(RealClock::now),
+                        ),
+                        monotonic,
+                    },
+                    destination: destination(meta.dest, &broadcasts),
                 };
                 (meta, req)
             })

@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     counters: Vec<Mutex<ResponderCounters>>,
     destinations: Mutex<Vec<DestinationStatus>>,
     upstream: Option<Arc<UpstreamCell>>,
+    /// The directed broadcast addresses of this host's interfaces (read at
+    /// start and every 30 s): requests sent to one are dropped.
+    broadcasts: RwLock<Arc<Vec<IpAddr>>>,
 }
 
 impl Shared {
@@ -73,6 +76,24 @@ impl Shared {
             .read()
             .map(|k| Arc::clone(&k))
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    fn broadcast_addresses(&self) -> Arc<Vec<IpAddr>> {
+        self.broadcasts
+            .read()
+            .map(|b| Arc::clone(&b))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    fn refresh_broadcast_addresses(&self) {
+        match mcast_sys::interface_broadcast_addresses() {
+            Ok(list) => {
+                if let Ok(mut slot) = self.broadcasts.write() {
+                    *slot = Arc::new(list);
+                }
+            }
+            Err(e) => tracing::debug!("cannot list the interfaces' broadcast addresses: {e}"),
+        }
     }
 
     fn sync(&self) -> SyncStatus {
@@ -156,6 +177,13 @@ pub(crate) fn now_ntp() -> NtpTimestamp {
 /// them; and `responder.workers` receive threads, each with its own socket
 /// on every responder address, receiving and answering requests in batches
 /// of up to [`mcast_sys::MAX_BATCH`].
+///
+/// Must run on a single-threaded runtime (`mcast_sys::run_daemon_single_threaded`):
+/// the sockets are bound and the privileges dropped while the process has
+/// only the calling thread, and only then are the broadcast and receive
+/// threads started, so that every thread holds the dropped capability sets
+/// (capabilities, and the bounding set, are per thread on Linux); the
+/// result is checked for every thread through `/proc/self/task`.
 pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError> {
     let precision = Log2Seconds(mcast_sys::measure_precision(64));
     let start = Instant::now();
@@ -235,7 +263,9 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             .collect(),
         destinations: Mutex::new(senders.iter().map(|s| s.status.clone()).collect()),
         upstream: upstream.as_ref().map(|u| Arc::clone(&u.cell)),
+        broadcasts: RwLock::new(Arc::new(Vec::new())),
     });
+    shared.refresh_broadcast_addresses();
 
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
         "control socket {}",
@@ -243,6 +273,10 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
     )))?;
     if let Some(user) = &config.user {
         // Every socket is bound: the server needs no capability any more.
+        // The process has one thread here (the main runtime runs on this
+        // thread; the broadcast and receive threads start below), so the
+        // drop, per thread on Linux, holds for every thread: each one
+        // starts with this thread's dropped sets (see mcast_sys::privileges).
         let p = mcast_sys::drop_privileges(Some(user), &[])
             .map_err(|e| DaemonError::Config(format!("user {user}: {e}")))?;
         tracing::info!(user, uid = p.uid, gid = p.gid, "dropped privileges");
@@ -264,7 +298,9 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             ended_tx.clone(),
         )?;
     }
-    {
+    // A responder-only server has no broadcast thread: a thread whose
+    // tasks all ended would be taken for one that stopped unexpectedly.
+    if !senders.is_empty() {
         let shared = Arc::clone(&shared);
         let config = config.clone();
         broadcast_rt.start(
@@ -286,6 +322,13 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             ended_tx.clone(),
         )?;
     }
+    // Every thread is running: none may hold what this one gave up.
+    let threads = mcast_sys::check_every_thread()
+        .map_err(|e| DaemonError::Config(format!("privileges: {e}")))?;
+    tracing::debug!(
+        threads,
+        "every thread holds no more capabilities than the main one"
+    );
     tracing::info!(
         destinations = config.destinations.len(),
         port = config.port,

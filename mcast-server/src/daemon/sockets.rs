@@ -146,14 +146,12 @@ pub(super) fn open_responder_socket(addr: SocketAddr) -> std::io::Result<UdpEndp
         .reuse_port(true)
         .v6_only(true);
     let ep = UdpEndpoint::bind(addr, &opts)?;
-    if addr.ip().is_unspecified() {
-        // Replies must leave from each request's destination address.
-        ep.enable_rx_metadata()?;
-    } else {
-        // Every request's destination is the bound address, which replies
-        // leave from anyway: no IP_PKTINFO either way, just timestamps.
-        ep.enable_rx_timestamps()?;
-    }
+    // Every request's destination address (`IP_PKTINFO`): replies on a
+    // wildcard socket leave from it, and a request to a multicast or
+    // broadcast address is dropped (issue 13). A socket bound to a unicast
+    // address should only ever see that address; it is checked all the
+    // same, the cost is one control message per datagram.
+    ep.enable_rx_metadata()?;
     ep.set_tos(TOS_EF)?;
     Ok(ep)
 }

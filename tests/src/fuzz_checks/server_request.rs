@@ -8,9 +8,10 @@ use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use mcast_core::server::ratelimit::{Mru, MruEntry, RateLimitConfig};
+use mcast_core::server::ratelimit::{Bucket, Mru, MruEntry, RateLimitConfig};
 use mcast_core::server::responder::{
-    DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig, ResponderCounters,
+    Addressed, Destination, DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig,
+    ResponderCounters,
 };
 use mcast_core::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
 use mcast_keys::{KeyStore, MacVerdict, PacketAuth, packet};
@@ -66,6 +67,22 @@ const CLIENTS: [Client; 8] = [
     },
 ];
 
+/// The group destinations an event with op bit 7 can pick (by its client
+/// bits): multicast, broadcast, IPv6 multicast, IPv4-mapped multicast, a
+/// directed broadcast the shell recognized.
+const GROUPS: [Destination; 8] = [
+    Destination::Address(IpAddr::V4(Ipv4Addr::new(224, 0, 1, 1))),
+    Destination::Address(IpAddr::V4(Ipv4Addr::BROADCAST)),
+    Destination::Address(IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x101))),
+    Destination::Address(IpAddr::V6(Ipv6Addr::new(
+        0, 0, 0, 0, 0, 0xffff, 0xef01, 0x0203,
+    ))),
+    Destination::InterfaceBroadcast(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 255))),
+    Destination::Address(IpAddr::V4(Ipv4Addr::new(239, 255, 255, 255))),
+    Destination::Address(IpAddr::V6(Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 0, 0x101))),
+    Destination::Address(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 1))),
+];
+
 /// Most requests decoded from one input.
 const MAX_REQUESTS: usize = 512;
 
@@ -100,8 +117,9 @@ fn sync_status(unsynchronized: bool) -> SyncStatus {
     }
 }
 
-/// The server's calibration responder (`Responder::handle`: `Answerer::parse`,
-/// the rate limiter's `observe` on its MRU table, `Answerer::answer`) fed
+/// The server's calibration responder (`Responder::handle`: `Answerer::parse`
+/// with the MAC check, the rate limiter's `observe` on its MRU table,
+/// `Answerer::answer`) fed
 /// requests from the input with the lab keys plus key 13 (allowed only
 /// from 198.18.0.10 and .2), a synchronized (stratum 2, GPS) or
 /// unsynchronized time source, the default rate limit (2 s minimum, 8 s
@@ -117,7 +135,9 @@ fn sync_status(unsynchronized: bool) -> SyncStatus {
 /// fe80::1; bits 3-4: the MAC: keep the bytes' own / sign as the key byte
 /// says / the same, then flip the digest bit the key byte's high nibble
 /// picks / sign with the client's own key; bit 5: set mode 3 and version 4;
-/// bit 6: source port 50000 + client instead of 123), an advance byte
+/// bit 6: source port 50000 + client instead of 123, and a unicast
+/// destination (198.18.0.1) instead of an unknown one; bit 7: sent to the
+/// group address `GROUPS` has at the client bits instead), an advance byte
 /// (time passing before it arrives, see `take_advance`), a key byte when
 /// the MAC bits are 1 or 2 (low nibble: 15 writes a crypto-NAK, 14 no MAC,
 /// anything else signs with that key id, a key the store lacks as 16 zero
@@ -129,6 +149,9 @@ fn sync_status(unsynchronized: bool) -> SyncStatus {
 /// Properties, for every request (the panic names the property):
 ///
 /// * nothing panics;
+/// * a request sent to a multicast or broadcast address gets nothing, is
+///   counted as `multicast_destination` (besides `received` and its
+///   version) and leaves the MRU table as it was;
 /// * only mode 3 is answered (mode 6/7: `ControlMode`; 1, 2, 4, 5:
 ///   `NotARequest`; a datagram that does not parse: `BadFormat`), and the
 ///   clock is read once for a time reply, never otherwise;
@@ -145,19 +168,26 @@ fn sync_status(unsynchronized: bool) -> SyncStatus {
 ///   stratum 2, refid GPS; unsynchronized: LI 3, stratum 16;
 /// * a request whose MAC fails (unknown key, bad digest or length, key not
 ///   allowed from that source) gets a crypto-NAK (key id 0, no digest) or,
-///   over the rate limit, nothing; a crypto-NAK sent to us gets nothing;
+///   over its source's unverified budget, nothing; a crypto-NAK sent to us
+///   gets nothing;
 ///   no MAC when one is required gets nothing;
-/// * a KoD answers only a request we would answer, over the rate limit,
+/// * a KoD answers only a request whose MAC verified, over the rate limit,
 ///   with KoD on: stratum 0, LI 3, kiss code RATE, origin = receive =
 ///   transmit = the request's transmit, poll at least the average interval
 ///   (log2 3), signed like a time reply;
 /// * counters add up: `received` grows by one per request, and exactly one
 ///   of `bad_format`, `current_version` or `older_version` (by version);
 ///   every parsed request is counted under exactly one verdict (`declined`,
-///   `restricted`, `auth_failed`, `rate_limited`, or `replies_sent` for a
-///   time reply) and its `kod_sent` / `crypto_naks_sent` when one is sent,
-///   (a request over the limit at a KoD point whose authentication fails
-///   gets nothing and counts as `rate_limited` only);
+///   `restricted`, `auth_failed`, `rate_limited` (verified, over the
+///   limit), `unverified_limited` (unverified, over its budget), or
+///   `replies_sent` for a time reply) and its `kod_sent` /
+///   `crypto_naks_sent` when one is sent;
+/// * the two budgets (issue 13): a packet that did not verify (any mode
+///   but a mode-3 request whose MAC verified with a key allowed from its
+///   source) never changes its source's verified bucket, nor its `limited`
+///   and `kod_sent`, and never gets a KoD; a verified request never
+///   changes its source's unverified bucket; an unverified request over
+///   its budget gets nothing and counts as `unverified_limited` only;
 /// * the MRU table: a parsed request adds one to its source's count, the
 ///   table never holds more than its capacity, and a datagram that does
 ///   not parse is not recorded.
@@ -218,6 +248,12 @@ fn delta(before: &ResponderCounters, after: &ResponderCounters) -> Option<Respon
         crypto_naks_sent: after
             .crypto_naks_sent
             .checked_sub(before.crypto_naks_sent)?,
+        multicast_destination: after
+            .multicast_destination
+            .checked_sub(before.multicast_destination)?,
+        unverified_limited: after
+            .unverified_limited
+            .checked_sub(before.unverified_limited)?,
     })
 }
 
@@ -250,11 +286,21 @@ impl Run<'_> {
 
         let received_at = NtpTimestamp::from_unix(BASE_UNIX, 0) + NtpDuration::from_std(self.mono);
         let transmit = received_at + NtpDuration::from_micros(TURNAROUND_US);
-        let req = Request {
-            bytes: &bytes,
-            source: SocketAddr::new(who.addr, port),
-            received_at,
-            monotonic: self.mono,
+        let destination = if op & 0x80 != 0 {
+            GROUPS.get(usize::from(op & 7)).copied().unwrap_or_default()
+        } else if op & 0x40 != 0 {
+            Destination::Address(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)))
+        } else {
+            Destination::Unknown
+        };
+        let req = Addressed {
+            request: Request {
+                bytes: &bytes,
+                source: SocketAddr::new(who.addr, port),
+                received_at,
+                monotonic: self.mono,
+            },
+            destination,
         };
         let counters_before = *self.responder.counters();
         let entry_before = self.responder.mru().get(who.addr).cloned();
@@ -305,12 +351,39 @@ impl Run<'_> {
             return;
         };
 
+        if destination.is_group() {
+            let mut want = ResponderCounters {
+                received: 1,
+                multicast_destination: 1,
+                ..ResponderCounters::default()
+            };
+            if d.header.version == 4 {
+                want.current_version = 1;
+            } else {
+                want.older_version = 1;
+            }
+            if outcome != Outcome::Dropped(DropReason::MulticastDestination)
+                || counted != want
+                || entry_after != entry_before
+                || len_after != len_before
+                || !out.is_empty()
+                || reads.get() != 0
+            {
+                self.fail(
+                    "a request to a multicast or broadcast address gets nothing, is counted and not recorded",
+                    format!("{destination:?}: {outcome:?}, counted {counted:?}"),
+                );
+            }
+            return;
+        }
+
         let Some(entry) = entry_after else {
             self.fail("a parsed request is recorded in the MRU table", "no entry");
         };
-        let (count, limited, kod_sent) = entry_before
-            .as_ref()
-            .map_or((0, 0, 0), |e: &MruEntry| (e.count, e.limited, e.kod_sent));
+        let (count, limited, kod_sent, unverified_limited) =
+            entry_before.as_ref().map_or((0, 0, 0, 0), |e: &MruEntry| {
+                (e.count, e.limited, e.kod_sent, e.unverified_limited)
+            });
         if entry.count != count + 1 {
             self.fail(
                 "a parsed request adds one to its source's MRU count",
@@ -320,10 +393,43 @@ impl Run<'_> {
         // The rate limiter's verdict, as its entry shows it: over the limit
         // (`limited` grew), and at a KoD point (`kod_sent` grew too).
         let kod_point = entry.kod_sent > kod_sent;
-        let limited = entry.limited > limited;
+        let over_unverified = entry.unverified_limited > unverified_limited;
+        let limited_now = entry.limited > limited;
 
         let auth = packet::authenticate(self.keys, &bytes, &d, Some(who.addr));
-        let want = self.expected_counts(&d, &auth, outcome, kod_point, limited);
+        let verified =
+            d.header.mode == Mode::Client && matches!(auth, PacketAuth::Mac(MacVerdict::Valid(_)));
+        let (verified_before, unverified_before) = entry_before
+            .as_ref()
+            .map_or((Bucket::default(), Bucket::default()), |e| {
+                (e.verified_bucket(), e.unverified_bucket())
+            });
+        if !verified
+            && (entry.verified_bucket() != verified_before
+                || limited_now
+                || kod_point
+                || outcome == Outcome::Reply(ReplyKind::KissOfDeath))
+        {
+            self.fail(
+                "an unverified packet never changes its source's verified bucket and never gets a KoD",
+                format!(
+                    "{auth} (mode {:?}): {outcome:?}, bucket {verified_before:?} -> {:?}",
+                    d.header.mode,
+                    entry.verified_bucket()
+                ),
+            );
+        }
+        if verified && (entry.unverified_bucket() != unverified_before || over_unverified) {
+            self.fail(
+                "a verified request never changes its source's unverified bucket",
+                format!(
+                    "{auth}: {outcome:?}, bucket {unverified_before:?} -> {:?}",
+                    entry.unverified_bucket()
+                ),
+            );
+        }
+        let want =
+            self.expected_counts(&d, &auth, outcome, kod_point, limited_now, over_unverified);
         if counted != want {
             self.fail(
                 "counters add up: one verdict per request",
@@ -391,6 +497,7 @@ impl Run<'_> {
         outcome: Outcome,
         kod_point: bool,
         limited: bool,
+        over_unverified: bool,
     ) -> ResponderCounters {
         let mut want = ResponderCounters {
             received: 1,
@@ -413,12 +520,7 @@ impl Run<'_> {
                 format!("mode {mode:?}: {outcome:?}"),
             );
         }
-        // How authentication alone would have it.
-        let answerable = match auth {
-            PacketAuth::Mac(MacVerdict::Valid(_)) => true,
-            PacketAuth::NoMac => !self.config.require_auth,
-            _ => false,
-        };
+        let verified = matches!(auth, PacketAuth::Mac(MacVerdict::Valid(_)));
         let bad_mac = matches!(
             auth,
             PacketAuth::Mac(
@@ -446,21 +548,28 @@ impl Run<'_> {
             }
             Outcome::Dropped(DropReason::Unauthenticated) => {
                 want.restricted = 1;
-                *auth == PacketAuth::NoMac && self.config.require_auth
+                *auth == PacketAuth::NoMac && self.config.require_auth && !over_unverified
             }
             Outcome::Dropped(DropReason::CryptoNak) => {
                 want.restricted = 1;
-                *auth == PacketAuth::CryptoNak
+                *auth == PacketAuth::CryptoNak && !over_unverified
             }
             Outcome::Dropped(DropReason::RateLimited) => {
                 want.rate_limited = 1;
-                limited && !(kod_point && answerable)
+                verified && limited && !(kod_point && self.rate.kod)
             }
+            Outcome::Dropped(DropReason::UnverifiedLimited) => {
+                want.unverified_limited = 1;
+                !verified && over_unverified
+            }
+            // Step 1 drops these; the caller checked them.
+            Outcome::Dropped(DropReason::MulticastDestination) => false,
             // A batch of one always has room for its reply.
             Outcome::Dropped(DropReason::WouldAmplify | DropReason::NoRoom) => false,
             Outcome::Reply(ReplyKind::Time(k)) => {
                 want.replies_sent = 1;
                 !limited
+                    && !over_unverified
                     && match (auth, k) {
                         (PacketAuth::Mac(MacVerdict::Valid(v)), Some(k)) => *v == k,
                         (PacketAuth::NoMac, None) => !self.config.require_auth,
@@ -470,12 +579,12 @@ impl Run<'_> {
             Outcome::Reply(ReplyKind::KissOfDeath) => {
                 want.rate_limited = 1;
                 want.kod_sent = 1;
-                kod_point && answerable && self.rate.kod
+                kod_point && verified && self.rate.kod
             }
             Outcome::Reply(ReplyKind::CryptoNak) => {
                 want.crypto_naks_sent = 1;
                 refused(&mut want);
-                !limited && matches!(auth, PacketAuth::Mac(v) if !v.is_valid())
+                !over_unverified && matches!(auth, PacketAuth::Mac(v) if !v.is_valid())
             }
         };
         if !ok {
@@ -492,7 +601,9 @@ impl Run<'_> {
                 outcome,
                 Outcome::Reply(ReplyKind::CryptoNak)
                     | Outcome::Dropped(
-                        DropReason::RateLimited | DropReason::ControlMode | DropReason::NotARequest
+                        DropReason::UnverifiedLimited
+                            | DropReason::ControlMode
+                            | DropReason::NotARequest
                     )
             )
         {
