@@ -2,7 +2,7 @@
 //! the timer, interface supervision, clock control and the control socket
 //! around the sans-I/O [`ClientCore`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use mcast_core::client::discipline::{Clock, Decision, Ppm};
 use mcast_core::client::engine::{Action, ClientCore, Event, Incoming};
 
+use crate::calsock::{CalPair, CalSocket, CalSockets};
 use crate::control;
 use crate::settings::core_config;
 
@@ -44,10 +45,8 @@ struct Shared {
     start: Instant,
     core: Mutex<ClientCore>,
     clock_mode: ConfigClockMode,
-    /// Per calibration socket (IPv4, IPv6): the `SOF_TIMESTAMPING_OPT_ID`
-    /// of the next datagram it sends. Held across a send and the read of
-    /// its kernel transmit timestamp, so each request gets its own.
-    cal_tx_ids: tokio::sync::Mutex<[u32; 2]>,
+    /// The calibration sockets (a fresh port per burst unless fixed).
+    cal: CalSockets,
     /// Repeated log lines held back.
     repeats: Mutex<crate::repeats::Repeats>,
 }
@@ -149,39 +148,19 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         )?));
     }
     let cal_port = config.calibration.source_port;
-    let opts = EndpointOptions::new().reuse_addr(cal_port != 0);
-    let cal4 = UdpEndpoint::bind(
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cal_port),
-        &opts,
-    )
-    .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
-    cal4.enable_rx_metadata()
-        .map_err(io_err("calibration socket options"))?;
-    // Kernel transmit timestamps make T1 the moment the request left, not
-    // the moment it was built (without them T1 is the clock read at build).
-    if let Err(e) = cal4.enable_tx_timestamps() {
-        tracing::info!("no kernel transmit timestamps on the calibration socket: {e}");
+    let (cal, first_pair) = CalSockets::open(cal_port)
+        .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
+    if cal.is_fixed() {
+        core.set_calibration_port(first_pair.port);
     }
-    let local_port = cal4.local_addr().map(|a| a.port()).unwrap_or(cal_port);
-    core.set_calibration_port(local_port);
-    let cal6 = UdpEndpoint::bind(
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), local_port),
-        &opts.clone().v6_only(true),
-    )
-    .ok();
-    if let Some(c) = &cal6 {
-        let _ = c.enable_rx_metadata();
-        let _ = c.enable_tx_timestamps();
-    }
-    let cal4 = Arc::new(cal4);
-    let cal6 = cal6.map(Arc::new);
+    let local_port = cal.is_fixed().then_some(first_pair.port);
 
     let mode_name = format!("{:?}", config.clock.mode).to_lowercase();
     let shared = Arc::new(Shared {
         start: Instant::now(),
         core: Mutex::new(core),
         clock_mode: config.clock.mode,
-        cal_tx_ids: tokio::sync::Mutex::new([0, 0]),
+        cal,
         repeats: Mutex::new(crate::repeats::Repeats::new()),
     });
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
@@ -208,30 +187,18 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     tracing::info!(
         servers = config.servers.len(),
         listen = config.listen.len(),
-        calibration_port = local_port,
+        calibration_port = local_port.map_or("fresh per volley".to_string(), |p| p.to_string()),
         clock = %mode_name,
         "mcast-client running"
     );
 
     let mut tasks = tokio::task::JoinSet::new();
     for l in &listeners {
-        tasks.spawn(listen_loop(
-            Arc::clone(&shared),
-            Arc::clone(l),
-            Arc::clone(&cal4),
-            cal6.clone(),
-        ));
+        tasks.spawn(listen_loop(Arc::clone(&shared), Arc::clone(l)));
         tasks.spawn(supervise_interface(Arc::clone(l)));
     }
-    tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(&cal4)));
-    if let Some(c6) = &cal6 {
-        tasks.spawn(reply_loop(Arc::clone(&shared), Arc::clone(c6)));
-    }
-    tasks.spawn(tick_loop(
-        Arc::clone(&shared),
-        Arc::clone(&cal4),
-        cal6.clone(),
-    ));
+    spawn_reply_loops(&shared, &first_pair);
+    tasks.spawn(tick_loop(Arc::clone(&shared)));
     if let Some(listener) = metrics {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("metrics on http://{addr}/metrics");
@@ -341,29 +308,36 @@ async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), 
     .map_err(io_err("signal handlers"))
 }
 
-async fn execute(
-    shared: &Shared,
-    actions: Vec<Action>,
-    cal4: &UdpEndpoint,
-    cal6: Option<&UdpEndpoint>,
-) {
+async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
     for a in actions {
         match a {
-            Action::Send { to, bytes, ticket } => {
-                let Some(ep) = (if to.is_ipv6() { cal6 } else { Some(cal4) }) else {
+            Action::Send {
+                to,
+                bytes,
+                ticket,
+                burst,
+            } => {
+                let Some((pair, fresh)) = shared.cal.for_burst(burst).await else {
+                    tracing::warn!(to = %to, "calibration request not sent: no socket");
                     continue;
                 };
-                let family = usize::from(to.is_ipv6());
-                let mut ids = shared.cal_tx_ids.lock().await;
-                if let Err(e) = ep.send_to(&bytes, to).await {
+                if fresh {
+                    spawn_reply_loops(shared, &pair);
+                    if let Ok(mut core) = shared.core.lock() {
+                        core.set_calibration_port(pair.port);
+                    }
+                }
+                let Some(sock) = pair.for_destination(to) else {
+                    continue;
+                };
+                let mut next_id = sock.next_id.lock().await;
+                if let Err(e) = sock.ep.send_to(&bytes, to).await {
                     tracing::warn!(to = %to, "calibration request not sent: {e}");
                     continue;
                 }
-                let id = ids.get(family).copied().unwrap_or(0);
-                if let Some(slot) = ids.get_mut(family) {
-                    *slot = id.wrapping_add(1);
-                }
-                if let Some(at) = kernel_tx_time(ep, id).await
+                let id = *next_id;
+                *next_id = id.wrapping_add(1);
+                if let Some(at) = kernel_tx_time(&sock.ep, id).await
                     && let Ok(mut core) = shared.core.lock()
                 {
                     core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
@@ -383,6 +357,17 @@ async fn execute(
             }
             Action::Clock(decision) => report_decision(&decision),
         }
+    }
+}
+
+/// Starts the reply loops of a calibration socket pair.
+fn spawn_reply_loops(shared: &Arc<Shared>, pair: &Arc<CalPair>) {
+    for sock in std::iter::once(&pair.v4).chain(pair.v6.as_ref()) {
+        tokio::spawn(reply_loop(
+            Arc::clone(shared),
+            Arc::clone(pair),
+            Arc::clone(sock),
+        ));
     }
 }
 
@@ -473,12 +458,7 @@ fn report_decision(decision: &Decision) {
     }
 }
 
-async fn listen_loop(
-    shared: Arc<Shared>,
-    l: Arc<Listener>,
-    cal4: Arc<UdpEndpoint>,
-    cal6: Option<Arc<UdpEndpoint>>,
-) {
+async fn listen_loop(shared: Arc<Shared>, l: Arc<Listener>) {
     let mut buf = vec![0u8; 2048];
     loop {
         let meta = match l.ep.recv(&mut buf).await {
@@ -511,14 +491,17 @@ async fn listen_loop(
             ),
             Err(_) => continue,
         };
-        execute(&shared, actions, &cal4, cal6.as_deref()).await;
+        execute(&shared, actions).await;
     }
 }
 
-async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
+/// Receives the replies on one calibration socket until its pair closes.
+async fn reply_loop(shared: Arc<Shared>, pair: Arc<CalPair>, sock: Arc<CalSocket>) {
     let mut buf = vec![0u8; 2048];
-    loop {
-        let Ok(meta) = ep.recv(&mut buf).await else {
+    while !pair.closed(Instant::now()) {
+        let Ok(Ok(meta)) =
+            tokio::time::timeout(Duration::from_secs(1), sock.ep.recv(&mut buf)).await
+        else {
             continue;
         };
         let rx = NtpTimestamp::from_system_time(meta.kernel_rx.unwrap_or_else(RealClock::now));
@@ -537,11 +520,11 @@ async fn reply_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>) {
         };
         // A reply can produce a clock decision (the volley's samples feed
         // the filter), carried out by the core. Replies never ask to send.
-        execute(&shared, actions, &ep, None).await;
+        execute(&shared, actions).await;
     }
 }
 
-async fn tick_loop(shared: Arc<Shared>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc<UdpEndpoint>>) {
+async fn tick_loop(shared: Arc<Shared>) {
     loop {
         let mono = shared.mono();
         let (actions, next) = match shared.core.lock() {
@@ -556,7 +539,7 @@ async fn tick_loop(shared: Arc<Shared>, cal4: Arc<UdpEndpoint>, cal6: Option<Arc
             }
             Err(_) => return,
         };
-        execute(&shared, actions, &cal4, cal6.as_deref()).await;
+        execute(&shared, actions).await;
         tokio::time::sleep_until(shared.start + next.max(mono + Duration::from_millis(10))).await;
     }
 }

@@ -10,6 +10,7 @@
 //! diagnostics are [`mcast_diag`]'s; [`cli`] only wraps them.
 #![forbid(unsafe_code)]
 
+pub mod calsock;
 pub mod cli;
 pub mod control;
 pub mod daemon;

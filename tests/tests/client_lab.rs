@@ -561,13 +561,28 @@ fn dropped_calibration_replies_end_in_fallback_and_no_further_unicast() {
     drop(client);
     let pcap = capture.stop().expect("stop capture");
     let udp = read_pcap_udp(&pcap).expect("read capture");
-    let requests = parse_all(&udp)
-        .iter()
+    let requests: Vec<_> = parse_all(&udp)
+        .into_iter()
         .filter(|n| n.mode() == Mode::Client && n.udp.dst.ip() == server_addr)
-        .count();
+        .collect();
     assert_eq!(
-        requests as u64, total,
+        requests.len() as u64,
+        total,
         "the wire shows the same bounded count"
+    );
+    // Each volley leaves from a fresh source port (no `source-port` set):
+    // the requests of one volley share a port, the next volley's differ.
+    let ports: Vec<u16> = requests.iter().map(|n| n.udp.src.port()).collect();
+    let volleys: Vec<&[u16]> = ports.chunks(usize::from(REQUESTS)).collect();
+    assert!(
+        volleys
+            .iter()
+            .all(|v| v.iter().all(|p| Some(p) == v.first())),
+        "one port per volley: {ports:?}"
+    );
+    assert!(
+        volleys.windows(2).all(|w| w[0].first() != w[1].first()),
+        "a fresh port per volley: {ports:?}"
     );
 }
 

@@ -150,11 +150,7 @@ impl World {
     /// Runs to true time `until`, a tick every second, the server
     /// broadcasting every 64 s at k·64 + 0.5; `attacker(t)` may send one
     /// packet (from an address) just before each genuine broadcast.
-    fn run(
-        &mut self,
-        until: f64,
-        attacker: &mut Attacker<'_>,
-    ) {
+    fn run(&mut self, until: f64, attacker: &mut Attacker<'_>) {
         while self.t < until {
             let t = self.t;
             let phase = t.rem_euclid(POLL);

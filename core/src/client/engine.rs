@@ -123,6 +123,10 @@ pub enum Action {
         /// Give its kernel transmit time back with this
         /// ([`ClientCore::request_transmitted`]).
         ticket: Ticket,
+        /// The volley or check it belongs to: a new burst should leave from
+        /// a fresh source port (unless a fixed one is configured), so an
+        /// off-path host cannot learn where replies go from earlier ones.
+        burst: u64,
     },
     /// The clock decision of this update, already carried out on the clock
     /// the core was given (monitor mode: `Decision::Monitor`, nothing done).
@@ -292,6 +296,8 @@ struct Peer {
     unpaired: u32,
     /// Unicast checks.
     checks: Checks,
+    /// The burst (volley or check) its requests now belong to.
+    burst: u64,
 }
 
 impl Peer {
@@ -304,6 +310,7 @@ impl Peer {
             pending: None,
             unpaired: 0,
             checks: Checks::default(),
+            burst: 0,
         }
     }
 }
@@ -337,6 +344,7 @@ impl Peer {
             to: r.to,
             bytes,
             ticket,
+            burst: self.burst,
         }
     }
 
@@ -350,11 +358,14 @@ impl Peer {
         keys: &KeyStore,
         spacing: Duration,
         random: &mut dyn FnMut() -> u64,
+        next_burst: &mut u64,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let now = r.mono;
         if self.checks.active.is_none() && self.assoc.needs_check() && self.checks.may_start(now) {
             self.checks.active = Some((0, now));
+            *next_burst += 1;
+            self.burst = *next_burst;
             self.checks.recent.push_back(now);
             actions.push(Action::Event(Event::Checking {
                 server: self.assoc.spec().name.clone(),
@@ -505,6 +516,8 @@ pub struct ClientCore {
     calibration_port: Option<u16>,
     /// Associations discovery added.
     discovered: usize,
+    /// The last burst (volley or check) number given out.
+    next_burst: u64,
 }
 
 impl ClientCore {
@@ -530,6 +543,7 @@ impl ClientCore {
             last_decision: None,
             calibration_port: None,
             discovered: 0,
+            next_burst: 0,
         }
     }
 
@@ -951,6 +965,10 @@ impl ClientCore {
                 }
                 match cal.poll(mono) {
                     Step::SendRequest => {
+                        if matches!(cal.phase(), Phase::Volley { sent: 0, .. }) {
+                            self.next_burst += 1;
+                            peer.burst = self.next_burst;
+                        }
                         cal.request_sent(mono);
                         actions.push(peer.request(&request, &self.keys, random()));
                     }
@@ -958,7 +976,13 @@ impl ClientCore {
                 }
             }
             if was_done {
-                actions.extend(peer.drive_check(&request, &self.keys, spacing, random));
+                actions.extend(peer.drive_check(
+                    &request,
+                    &self.keys,
+                    spacing,
+                    random,
+                    &mut self.next_burst,
+                ));
             }
             let done = peer
                 .assoc
