@@ -77,6 +77,12 @@ pub struct ClientConfig {
     /// only root or the user who started the client may use it.
     #[serde(default)]
     pub operations_socket: Option<PathBuf>,
+    /// Folder for what survives a restart (`state-directory`; default
+    /// systemd's `StateDirectory=`, else nothing persists): per server the
+    /// transmit time of the last packet accepted, so a restarted client is
+    /// never fed older ones. Must be writable by `user`.
+    #[serde(default)]
+    pub state_directory: Option<PathBuf>,
     /// Address to serve metrics on (`metrics`); `None` (the default) serves none.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
@@ -298,6 +304,10 @@ impl ClientConfig {
         config.control_socket = common::resolve(path, &config.control_socket);
         config.operations_socket = config
             .operations_socket
+            .as_ref()
+            .map(|p| common::resolve(path, p));
+        config.state_directory = config
+            .state_directory
             .as_ref()
             .map(|p| common::resolve(path, p));
         config.validate()?;

@@ -147,6 +147,11 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
             l.broadcast,
         )?));
     }
+    let state_dir = crate::state::directory(config.state_directory.as_deref());
+    if let Some(dir) = &state_dir {
+        let _ = std::fs::create_dir_all(dir);
+        crate::state::load(dir, &mut core);
+    }
     let cal_port = config.calibration.source_port;
     let (cal, first_pair) = CalSockets::open(cal_port)
         .map_err(io_err(format!("calibration socket, port {cal_port}")))?;
@@ -241,8 +246,15 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         }),
     ));
 
+    if let Some(dir) = state_dir.clone() {
+        tasks.spawn(persist_loop(Arc::clone(&shared), dir));
+    }
+
     let result = wait_for_signals(&shared, &config).await;
     tasks.abort_all();
+    if let Some(dir) = &state_dir {
+        persist(&shared, dir);
+    }
     let _ = std::fs::remove_file(&config.control_socket);
     let _ = std::fs::remove_file(&operations_path);
     tracing::info!("mcast-client stopped");
@@ -357,6 +369,23 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
             }
             Action::Clock(decision) => report_decision(&decision),
         }
+    }
+}
+
+/// Writes the persisted state every few minutes.
+async fn persist_loop(shared: Arc<Shared>, dir: std::path::PathBuf) {
+    loop {
+        tokio::time::sleep(crate::state::EVERY).await;
+        persist(&shared, &dir);
+    }
+}
+
+fn persist(shared: &Shared, dir: &std::path::Path) {
+    let Ok(state) = shared.core.lock().map(|c| c.persisted()) else {
+        return;
+    };
+    if let Err(e) = crate::state::save(dir, &state) {
+        tracing::warn!(dir = %dir.display(), "persisted state not written: {e}");
     }
 }
 

@@ -18,6 +18,7 @@ pub mod import_ntp_conf;
 pub mod metrics;
 pub mod repeats;
 pub mod settings;
+pub mod state;
 pub mod text;
 
 use std::fmt::Write as _;

@@ -41,6 +41,17 @@ impl Drop for Daemon {
     }
 }
 
+impl Daemon {
+    /// Stops it as systemd does (SIGTERM) and waits for its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        self.0.wait().unwrap_or_else(|e| panic!("wait: {e}"))
+    }
+}
+
 /// A command running `bin` without `CAP_SYS_TIME`.
 pub fn tool(bin: &Path) -> Command {
     let mut c = Command::new("setpriv");

@@ -63,7 +63,9 @@ fn calibrate(build_lag: NtpDuration, report_kernel_tx: bool) -> String {
     let (request, ticket) = actions
         .iter()
         .find_map(|a| match a {
-            Action::Send { to, bytes, ticket, .. } if *to == server => Some((bytes.clone(), *ticket)),
+            Action::Send {
+                to, bytes, ticket, ..
+            } if *to == server => Some((bytes.clone(), *ticket)),
             _ => None,
         })
         .expect("a calibration request at the first tick");

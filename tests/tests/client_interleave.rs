@@ -69,7 +69,9 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
         for a in actions {
             match a {
                 Action::Event(e) => events.push(e),
-                Action::Send { to, bytes, ticket, .. } => {
+                Action::Send {
+                    to, bytes, ticket, ..
+                } => {
                     // The request leaves at `now` (the kernel says so), the
                     // server reads T3 10 us after T2 and sends it
                     // SEND_LATENCY later.

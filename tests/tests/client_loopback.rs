@@ -75,3 +75,29 @@ fn check_is_unknown_when_no_client_answers() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("MCAST-NTP UNKNOWN"));
 }
+
+/// With a state directory, the client writes each server's replay floor
+/// when it stops (SIGTERM, as systemd stops it), and a restart over a
+/// corrupt state file starts anyway (reported, never fatal).
+#[test]
+fn the_replay_floor_is_persisted_at_exit_and_a_corrupt_file_is_not_fatal() {
+    let lab = LoopbackLab::new();
+    let _server = lab.start_server();
+    let state = tempfile::tempdir().expect("tempdir");
+    let extra = format!("state-directory = {:?}", state.path());
+    let client = lab.start_client(&extra);
+    lab.wait_until_tracked();
+    let status = client.terminate();
+    assert!(status.success(), "{status:?}");
+    let file = state.path().join("client-state.json");
+    let text = std::fs::read_to_string(&file).expect("state written at exit");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let s = &v["servers"][0];
+    assert_eq!(s["address"], "127.0.0.1", "{v}");
+    assert_eq!(s["key"], 3, "{v}");
+    assert!(s["last_transmit"].as_u64().unwrap_or(0) > 0, "{v}");
+
+    std::fs::write(&file, "{ not json").expect("corrupt it");
+    let _client = lab.start_client(&extra);
+    lab.wait_until_tracked();
+}

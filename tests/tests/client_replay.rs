@@ -465,3 +465,71 @@ fn relayed_clones_of_a_discovered_server_make_no_associations() {
         .sum();
     assert_eq!(clones_unicast, 0);
 }
+
+/// The replay floor survives a restart: a client restarted with the state
+/// its previous run persisted rejects a recording of that run as replays
+/// from the first packet (not even stale), and tracks the genuine stream.
+#[test]
+fn a_restarted_client_rejects_a_recording_of_its_previous_run() {
+    let mut before = World::one_server();
+    before.quiet(640.0);
+    let state = before.core.persisted();
+    assert_eq!(state.servers.len(), 1, "{state:?}");
+    let tape = before.recording.clone();
+    let mut after = World::one_server();
+    let restored = after.core.restore(&state).expect("same version");
+    assert_eq!((restored.servers, restored.ignored), (1, 0));
+    after.t = 704.0;
+    let mut next = 0;
+    after.run(704.0 + 15.0 * POLL, &mut |_, _| {
+        let p = tape.get(next).cloned();
+        next += 1;
+        p.map(|(_, b)| (SERVER.to_string(), b))
+    });
+    assert!(
+        calibrated(&after),
+        "{}",
+        after.server().calibration_summary()
+    );
+    assert!(
+        after.rejected("replay") >= 10,
+        "{:?}",
+        after.server().rejected()
+    );
+    assert_eq!(
+        after.rejected("stale"),
+        0,
+        "{:?}",
+        after.server().rejected()
+    );
+    let off = after.offset().expect("selected");
+    assert!(off.abs() < 0.001, "offset {off} s");
+}
+
+/// A server whose clock went back 3000 s while the client was down: its
+/// packets are behind the restored floor, so after four consistent ones
+/// the client calibrates, its first authenticated reply agrees with them,
+/// and it follows the server. A state entry for another key is ignored.
+#[test]
+fn a_restarted_client_follows_a_server_that_went_back_meanwhile() {
+    let mut before = World::one_server();
+    before.quiet(640.0);
+    let mut state = before.core.persisted();
+    let mut other = state.servers[0].clone();
+    other.key = Some(2);
+    state.servers.push(other);
+    let mut after = World::one_server();
+    let restored = after.core.restore(&state).expect("same version");
+    assert_eq!((restored.servers, restored.ignored), (1, 1));
+    after.server_off = -3000.0;
+    after.t = 704.0;
+    after.quiet(704.0 + 15.0 * POLL);
+    assert_eq!(after.stepped_back(), 1, "{:?}", after.events);
+    assert!(
+        calibrated(&after),
+        "{}",
+        after.server().calibration_summary()
+    );
+    let off = after.offset().expect("selected");
+    assert!((off + 3000.0).abs() < 0.001, "offset {off} s");
+}

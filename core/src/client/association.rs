@@ -583,6 +583,18 @@ impl Association {
             && (self.backstep_pending() || self.stale_run >= STALE_RUN_FOR_CHECK)
     }
 
+    /// Transmit timestamp of the last accepted packet (the replay floor).
+    pub fn last_transmit(&self) -> Option<NtpTimestamp> {
+        self.last_transmit
+    }
+
+    /// Sets the replay floor from a persisted state (before any packet).
+    pub fn restore_last_transmit(&mut self, transmit: NtpTimestamp) {
+        if self.last_transmit.is_none() {
+            self.last_transmit = Some(transmit);
+        }
+    }
+
     /// Whether a stale packet came since the last accepted one or check:
     /// such a server is not selectable.
     pub fn is_suspect(&self) -> bool {

@@ -678,6 +678,15 @@ impl ClientCore {
             .assoc
             .check_broadcast(inc.bytes, &d, &self.keys, arrival, &limits)
         else {
+            // Consistent packets behind the replay floor restored from
+            // before a restart, and none newer: calibrate, and let its
+            // first authenticated reply decide whether to follow them.
+            if peer.assoc.state() == State::Listening && peer.assoc.backstep_pending() {
+                peer.assoc.start_calibration(inc.mono, random);
+                return vec![Action::Event(Event::Calibrating {
+                    server: peer.assoc.spec().name.clone(),
+                })];
+            }
             // A check it may now need is sent from the next tick.
             return Vec::new();
         };
@@ -904,6 +913,17 @@ impl ClientCore {
             // with from now on, and what those collected so far are judged by.
             peer.assoc.anchor_to(anchor);
             peer.assoc.prune_calibration();
+            if peer.assoc.backstep_pending() {
+                match peer.assoc.resolve_check(anchor) {
+                    CheckOutcome::SteppedBack => actions.push(Action::Event(Event::SteppedBack {
+                        server: name.clone(),
+                    })),
+                    CheckOutcome::Refuted => actions.push(Action::Event(Event::BackstepRefuted {
+                        server: name.clone(),
+                    })),
+                    CheckOutcome::Moved | CheckOutcome::Confirmed => {}
+                }
+            }
         }
         // The exchange is a real measurement: it feeds the clock filter like
         // ntpd's volley does, so the server is selectable right after the
@@ -1132,6 +1152,24 @@ impl ClientCore {
         self.peer_index(server)
             .and_then(|i| self.peers.get(i))
             .map(|p| &p.filter)
+    }
+
+    /// Restores one server's replay floor (see [`crate::client::persist`]):
+    /// false when no configured server has that address and key.
+    pub(crate) fn restore_last_transmit(
+        &mut self,
+        address: IpAddr,
+        key: Option<u16>,
+        bits: u64,
+    ) -> bool {
+        let Some(peer) = self.peers.iter_mut().find(|p| {
+            p.assoc.spec().address == address && p.assoc.spec().key.map(KeyId::get) == key
+        }) else {
+            return false;
+        };
+        peer.assoc
+            .restore_last_transmit(NtpTimestamp::from_bits(bits));
+        true
     }
 
     /// The key a server is bound to.

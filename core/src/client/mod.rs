@@ -8,12 +8,14 @@
 //! - [`discipline`]: monitor, slew or step, and the frequency estimate.
 //! - [`engine`]: [`ClientCore`], the one entry point joining them.
 //! - [`status`]: the plain status struct the shell serializes.
+//! - [`persist`]: what survives a restart (the replay floor per server).
 
 pub mod association;
 pub mod calibration;
 pub mod discipline;
 pub mod engine;
 pub mod filter;
+pub mod persist;
 pub mod select;
 pub mod status;
 

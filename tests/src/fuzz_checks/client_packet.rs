@@ -997,7 +997,10 @@ impl Run<'_> {
             }
         }
         for action in &actions {
-            let Action::Send { to, bytes, ticket, .. } = action else {
+            let Action::Send {
+                to, bytes, ticket, ..
+            } = action
+            else {
                 continue;
             };
             self.check_request(*to, bytes, (first_cookie, self.cookies), &after);
