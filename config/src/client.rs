@@ -164,6 +164,12 @@ pub struct Calibration {
     /// Source port of the requests (`source-port`): 0 (default) for an
     /// ephemeral port, 123 where a firewall only passes NTP port to port.
     pub source_port: u16,
+    /// A rare authenticated unicast spot check of each server's offset
+    /// against its broadcasts (`spot-check-hours`, default 0: off; at
+    /// least 1), at a random time within each such period: a delay added
+    /// to broadcasts only then shows. One exchange, never polling.
+    #[serde(rename = "spot-check-hours")]
+    pub spot_check_hours: u32,
 }
 
 impl Default for Calibration {
@@ -176,6 +182,7 @@ impl Default for Calibration {
             retries: 3,
             fallback_delay: Duration::from_millis(4),
             source_port: 0,
+            spot_check_hours: 0,
         }
     }
 }
@@ -561,6 +568,13 @@ impl ClientConfig {
     fn validate_calibration(&self) -> Result<(), ConfigError> {
         let o = &self.origin;
         let c = &self.calibration;
+        if c.spot_check_hours > 24 * 30 {
+            return Err(o.error(
+                "calibration.spot-check-hours",
+                c.spot_check_hours,
+                "must be 0 (off) or 1..720",
+            ));
+        }
         if c.start_delay_max > Duration::from_secs(3600) {
             return Err(o.error(
                 "calibration.start-delay-max-s",

@@ -7,6 +7,8 @@ use mcast_core::client::association::ServerSpec;
 use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::discipline::{ClockMode, DisciplineConfig, Ppm};
 use mcast_core::client::select::SelectParams;
+use std::time::Duration;
+
 use mcast_proto::{Log2Seconds, NtpDuration, SampleLimits};
 
 /// The clock mode of `[clock] mode`.
@@ -53,6 +55,8 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
             max_round_trip: c.max_round_trip,
             retries: c.retries,
             fallback_delay: c.fallback_delay,
+            spot_check: (c.spot_check_hours > 0)
+                .then(|| Duration::from_secs(u64::from(c.spot_check_hours) * 3600)),
         },
         select: SelectParams {
             min_agreeing: config.selection.min_agreeing,

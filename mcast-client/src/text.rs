@@ -41,6 +41,9 @@ pub fn event_line(e: &Event) -> String {
             }
         }
         Event::Checking { server, why } => match why {
+            CheckReason::Spot => {
+                format!("{server}: spot check of its offset by unicast (spot-check-hours)")
+            }
             CheckReason::Backstep => format!(
                 "{server}: packets behind the last accepted one keep coming and the newer \
                  stream stopped; checking by unicast whether its clock went back"

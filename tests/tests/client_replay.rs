@@ -46,6 +46,10 @@ struct World {
     delivered: bool,
     /// Genuine broadcasts are held back this long on the way.
     held_back: f64,
+    /// ... plus this much more per second from `walk_from` on (an on-path
+    /// host walking the offset slowly).
+    walk_rate: f64,
+    walk_from: f64,
     /// Every genuine broadcast sent, with its true send time.
     recording: Vec<(f64, Vec<u8>)>,
     events: Vec<Event>,
@@ -54,14 +58,15 @@ struct World {
 
 impl World {
     fn new(discover: bool, servers: Vec<ServerSpec>) -> World {
+        World::with_config(CoreConfig {
+            discover,
+            ..CoreConfig::with_servers(servers)
+        })
+    }
+
+    fn with_config(config: CoreConfig) -> World {
         let keys = KeyStore::load(&vectors::keys_file()).expect("lab keys");
-        let core = ClientCore::new(
-            CoreConfig {
-                discover,
-                ..CoreConfig::with_servers(servers)
-            },
-            keys.clone(),
-        );
+        let core = ClientCore::new(config, keys.clone());
         World {
             core,
             keys,
@@ -71,6 +76,8 @@ impl World {
             answers: true,
             delivered: true,
             held_back: 0.0,
+            walk_rate: 0.0,
+            walk_from: 0.0,
             recording: Vec::new(),
             events: Vec::new(),
             unicast: 0,
@@ -162,7 +169,8 @@ impl World {
                 let bytes = self.broadcast(sent);
                 self.recording.push((sent, bytes.clone()));
                 if self.delivered {
-                    self.arrive(SERVER, &bytes, sent + ONE_WAY + self.held_back);
+                    let walked = self.walk_rate * (sent - self.walk_from).max(0.0);
+                    self.arrive(SERVER, &bytes, sent + ONE_WAY + self.held_back + walked);
                 }
             }
             let tick = t + 1.0;
@@ -532,4 +540,49 @@ fn a_restarted_client_follows_a_server_that_went_back_meanwhile() {
     );
     let off = after.offset().expect("selected");
     assert!((off + 3000.0).abs() < 0.001, "offset {off} s");
+}
+
+/// An on-path host walks the broadcasts' delay up by 2 ms an interval,
+/// each step inside the freshness bound. Without spot checks the client
+/// follows the walk (what authentication cannot stop, docs/SECURITY.md);
+/// with `spot-check-hours = 1` a spot check finds the server's unicast
+/// time far from its broadcasts within about 1.5 h, and the server leaves
+/// selection, for one unicast request an hour.
+#[test]
+fn spot_checks_bound_a_slow_walk_of_the_broadcast_delay() {
+    let ip: IpAddr = SERVER.parse::<SocketAddr>().expect("addr").ip();
+    let spec = || vec![ServerSpec::new(ip, KeyId::new(1))];
+    let hours = 4.0 * 3600.0;
+    let run = |spot: Option<Duration>| {
+        let mut config = CoreConfig::with_servers(spec());
+        config.calibration.spot_check = spot;
+        let mut w = World::with_config(config);
+        w.quiet(640.0);
+        let calibrated_unicast = w.unicast;
+        w.walk_from = 640.0;
+        w.walk_rate = 0.002 / POLL;
+        w.quiet(640.0 + hours);
+        (
+            w.offset(),
+            w.unicast - calibrated_unicast,
+            w.rejected("stale"),
+        )
+    };
+    let (off, unicast, _) = run(None);
+    let walked = 0.002 * hours / POLL;
+    assert!(
+        off.is_some_and(|o| (o + walked).abs() < 0.05),
+        "without spot checks the walk is followed: {off:?} (walked {walked} s)"
+    );
+    assert_eq!(unicast, 0);
+    let (off, unicast, stale) = run(Some(Duration::from_secs(3600)));
+    assert_eq!(
+        off, None,
+        "a walked server is not selectable after a spot check"
+    );
+    assert!(stale > 0);
+    assert!(
+        (1..=3 * 24).contains(&unicast),
+        "spot checks, and the checks the stale packets then call for, stay rare: {unicast}"
+    );
 }

@@ -245,6 +245,8 @@ pub struct Association {
     backstep: Option<Backstep>,
     /// What fresh broadcasts must agree with.
     anchor: Option<Anchor>,
+    /// `last_transmit` came from a persisted state, not from a packet.
+    restored_floor: bool,
     /// Consecutive stale packets.
     stale_run: u32,
     /// A stale packet came since the last accepted one or check: not
@@ -275,6 +277,7 @@ impl Association {
             poll_candidate: None,
             backstep: None,
             anchor: None,
+            restored_floor: false,
             stale_run: 0,
             suspect: None,
             reach: 0,
@@ -445,6 +448,7 @@ impl Association {
         if h.unusable_reason(limits).is_some() {
             // Verified, so it may move the replay state on, but it is never time.
             self.last_transmit = Some(h.transmit);
+            self.restored_floor = false;
             self.last_accepted = Some(now);
             return self.reject(Rejection::Unusable);
         }
@@ -453,6 +457,7 @@ impl Association {
             self.poll_candidate = None;
         }
         self.last_transmit = Some(h.transmit);
+        self.restored_floor = false;
         self.last_accepted = Some(now);
         self.last_usable = Some(now);
         self.last_header = Some(h);
@@ -592,7 +597,15 @@ impl Association {
     pub fn restore_last_transmit(&mut self, transmit: NtpTimestamp) {
         if self.last_transmit.is_none() {
             self.last_transmit = Some(transmit);
+            self.restored_floor = true;
         }
+    }
+
+    /// Whether packets behind a replay floor restored from before a
+    /// restart, and none newer, have made a candidate backward step before
+    /// anything was accepted: calibration's first reply must decide.
+    pub fn behind_restored_floor(&self) -> bool {
+        self.restored_floor && self.state() == State::Listening && self.backstep_pending()
     }
 
     /// Whether a stale packet came since the last accepted one or check:

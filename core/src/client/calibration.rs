@@ -48,6 +48,9 @@ pub struct CalibrationConfig {
     pub retries: u8,
     /// One-way delay assumed when calibration fails.
     pub fallback_delay: Duration,
+    /// A spot check of each tracked server about once per this period
+    /// (at a random time within it); `None`: never.
+    pub spot_check: Option<Duration>,
 }
 
 impl Default for CalibrationConfig {
@@ -59,6 +62,7 @@ impl Default for CalibrationConfig {
             max_round_trip: Duration::from_millis(50),
             retries: 3,
             fallback_delay: Duration::from_millis(4),
+            spot_check: None,
         }
     }
 }

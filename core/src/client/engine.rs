@@ -81,6 +81,11 @@ const MAX_CHECKS_PER_DAY: usize = 24;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// A random 64-bit value as a fraction in [0, 1).
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl Event {
     /// The name of the server it is about, if it is about one.
     pub fn server(&self) -> Option<&str> {
@@ -236,6 +241,8 @@ pub enum CheckReason {
     Backstep,
     /// Its packets disagree with the last measured offset.
     Stale,
+    /// The configured rare spot check (`spot-check-hours`).
+    Spot,
 }
 
 /// The unicast checks of one server.
@@ -249,6 +256,10 @@ struct Checks {
     gap: Duration,
     /// When recent checks started (the last 24 h).
     recent: VecDeque<Duration>,
+    /// The next spot check, once the server is calibrated (if configured).
+    spot_at: Option<Duration>,
+    /// Why the check under way (or the last one) was sent.
+    reason: Option<CheckReason>,
 }
 
 impl Checks {
@@ -359,21 +370,43 @@ impl Peer {
         spacing: Duration,
         random: &mut dyn FnMut() -> u64,
         next_burst: &mut u64,
+        spot: Option<Duration>,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
         let now = r.mono;
-        if self.checks.active.is_none() && self.assoc.needs_check() && self.checks.may_start(now) {
+        let why = if self.assoc.needs_check() {
+            Some(if self.assoc.backstep_pending() {
+                CheckReason::Backstep
+            } else {
+                CheckReason::Stale
+            })
+        } else if let Some(period) = spot
+            && self.assoc.state() == State::Tracking
+        {
+            // At a random time within each configured period.
+            let at = *self
+                .checks
+                .spot_at
+                .get_or_insert_with(|| now + period.mul_f64(unit(random())));
+            (now >= at).then_some(CheckReason::Spot)
+        } else {
+            None
+        };
+        if let Some(why) = why
+            && self.checks.active.is_none()
+            && self.checks.may_start(now)
+        {
+            if let (CheckReason::Spot, Some(period)) = (why, spot) {
+                self.checks.spot_at = Some(now + period.mul_f64(0.5 + unit(random())));
+            }
             self.checks.active = Some((0, now));
+            self.checks.reason = Some(why);
             *next_burst += 1;
             self.burst = *next_burst;
             self.checks.recent.push_back(now);
             actions.push(Action::Event(Event::Checking {
                 server: self.assoc.spec().name.clone(),
-                why: if self.assoc.backstep_pending() {
-                    CheckReason::Backstep
-                } else {
-                    CheckReason::Stale
-                },
+                why,
             }));
         }
         let Some((sent, next_at)) = self.checks.active else {
@@ -681,7 +714,7 @@ impl ClientCore {
             // Consistent packets behind the replay floor restored from
             // before a restart, and none newer: calibrate, and let its
             // first authenticated reply decide whether to follow them.
-            if peer.assoc.state() == State::Listening && peer.assoc.backstep_pending() {
+            if peer.assoc.behind_restored_floor() {
                 peer.assoc.start_calibration(inc.mono, random);
                 return vec![Action::Event(Event::Calibrating {
                     server: peer.assoc.spec().name.clone(),
@@ -883,9 +916,12 @@ impl ClientCore {
             // The answer to a unicast check.
             peer.exchanges.clear();
             let outcome = peer.assoc.resolve_check(anchor);
+            // A spot check that finds nothing wrong is no reason to wait
+            // longer before the next check the broadcasts may call for.
+            let spot = peer.checks.reason == Some(CheckReason::Spot);
             peer.checks.ended(
                 inc.mono,
-                matches!(outcome, CheckOutcome::SteppedBack | CheckOutcome::Moved),
+                spot || matches!(outcome, CheckOutcome::SteppedBack | CheckOutcome::Moved),
             );
             match outcome {
                 CheckOutcome::SteppedBack => {
@@ -1002,6 +1038,7 @@ impl ClientCore {
                     spacing,
                     random,
                     &mut self.next_burst,
+                    self.config.calibration.spot_check,
                 ));
             }
             let done = peer
