@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mcast_core::client::calibration::Phase;
+use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
 use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason};
 use mcast_core::client::status::ClientStatus;
 
@@ -27,8 +27,16 @@ pub fn event_line(e: &Event) -> String {
             phase,
             summary,
         } => {
-            let no_reply =
-                matches!(phase, Phase::Fallback { reason, .. } if reason.contains("no reply"));
+            let no_reply = matches!(
+                phase,
+                Phase::Fallback {
+                    reason: FallbackReason::Failed {
+                        failure: Failure::NoReply { .. },
+                        ..
+                    },
+                    ..
+                }
+            );
             if no_reply {
                 let from =
                     local_port.map_or("an ephemeral port".to_string(), |p| format!("port {p}"));
@@ -235,7 +243,13 @@ mod tests {
             local_port: Some(41230),
             phase: Phase::Fallback {
                 one_way: mcast_proto::NtpDuration::from_millis(4),
-                reason: "no reply to 6 requests".into(),
+                reason: FallbackReason::Failed {
+                    failure: Failure::NoReply {
+                        requests: 6,
+                        route: None,
+                    },
+                    volleys: Some(4),
+                },
             },
             summary: "UNCALIBRATED".into(),
         });

@@ -674,8 +674,8 @@ impl Association {
     }
 
     /// Uses a fixed delay instead of calibrating (no responder to ask).
-    pub fn skip_calibration(&mut self, one_way: NtpDuration, reason: &str) {
-        self.calibration = Some(Calibration::fixed(self.calibration_config, one_way, reason));
+    pub fn skip_calibration(&mut self, one_way: NtpDuration) {
+        self.calibration = Some(Calibration::fixed(self.calibration_config, one_way));
     }
 
     /// Shifts zeros into the reachability register for each expected

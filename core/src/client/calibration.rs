@@ -213,8 +213,39 @@ pub enum Phase {
         /// The one-way delay assumed.
         one_way: NtpDuration,
         /// Why.
-        reason: String,
+        reason: FallbackReason,
     },
+}
+
+/// Why the fallback delay is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackReason {
+    /// Calibration failed: the last failure, and after how many volleys
+    /// (none when the server refused at once).
+    Failed {
+        /// What went wrong.
+        failure: Failure,
+        /// Volleys sent.
+        volleys: Option<u32>,
+    },
+    /// A fixed delay was configured (no volley).
+    Fixed,
+}
+
+impl std::fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FallbackReason::Failed {
+                failure,
+                volleys: Some(n),
+            } => write!(f, "{failure} (after {n} volleys)"),
+            FallbackReason::Failed {
+                failure,
+                volleys: None,
+            } => write!(f, "{failure}"),
+            FallbackReason::Fixed => write!(f, "a fixed delay is configured"),
+        }
+    }
 }
 
 /// What the calibration wants done now.
@@ -301,11 +332,11 @@ impl Calibration {
 
     /// A calibration that is already done with a fixed delay (no volley,
     /// like ntpd's `broadcastdelay D`).
-    pub fn fixed(config: CalibrationConfig, one_way: NtpDuration, reason: &str) -> Self {
+    pub fn fixed(config: CalibrationConfig, one_way: NtpDuration) -> Self {
         let mut c = Calibration::new(config, Duration::ZERO, 0);
         c.phase = Phase::Fallback {
             one_way,
-            reason: reason.into(),
+            reason: FallbackReason::Fixed,
         };
         c
     }
@@ -456,7 +487,10 @@ impl Calibration {
                 let failure = Failure::Refused(code);
                 self.phase = Phase::Fallback {
                     one_way: self.fallback(),
-                    reason: failure.to_string(),
+                    reason: FallbackReason::Failed {
+                        failure: failure.clone(),
+                        volleys: None,
+                    },
                 };
                 self.failures.push(failure);
                 ReplyEffect::Refused
@@ -573,7 +607,10 @@ impl Calibration {
             let tries = u32::from(attempt) + 1;
             self.phase = Phase::Fallback {
                 one_way: self.fallback(),
-                reason: format!("{failure} (after {tries} volleys)"),
+                reason: FallbackReason::Failed {
+                    failure,
+                    volleys: Some(tries),
+                },
             };
         }
     }
@@ -827,6 +864,7 @@ mod tests {
         match c.phase() {
             Phase::Fallback { one_way, reason } => {
                 assert_eq!(*one_way, NtpDuration::from_millis(4));
+                let reason = reason.to_string();
                 assert!(reason.contains("no reply to 6 requests"), "{reason}");
             }
             other => panic!("expected the fallback, got {other:?}"),
