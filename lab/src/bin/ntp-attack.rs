@@ -279,6 +279,7 @@ fn replay(
     let b = bounds(l)?;
     let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
     let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
     let mut s = summary("replay");
     let mut recorded: Vec<Vec<u8>> = Vec::new();
     let mut newest = 0u64;
@@ -379,6 +380,7 @@ fn answer_requests(
     let b = bounds(l)?;
     let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
     let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
     let mut s = summary("kod");
     let code = match code {
         Code::Deny => *b"DENY",
@@ -458,6 +460,7 @@ fn clone(
     let b = bounds(l)?;
     let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
     let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
     let mut s = summary("clone");
     let mut newest = 0u64;
     while b.more(s.sent) {
