@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use mcast_core::client::association::State;
 use mcast_core::client::status::{ClientStatus, ServerStatus};
 use mcast_lab::lab::{
-    Attacker, Daemon, GROUP, NTP_PORT, Program, destination, epoch_now, lab_required, local_source,
-    parse_all, stop_capture, wait_for,
+    Attacker, Daemon, GROUP, NTP_PORT, Program, destination, lab_required, local_source, parse_all,
+    stop_capture, wait_for,
 };
 use mcast_lab::netns::{Host, Lan};
 use mcast_proto::Mode;
@@ -361,8 +361,6 @@ fn calibration_cookies_are_not_the_clock_and_each_volley_uses_a_fresh_port() {
     assert!(requests.len() >= 4, "captured {} requests", requests.len());
     for p in &requests {
         let xmt = p.d.header.transmit.to_bits() >> 32;
-        let wire = epoch_now().as_secs() + 2_208_988_800;
-        let _ = wire;
         let at = p.udp.time.as_secs() + 2_208_988_800;
         assert!(
             xmt.abs_diff(at) > 10,
@@ -390,9 +388,8 @@ fn relayed_broadcasts_from_spoofed_addresses_do_not_mint_servers() {
     let lan = Lan::new(3).expect("build a 3-host LAN");
     let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
     let _server = server(&h1, work.path(), "server", 1, "");
-    let body_extra = "discover = true\n[selection]\nmin-agreeing = 2\n";
-    // `[selection]` must come after the top-level keys and before the
-    // tables the helper writes: put it through a config of our own.
+    // `discover` is a top-level key and `[selection]` a table of its own:
+    // this client's configuration is written here.
     let c = {
         let mut body = format!(
             "discover = true\n[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n\
@@ -403,7 +400,6 @@ fn relayed_broadcasts_from_spoofed_addresses_do_not_mint_servers() {
             "[[server]]\naddress = \"{}\"\nkey = 1\n",
             h1.addr()
         ));
-        let _ = body_extra;
         Daemon::start(Program::Client, &h2, work.path(), "client", NTP_PORT, &body)
     };
     wait_calibration_over(&c, h1.addr(), Duration::from_secs(40));
