@@ -59,6 +59,10 @@ enum Mode {
         /// Replay this long before the next genuine broadcast is due.
         #[arg(long, default_value_t = 40)]
         lead_ms: u64,
+        /// Old packets sent back to back in the first slot (a backstep
+        /// "confirmed" by count alone), then one per slot.
+        #[arg(long, default_value_t = 4)]
+        burst: usize,
     },
     /// Feed a recording (a pcap) of a server's broadcasts to the group at
     /// the server's poll cadence, with its source address.
@@ -215,11 +219,12 @@ fn run(mode: Mode) -> Result<Summary, String> {
             group,
             record,
             lead_ms,
+            burst,
         } => replay(
             &limits,
             server,
             group,
-            record,
+            (record, burst),
             Duration::from_millis(lead_ms),
         ),
         Mode::ReplayStartup {
@@ -273,7 +278,7 @@ fn replay(
     l: &Limits,
     server: Ipv4Addr,
     group: Ipv4Addr,
-    record: u64,
+    (record, burst): (u64, usize),
     lead: Duration,
 ) -> Result<Summary, String> {
     let b = bounds(l)?;
@@ -319,10 +324,15 @@ fn replay(
                 if let Some(d) = due
                     && Instant::now() >= d
                 {
-                    if let Some(old) = recorded.get(next) {
-                        io("send", spoof.send(src, dst, old))?;
-                        s.sent += 1;
-                        next += 1;
+                    let n = if next == 0 { burst.max(1) } else { 1 };
+                    for _ in 0..n {
+                        if let Some(old) = recorded.get(next)
+                            && b.more(s.sent)
+                        {
+                            io("send", spoof.send(src, dst, old))?;
+                            s.sent += 1;
+                            next += 1;
+                        }
                     }
                     due = None;
                 }
