@@ -143,7 +143,8 @@ fn spoofed_unsigned_requests_do_not_lock_a_client_out() {
 
 // Code finding (requests to a multicast or broadcast destination): the
 // attacker sends spoofed requests in the victim's name to the group and to
-// the subnet broadcast address, where two servers listen. Asserts the
+// the subnet broadcast address, where two servers listen that also serve
+// unsigned (SNTP, keyless ntpd) clients (`require-auth = false`). Asserts the
 // victim receives no reply from either server and the servers count the
 // requests as `multicast-destination`; a signed request of the victim's
 // own is still answered.
@@ -163,7 +164,7 @@ fn requests_to_a_multicast_or_broadcast_destination_are_not_answered() {
                 work.path(),
                 name,
                 &format!(
-                    "{}{}{}",
+                    "{}{}{}[responder]\nrequire-auth = false\n",
                     destination(&GROUP.to_string(), 1, 3, ""),
                     destination(&bcast.to_string(), 1, 3, "broadcast = true\n"),
                     local_source(2)
