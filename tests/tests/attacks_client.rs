@@ -188,8 +188,9 @@ fn replayed_broadcasts_timed_before_the_genuine_ones_do_not_move_the_client() {
 // captured on the bridge) is fed at the poll cadence to a client that just
 // started, while the server, restarted without broadcasts, only answers
 // calibration. Asserts the client never reports an offset outside its
-// normal error (it must not track the stale stream on the fallback
-// delay) and counts the stream as `stale`.
+// normal error, does not track the stale stream on the fallback delay
+// once calibration saw the recording's age as round trip, and counts the
+// stream as `stale`.
 #[test]
 fn a_recording_fed_to_a_starting_client_is_not_tracked() {
     lab_required("a_recording_fed_to_a_starting_client_is_not_tracked");
@@ -262,6 +263,13 @@ fn a_recording_fed_to_a_starting_client_is_not_tracked() {
     assert!(
         worst < NORMAL_ERROR_MS,
         "a starting client tracked a recording: worst |offset| {worst:.1} ms; {notes:?}\n{}",
+        diag(&c)()
+    );
+    assert!(
+        !(r.state == State::Tracking && !r.calibrated),
+        "a starting client tracks a recording on the fallback delay: {:?}, jitter {:?} ms\n{}",
+        r.calibration,
+        r.jitter_ms,
         diag(&c)()
     );
     assert!(
