@@ -266,7 +266,7 @@ fn a_recording_fed_to_a_starting_client_is_not_tracked() {
         diag(&c)()
     );
     assert!(
-        !(r.state == State::Tracking && !r.calibrated),
+        r.state != State::Tracking || r.calibrated,
         "a starting client tracks a recording on the fallback delay: {:?}, jitter {:?} ms\n{}",
         r.calibration,
         r.jitter_ms,
