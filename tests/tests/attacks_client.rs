@@ -532,15 +532,16 @@ fn forged_replies_echoing_the_cookie_do_not_grow_the_calibration_problems() {
     let r = wait_calibration_over(&c, h1.addr(), Duration::from_secs(60));
     let sent = attacker.finish(Duration::from_secs(45));
     assert!(sent.sent >= 50, "the attacker forged too little: {sent:?}");
+    let log = c.log();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(
         r.calibration.len() <= 512,
-        "{} forged replies grew the calibration text to {} chars: {:.300}...",
+        "{} forged replies grew the calibration text to {} chars (longest log line {longest}): \
+         {:.300}...",
         sent.sent,
         r.calibration.len(),
         r.calibration
     );
-    let log = c.log();
-    let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(
         longest <= 1024,
         "a log line of {longest} chars after {} forged replies",
