@@ -15,7 +15,8 @@ use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
 /// The package that owns each binary this helper knows how to build.
-const PACKAGES: [(&str, &str); 8] = [
+const PACKAGES: [(&str, &str); 9] = [
+    ("ntp-attack", "mcast-lab"),
     ("mcast-server", "mcast-server"),
     ("mcast-client", "mcast-client"),
     ("mcast-lab", "mcast-lab"),

@@ -428,3 +428,71 @@ pub fn assert_intervals_within(what: &str, times: &[Duration], poll: u8, slack: 
 pub fn assert_intervals(what: &str, times: &[Duration], poll: u8) {
     assert_intervals_within(what, times, poll, Duration::from_millis(300));
 }
+
+/// A running `ntp-attack` (see [`crate::attack`]) in a lab host.
+pub struct Attacker {
+    child: NsChild,
+    log: PathBuf,
+}
+
+impl Attacker {
+    /// Starts `ntp-attack ARGS..` in `host`, output to `<work>/<name>.log`;
+    /// for sniffing modes, returns once it listens.
+    pub fn start(host: &Host, work: &Path, name: &str, args: &[String]) -> Attacker {
+        let log = work.join(format!("{name}.log"));
+        let child = host
+            .spawn(&tool_bin("ntp-attack"), args, &log)
+            .unwrap_or_else(|e| panic!("start ntp-attack in {}: {e}", host.name()));
+        let a = Attacker { child, log };
+        let sniffs = matches!(
+            args.first().map(String::as_str),
+            Some("replay" | "kod" | "clone")
+        );
+        if sniffs {
+            wait_for(
+                "ntp-attack to listen",
+                START_TIMEOUT,
+                Duration::from_millis(20),
+                || {
+                    assert!(
+                        a.child.is_running() || a.log_text().contains("listening"),
+                        "ntp-attack exited at start: {}",
+                        a.log_text()
+                    );
+                    a.log_text().contains("listening").then_some(())
+                },
+                || a.log_text(),
+            );
+        }
+        a
+    }
+
+    /// What it printed so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_running()
+    }
+
+    /// Waits (up to `timeout`) for it to end by its own bounds and returns
+    /// its summary.
+    pub fn finish(self, timeout: Duration) -> crate::attack::Summary {
+        wait_for(
+            "ntp-attack to end by its bounds",
+            timeout,
+            Duration::from_millis(100),
+            || (!self.child.is_running()).then_some(()),
+            || self.log_text(),
+        );
+        let text = self.log_text();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("ntp-attack printed no summary: {text}"));
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("ntp-attack summary {line:?}: {e}"))
+    }
+}

@@ -31,6 +31,7 @@
 //! never uses it.
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod bins;
 pub mod lab;
 pub mod labctl;

@@ -371,6 +371,25 @@ impl Lan {
         }
     }
 
+    /// Makes the bridge a hub: it learns no addresses (ageing time 0), so
+    /// every frame, unicast included, reaches every host. An attacker host
+    /// is then on-path, as on a shared segment or a mirrored port.
+    pub fn hub_mode(&self) -> io::Result<()> {
+        let sw = self.shared.switch_ns.as_str();
+        run_ip(&[
+            "-n",
+            sw,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "ageing_time",
+            "0",
+        ])
+        .map(drop)
+    }
+
     /// Starts `tcpdump` on the bridge `br0` in the switch namespace, which
     /// sees every host's traffic (unicast included: tcpdump makes the
     /// bridge promiscuous), for UDP port `port`, into `path`.
