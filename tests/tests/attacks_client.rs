@@ -331,8 +331,8 @@ fn unsigned_kod(code: &str) {
         "calibration took {took:?} under unsigned KoD {code}"
     );
     assert!(
-        rejected(&r, &s, "unsigned-kod") >= 1,
-        "the unsigned KoDs were not counted as `unsigned-kod`: server {:?} global {:?}",
+        rejected(&r, &s, "unauthenticated-kod") >= 1,
+        "the unsigned KoDs were not counted as `unauthenticated-kod`: server {:?} global {:?}",
         r.rejected,
         s.rejected
     );
@@ -341,7 +341,7 @@ fn unsigned_kod(code: &str) {
 // Attack 3 (unsigned KoD DENY): an on-path attacker answers each
 // calibration request at once with an unsigned KoD DENY from the server's
 // address, echoing the cookie. Asserts calibration still ends with a
-// measured delay, promptly, and the KoDs are counted `unsigned-kod`.
+// measured delay, promptly, and the KoDs are counted `unauthenticated-kod`.
 #[test]
 fn an_unsigned_kod_deny_does_not_end_calibration() {
     lab_required("an_unsigned_kod_deny_does_not_end_calibration");
@@ -413,8 +413,9 @@ fn calibration_cookies_are_not_the_clock_and_each_volley_uses_a_fresh_port() {
     );
 }
 
-// Attack 6 (discovery minting): with `discover = true`, a key without an
-// address list and `min-agreeing = 2`, the attacker relays the one real
+// Attack 6 (discovery minting): with `discover = true`, keys without an
+// address list (accepted with `discover-any-address = true`: without it the
+// client refuses to start, see config's tests) and `min-agreeing = 2`, the attacker relays the one real
 // server's broadcasts from 5 unused addresses. Asserts no new association
 // appears, nothing is selected (one real server cannot make 2), and the
 // client sends no unicast to the clone addresses.
@@ -429,7 +430,7 @@ fn relayed_broadcasts_from_spoofed_addresses_do_not_mint_servers() {
     // this client's configuration is written here.
     let c = {
         let mut body = format!(
-            "discover = true\n[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n\
+            "discover = true\ndiscover-any-address = true\n[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n\
              [calibration]\nstart-delay-max-s = 1\nrequests = 2\nspacing-s = 2\nretries = 0\n\
              [selection]\nmin-agreeing = 2\n[clock]\nmode = \"monitor\"\n"
         );

@@ -128,6 +128,12 @@ pub enum Failure {
         /// The best round trip of the volley.
         round_trip: NtpDuration,
     },
+    /// The only broadcasts to pair with disagreed with the server's
+    /// unicast time by more than the round-trip bound (an old recording).
+    StaleBroadcasts {
+        /// How many were set aside.
+        count: u32,
+    },
     /// Replies came, but none was usable (bad MAC, crypto-NAK, unusable time).
     NoUsableReply {
         /// What was wrong with them.
@@ -167,6 +173,11 @@ impl std::fmt::Display for Failure {
                  round trip ({:.3} ms) allows: are they held back on the path?",
                 one_way.as_seconds_f64() * 1e3,
                 round_trip.as_seconds_f64() * 1e3
+            ),
+            Failure::StaleBroadcasts { count } => write!(
+                f,
+                "the {count} broadcasts heard disagree with the server's unicast time by more \
+                 than the round-trip bound: a replayed recording?"
             ),
             Failure::NoUsableReply { detail } => write!(f, "no usable reply: {detail}"),
             Failure::Refused(code) => write!(f, "the server refused unicast (KoD {code})"),
@@ -283,6 +294,8 @@ pub struct Calibration {
     more_problems: u32,
     /// A volley measured a round trip over the bound.
     too_large: Option<Failure>,
+    /// Broadcasts set aside this volley as disagreeing with a reply.
+    set_aside: u32,
     requests_sent: u32,
     spacing: Duration,
     failures: Vec<Failure>,
@@ -317,6 +330,7 @@ impl Calibration {
             problems: Vec::new(),
             more_problems: 0,
             too_large: None,
+            set_aside: 0,
             requests_sent: 0,
             spacing: config.spacing,
             failures: Vec::new(),
@@ -387,7 +401,12 @@ impl Calibration {
     /// Keeps only the broadcasts `keep` approves of (those that agree with
     /// an authenticated measurement).
     pub fn retain_broadcasts(&mut self, keep: impl Fn(&BroadcastObservation) -> bool) {
+        let before = self.broadcasts.len();
         self.broadcasts.retain(|b| keep(b));
+        let removed = before - self.broadcasts.len();
+        self.set_aside = self
+            .set_aside
+            .saturating_add(u32::try_from(removed).unwrap_or(u32::MAX));
     }
 
     /// Records a broadcast from this server (apparent offset T3 - T4).
@@ -577,6 +596,11 @@ impl Calibration {
                 requests: u32::from(self.config.requests),
                 route: self.route,
             },
+            None if !self.exchanges.is_empty() && self.set_aside > 0 => {
+                Failure::StaleBroadcasts {
+                    count: self.set_aside,
+                }
+            }
             None if !self.exchanges.is_empty() => Failure::NoUsableReply {
                 detail: "no broadcast arrived close enough in time to pair with the replies".into(),
             },
@@ -584,9 +608,12 @@ impl Calibration {
                 detail: self.problem_text(),
             },
         };
+        self.set_aside = 0;
         if matches!(
             failure,
-            Failure::DelayTooLarge { .. } | Failure::SlowerThanUnicast { .. }
+            Failure::DelayTooLarge { .. }
+                | Failure::SlowerThanUnicast { .. }
+                | Failure::StaleBroadcasts { .. }
         ) {
             self.too_large = Some(failure.clone());
         }
