@@ -596,11 +596,9 @@ impl Calibration {
                 requests: u32::from(self.config.requests),
                 route: self.route,
             },
-            None if !self.exchanges.is_empty() && self.set_aside > 0 => {
-                Failure::StaleBroadcasts {
-                    count: self.set_aside,
-                }
-            }
+            None if !self.exchanges.is_empty() && self.set_aside > 0 => Failure::StaleBroadcasts {
+                count: self.set_aside,
+            },
             None if !self.exchanges.is_empty() => Failure::NoUsableReply {
                 detail: "no broadcast arrived close enough in time to pair with the replies".into(),
             },
