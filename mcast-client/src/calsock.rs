@@ -187,3 +187,23 @@ impl CalSockets {
         }
     }
 }
+
+/// The kernel transmit time of datagram `id` of `ep` (older entries left in
+/// the error queue by an earlier timeout are skipped), if it comes soon.
+pub async fn kernel_tx_time(ep: &UdpEndpoint, id: u32) -> Option<std::time::SystemTime> {
+    for _ in 0..8 {
+        let ts = ep
+            .take_tx_timestamp_within(Duration::from_millis(20))
+            .await
+            .ok()
+            .flatten()?;
+        match ts.id {
+            None => return Some(ts.time),
+            Some(got) if got == id => return Some(ts.time),
+            // An older datagram's: skip it.
+            Some(got) if got.wrapping_sub(id) > u32::MAX / 2 => {}
+            Some(_) => return None,
+        }
+    }
+    None
+}

@@ -253,7 +253,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     let result = wait_for_signals(&shared, &config).await;
     tasks.abort_all();
     if let Some(dir) = &state_dir {
-        persist(&shared, dir);
+        crate::state::write(&shared.core, dir);
     }
     let _ = std::fs::remove_file(&config.control_socket);
     let _ = std::fs::remove_file(&operations_path);
@@ -349,7 +349,7 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                 }
                 let id = *next_id;
                 *next_id = id.wrapping_add(1);
-                if let Some(at) = kernel_tx_time(&sock.ep, id).await
+                if let Some(at) = crate::calsock::kernel_tx_time(&sock.ep, id).await
                     && let Ok(mut core) = shared.core.lock()
                 {
                     core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
@@ -376,16 +376,7 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
 async fn persist_loop(shared: Arc<Shared>, dir: std::path::PathBuf) {
     loop {
         tokio::time::sleep(crate::state::EVERY).await;
-        persist(&shared, &dir);
-    }
-}
-
-fn persist(shared: &Shared, dir: &std::path::Path) {
-    let Ok(state) = shared.core.lock().map(|c| c.persisted()) else {
-        return;
-    };
-    if let Err(e) = crate::state::save(dir, &state) {
-        tracing::warn!(dir = %dir.display(), "persisted state not written: {e}");
+        crate::state::write(&shared.core, &dir);
     }
 }
 
@@ -398,26 +389,6 @@ fn spawn_reply_loops(shared: &Arc<Shared>, pair: &Arc<CalPair>) {
             Arc::clone(sock),
         ));
     }
-}
-
-/// The kernel transmit time of datagram `id` of `ep` (older entries left in
-/// the error queue by an earlier timeout are skipped), if it comes soon.
-async fn kernel_tx_time(ep: &UdpEndpoint, id: u32) -> Option<std::time::SystemTime> {
-    for _ in 0..8 {
-        let ts = ep
-            .take_tx_timestamp_within(Duration::from_millis(20))
-            .await
-            .ok()
-            .flatten()?;
-        match ts.id {
-            None => return Some(ts.time),
-            Some(got) if got == id => return Some(ts.time),
-            // An older datagram's: skip it.
-            Some(got) if got.wrapping_sub(id) > u32::MAX / 2 => {}
-            Some(_) => return None,
-        }
-    }
-    None
 }
 
 /// The real system clock (`clock_adjtime`, needs `CAP_SYS_TIME`). Only

@@ -61,6 +61,16 @@ pub fn load(dir: &Path, core: &mut ClientCore) {
     }
 }
 
+/// Writes the core's state to `dir`, logging a failure.
+pub fn write(core: &std::sync::Mutex<ClientCore>, dir: &Path) {
+    let Ok(state) = core.lock().map(|c| c.persisted()) else {
+        return;
+    };
+    if let Err(e) = save(dir, &state) {
+        tracing::warn!(dir = %dir.display(), "persisted state not written: {e}");
+    }
+}
+
 /// Writes `state` to `dir` atomically.
 pub fn save(dir: &Path, state: &PersistedState) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
