@@ -755,6 +755,33 @@ mod tests {
     /// timestamp, in ms (tens of microseconds on a busy host).
     const SEND_LATENCY: f64 = 0.04;
 
+    /// Drives calibration to its end, answering every request at once
+    /// with the same exchange (0.6 ms round trip).
+    fn answer_every_request(
+        c: &mut Calibration,
+        offset: NtpDuration,
+        forward: NtpDuration,
+        adjustment: NtpDuration,
+    ) {
+        let mut t = 0.0;
+        loop {
+            match c.poll(secs(t)) {
+                Step::SendRequest => {
+                    c.request_sent(secs(t));
+                    c.reply(Exchange {
+                        offset,
+                        delay: ms(0.6),
+                        forward,
+                        at: secs(t),
+                        adjustment,
+                    });
+                }
+                Step::WaitUntil(at) => t = at.as_secs_f64(),
+                Step::Done => return,
+            }
+        }
+    }
+
     /// Drives one volley where the true offset is `theta` ms and the
     /// broadcast one-way delay is `one_way` ms.
     fn run_volley(c: &mut Calibration, start: f64, theta: f64, one_way: f64) -> f64 {
@@ -938,23 +965,7 @@ mod tests {
             at: secs(0.0),
             adjustment: NtpDuration::ZERO,
         });
-        let mut t = 0.0;
-        loop {
-            match c.poll(secs(t)) {
-                Step::SendRequest => {
-                    c.request_sent(secs(t));
-                    c.reply(Exchange {
-                        offset: ms(0.0),
-                        delay: ms(0.6),
-                        forward: ms(0.3),
-                        at: secs(t),
-                        adjustment: NtpDuration::ZERO,
-                    });
-                }
-                Step::WaitUntil(at) => t = at.as_secs_f64(),
-                Step::Done => break,
-            }
-        }
+        answer_every_request(&mut c, ms(0.0), ms(0.3), NtpDuration::ZERO);
         match c.phase() {
             Phase::Untrusted {
                 failure: Failure::SlowerThanUnicast { .. },
@@ -1002,23 +1013,7 @@ mod tests {
             at: secs(0.0),
             adjustment: NtpDuration::ZERO,
         });
-        let mut t = 0.0;
-        loop {
-            match c.poll(secs(t)) {
-                Step::SendRequest => {
-                    c.request_sent(secs(t));
-                    c.reply(Exchange {
-                        offset: ms(-95.0),
-                        delay: ms(0.6),
-                        forward: ms(-95.0 + 0.3),
-                        at: secs(t),
-                        adjustment: ms(100.0),
-                    });
-                }
-                Step::WaitUntil(at) => t = at.as_secs_f64(),
-                Step::Done => break,
-            }
-        }
+        answer_every_request(&mut c, ms(-95.0), ms(-95.0 + 0.3), ms(100.0));
         match c.phase() {
             Phase::Calibrated { one_way, .. } => {
                 assert!(
