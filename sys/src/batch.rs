@@ -5,10 +5,10 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::SockAddr;
 
+use crate::cmsg;
 use crate::ffi::{self, CmsgSpace, RecvSlot, SendSlot};
 use crate::msg::RecvMeta;
 
@@ -75,10 +75,9 @@ impl RecvBatch {
     }
 
     /// One non-blocking `recvmmsg`; `WouldBlock` when nothing is queued.
-    pub(crate) fn receive(&mut self, sock: &socket2::Socket) -> io::Result<usize> {
-        use std::os::fd::AsFd;
+    pub(crate) fn receive(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
         self.metas.clear();
-        let n = ffi::recv_mmsg(sock.as_fd(), &mut self.slots)?;
+        let n = ffi::recv_mmsg(fd, &mut self.slots)?;
         for (i, slot) in self.slots.iter_mut().enumerate().take(n) {
             // A datagram without an IP source cannot be answered (the
             // kernel never gives one on a UDP socket): left out.
@@ -86,15 +85,7 @@ impl RecvBatch {
                 continue;
             };
             let control = slot.control.0.get(..slot.controllen).unwrap_or_default();
-            let mut meta = RecvMeta {
-                len: slot.len,
-                truncated: slot.flags & libc::MSG_TRUNC != 0,
-                source,
-                dest: None,
-                ifindex: None,
-                kernel_rx: None,
-            };
-            parse_cmsgs(control, &mut meta);
+            let meta = cmsg::parse(control).meta(slot.len, slot.flags, source);
             self.metas.push((meta, i));
         }
         Ok(self.metas.len())
@@ -197,7 +188,7 @@ impl SendBatch {
         }
         slot.to = SockAddr::from(dest);
         slot.controllen = match source_ip {
-            Some(ip) => encode_pktinfo(&mut slot.control, ip),
+            Some(ip) => cmsg::encode_pktinfo(&mut slot.control, ip, 0),
             None => 0,
         };
         self.len += 1;
@@ -207,191 +198,5 @@ impl SendBatch {
     /// The queued slots from `first`.
     pub(crate) fn pending(&self, first: usize) -> &[SendSlot] {
         self.slots.get(first..self.len).unwrap_or_default()
-    }
-}
-
-const HDR: usize = std::mem::size_of::<libc::cmsghdr>();
-/// `CMSG_ALIGN`: control messages are aligned to `sizeof(size_t)`.
-const ALIGN: usize = std::mem::size_of::<usize>();
-
-fn cmsg_align(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
-}
-
-/// Writes one `IP_PKTINFO` (`ipi_spec_dst` = `ip`) or `IPV6_PKTINFO`
-/// (`ipi6_addr` = `ip`) control message into `space`; returns its
-/// `CMSG_SPACE`.
-fn encode_pktinfo(space: &mut CmsgSpace, ip: IpAddr) -> usize {
-    let (level, kind, data): (libc::c_int, libc::c_int, [u8; 20]) = match ip {
-        IpAddr::V4(v4) => {
-            // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
-            let mut d = [0u8; 20];
-            if let Some(dst) = d.get_mut(4..8) {
-                dst.copy_from_slice(&v4.octets());
-            }
-            (libc::IPPROTO_IP, libc::IP_PKTINFO, d)
-        }
-        IpAddr::V6(v6) => {
-            // struct in6_pktinfo { in6_addr ipi6_addr; unsigned ipi6_ifindex; }
-            let mut d = [0u8; 20];
-            if let Some(dst) = d.get_mut(..16) {
-                dst.copy_from_slice(&v6.octets());
-            }
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, d)
-        }
-    };
-    let data_len = if ip.is_ipv4() {
-        std::mem::size_of::<libc::in_pktinfo>()
-    } else {
-        std::mem::size_of::<libc::in6_pktinfo>()
-    };
-    let cmsg_len = cmsg_align(HDR) + data_len;
-    let space_len = cmsg_align(cmsg_len);
-    let buf = &mut space.0;
-    buf.fill(0);
-    let len_bytes = cmsg_len.to_ne_bytes();
-    let fields = [
-        (0, &len_bytes[..]),
-        (ALIGN, &level.to_ne_bytes()[..]),
-        (ALIGN + 4, &kind.to_ne_bytes()[..]),
-        (cmsg_align(HDR), data.get(..data_len).unwrap_or_default()),
-    ];
-    for (at, bytes) in fields {
-        if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
-            dst.copy_from_slice(bytes);
-        }
-    }
-    space_len
-}
-
-/// Reads the control messages of one received datagram into `meta`:
-/// `IP_PKTINFO`/`IPV6_PKTINFO` (destination address, interface),
-/// `SCM_TIMESTAMPNS` and, failing that, `SCM_TIMESTAMPING`'s software stamp.
-fn parse_cmsgs(mut buf: &[u8], meta: &mut RecvMeta) {
-    let mut timestamping = None;
-    while buf.len() >= HDR {
-        let word = |at: usize, n: usize| buf.get(at..at + n);
-        let Some(len) = word(0, ALIGN)
-            .and_then(|b| b.try_into().ok())
-            .map(usize::from_ne_bytes)
-        else {
-            break;
-        };
-        let int = |at: usize| {
-            word(at, 4)
-                .and_then(|b| b.try_into().ok())
-                .map(i32::from_ne_bytes)
-        };
-        let (Some(level), Some(kind)) = (int(ALIGN), int(ALIGN + 4)) else {
-            break;
-        };
-        if len < cmsg_align(HDR) || len > buf.len() {
-            break;
-        }
-        let data = buf.get(cmsg_align(HDR)..len).unwrap_or_default();
-        match (level, kind) {
-            (libc::IPPROTO_IP, libc::IP_PKTINFO) if data.len() >= 12 => {
-                let ifindex = data
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(i32::from_ne_bytes);
-                let addr: Option<[u8; 4]> = data.get(8..12).and_then(|b| b.try_into().ok());
-                meta.ifindex = ifindex.and_then(|i| u32::try_from(i).ok());
-                meta.dest = addr.map(IpAddr::from);
-            }
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if data.len() >= 20 => {
-                let addr: Option<[u8; 16]> = data.get(..16).and_then(|b| b.try_into().ok());
-                let ifindex = data
-                    .get(16..20)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_ne_bytes);
-                meta.dest = addr.map(IpAddr::from);
-                meta.ifindex = ifindex;
-            }
-            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => meta.kernel_rx = timespec(data),
-            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) => timestamping = timespec(data),
-            _ => {}
-        }
-        buf = buf.get(cmsg_align(len)..).unwrap_or_default();
-    }
-    if meta.kernel_rx.is_none() {
-        meta.kernel_rx = timestamping;
-    }
-}
-
-/// A `struct timespec` (the first one, for `SCM_TIMESTAMPING`) as a time;
-/// `None` for zero.
-fn timespec(data: &[u8]) -> Option<SystemTime> {
-    let field = std::mem::size_of::<libc::time_t>();
-    let read = |at: usize| -> Option<i64> {
-        let b = data.get(at..at + field)?;
-        match field {
-            8 => b.try_into().ok().map(i64::from_ne_bytes),
-            4 => b.try_into().ok().map(i32::from_ne_bytes).map(i64::from),
-            _ => None,
-        }
-    };
-    let (secs, nanos) = (read(0)?, read(field)?);
-    if secs == 0 && nanos == 0 {
-        return None;
-    }
-    let d = Duration::new(u64::try_from(secs).ok()?, u32::try_from(nanos).ok()?);
-    UNIX_EPOCH.checked_add(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    #[test]
-    fn pktinfo_round_trips_through_the_parser() {
-        for ip in [
-            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            IpAddr::V6(Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 1)),
-        ] {
-            let mut space = CmsgSpace::new();
-            let n = encode_pktinfo(&mut space, ip);
-            // CMSG_SPACE on 64-bit Linux: a 16-byte header, data padded to 8.
-            let want = if ip.is_ipv4() { 16 + 16 } else { 16 + 24 };
-            #[cfg(target_pointer_width = "64")]
-            assert_eq!(n, want, "CMSG_SPACE for {ip}");
-            let mut meta = RecvMeta {
-                len: 0,
-                truncated: false,
-                source: SocketAddr::from(([127, 0, 0, 1], 1)),
-                dest: None,
-                ifindex: None,
-                kernel_rx: None,
-            };
-            // The receive side reads ipi_addr (offset 8), the send side
-            // writes ipi_spec_dst (offset 4): for IPv4, check the bytes.
-            parse_cmsgs(space.0.get(..n).unwrap_or_default(), &mut meta);
-            match ip {
-                IpAddr::V6(_) => assert_eq!(meta.dest, Some(ip)),
-                IpAddr::V4(v4) => {
-                    assert_eq!(meta.dest, Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
-                    assert_eq!(space.0.get(HDR + 4..HDR + 8), Some(&v4.octets()[..]));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn truncated_control_data_is_ignored() {
-        let mut meta = RecvMeta {
-            len: 0,
-            truncated: false,
-            source: SocketAddr::from(([127, 0, 0, 1], 1)),
-            dest: None,
-            ifindex: None,
-            kernel_rx: None,
-        };
-        let mut space = CmsgSpace::new();
-        let n = encode_pktinfo(&mut space, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        parse_cmsgs(space.0.get(..n - 10).unwrap_or_default(), &mut meta);
-        assert_eq!(meta.dest, None);
-        parse_cmsgs(&[0xff; 7], &mut meta);
-        assert_eq!(meta.dest, None);
     }
 }

@@ -8,9 +8,8 @@ use std::os::fd::AsFd;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{TimestampingFlag, setsockopt, sockopt};
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, SockRef, Socket, Type};
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use crate::batch::{RecvBatch, SendBatch, SendOutcome};
 use crate::ffi;
@@ -82,14 +81,17 @@ impl EndpointOptions {
     }
 }
 
-/// A non-blocking UDP socket (`socket2::Socket`) registered with the tokio
-/// reactor through [`AsyncFd`].
+/// A non-blocking UDP socket, made and configured with `socket2` and
+/// registered with the tokio reactor as a [`tokio::net::UdpSocket`] (tokio's
+/// safe registration; it owns the descriptor). The system calls tokio does
+/// not offer (`recvmsg` with control messages, `recvmmsg`, `sendmmsg`, the
+/// error queue) run inside its `async_io`/`try_io`.
 ///
 /// All methods take `&self`; the endpoint can be shared (e.g. in an `Arc`)
 /// between a receiving and a sending task.
 #[derive(Debug)]
 pub struct UdpEndpoint {
-    fd: AsyncFd<Socket>,
+    sock: tokio::net::UdpSocket,
     domain: Domain,
     v6_only: bool,
 }
@@ -138,15 +140,15 @@ impl UdpEndpoint {
         sock.bind(&SockAddr::from(addr))
             .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
         Ok(Self {
-            fd: ffi::register_socket(sock)?,
+            sock: tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(sock))?,
             domain,
             v6_only,
         })
     }
 
     /// The underlying socket, for options this type does not wrap.
-    pub fn socket(&self) -> &Socket {
-        self.fd.get_ref()
+    pub fn socket(&self) -> SockRef<'_> {
+        SockRef::from(&self.sock)
     }
 
     /// The address the socket is bound to (with the port the kernel chose
@@ -205,7 +207,7 @@ impl UdpEndpoint {
     /// # Errors
     /// The failing `setsockopt(2)`.
     pub fn enable_rx_metadata(&self) -> io::Result<()> {
-        let fd = self.socket().as_fd();
+        let fd = self.sock.as_fd();
         if self.is_v4() {
             setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?;
         } else {
@@ -226,7 +228,7 @@ impl UdpEndpoint {
     /// # Errors
     /// The failing `setsockopt(2)`.
     pub fn enable_rx_timestamps(&self) -> io::Result<()> {
-        setsockopt(&self.socket().as_fd(), sockopt::ReceiveTimestampns, &true)?;
+        setsockopt(&self.sock.as_fd(), sockopt::ReceiveTimestampns, &true)?;
         Ok(())
     }
 
@@ -236,8 +238,10 @@ impl UdpEndpoint {
     /// The failing `recvmsg(2)` (e.g. `ECONNREFUSED` after an ICMP error on a
     /// connected socket).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        self.fd
-            .async_io(Interest::READABLE, |s| msg::recv(s, &mut *buf))
+        self.sock
+            .async_io(Interest::READABLE, || {
+                msg::recv(self.sock.as_fd(), &mut *buf)
+            })
             .await
     }
 
@@ -246,22 +250,7 @@ impl UdpEndpoint {
     /// # Errors
     /// `WouldBlock` when nothing is queued, or the failing `recvmsg(2)`.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        msg::recv(self.socket(), buf)
-    }
-
-    /// Receive up to `bufs.len()` datagrams with one `recvmmsg(2)`, waiting
-    /// until at least one is there. Datagram `i` of the result is in
-    /// `bufs[i]`.
-    ///
-    /// # Errors
-    /// The failing `recvmmsg(2)`.
-    pub async fn recv_many<B: AsMut<[u8]>>(&self, bufs: &mut [B]) -> io::Result<Vec<RecvMeta>> {
-        if bufs.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.fd
-            .async_io(Interest::READABLE, |s| msg::recv_many(s, &mut *bufs))
-            .await
+        msg::recv(self.sock.as_fd(), buf)
     }
 
     /// Receive up to [`RecvBatch::capacity`] datagrams with one
@@ -273,8 +262,8 @@ impl UdpEndpoint {
     /// # Errors
     /// The failing `recvmmsg(2)`.
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        self.fd
-            .async_io(Interest::READABLE, |s| batch.receive(s))
+        self.sock
+            .async_io(Interest::READABLE, || batch.receive(self.sock.as_fd()))
             .await
     }
 
@@ -292,8 +281,10 @@ impl UdpEndpoint {
         while next < batch.len() {
             let pending = batch.pending(next);
             let result = self
-                .fd
-                .async_io(Interest::WRITABLE, |s| ffi::send_mmsg(s.as_fd(), pending))
+                .sock
+                .async_io(Interest::WRITABLE, || {
+                    ffi::send_mmsg(self.sock.as_fd(), pending)
+                })
                 .await;
             match result {
                 Ok(0) => {
@@ -322,8 +313,8 @@ impl UdpEndpoint {
     /// The failing `sendto(2)`.
     pub async fn send_to(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
         let to = SockAddr::from(dest);
-        self.fd
-            .async_io(Interest::WRITABLE, |s| s.send_to(buf, &to))
+        self.sock
+            .async_io(Interest::WRITABLE, || self.socket().send_to(buf, &to))
             .await
     }
 
@@ -361,9 +352,9 @@ impl UdpEndpoint {
                 "send_from: source, destination and socket must be the same IP family",
             ));
         }
-        self.fd
-            .async_io(Interest::WRITABLE, |s| {
-                msg::send_from(s, buf, dest, source_ip, ifindex)
+        self.sock
+            .async_io(Interest::WRITABLE, || {
+                msg::send_from(self.sock.as_fd(), buf, dest, source_ip, ifindex)
             })
             .await
     }
@@ -377,7 +368,7 @@ impl UdpEndpoint {
     /// `InvalidInput` on an IPv6 socket; `ENODEV` for an unknown index.
     pub fn set_multicast_if_v4_index(&self, ifindex: u32) -> io::Result<()> {
         self.require_v4("IP_MULTICAST_IF")?;
-        ffi::set_multicast_if_v4_index(self.socket().as_fd(), ifindex)
+        ffi::set_multicast_if_v4_index(self.sock.as_fd(), ifindex)
     }
 
     /// `IPV6_MULTICAST_IF`: the interface IPv6 multicast is sent through.
@@ -520,7 +511,7 @@ impl UdpEndpoint {
             | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE
             | TimestampingFlag::SOF_TIMESTAMPING_OPT_ID
             | TimestampingFlag::SOF_TIMESTAMPING_OPT_TSONLY;
-        setsockopt(&self.socket().as_fd(), sockopt::Timestamping, &flags)?;
+        setsockopt(&self.sock.as_fd(), sockopt::Timestamping, &flags)?;
         Ok(())
     }
 
@@ -529,7 +520,7 @@ impl UdpEndpoint {
     /// # Errors
     /// The failing `recvmsg(2)` (`MSG_ERRQUEUE`).
     pub fn try_take_tx_timestamp(&self) -> io::Result<Option<TxTimestamp>> {
-        match msg::take_tx_timestamp(self.socket()) {
+        match msg::take_tx_timestamp(self.sock.as_fd()) {
             Ok(ts) => Ok(Some(ts)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -549,7 +540,9 @@ impl UdpEndpoint {
         if let Some(ts) = self.try_take_tx_timestamp()? {
             return Ok(Some(ts));
         }
-        let waiting = self.fd.async_io(Interest::ERROR, msg::take_tx_timestamp);
+        let waiting = self.sock.async_io(Interest::ERROR, || {
+            msg::take_tx_timestamp(self.sock.as_fd())
+        });
         match tokio::time::timeout(wait, waiting).await {
             Ok(result) => result.map(Some),
             Err(_elapsed) => Ok(None),

@@ -5,15 +5,15 @@
 //!
 //! - `IP_MULTICAST_IF` with a `struct ip_mreqn` (choosing the outgoing
 //!   multicast interface by *index*; socket2 only takes an address);
-//! - registering a socket with the tokio reactor (`AsyncFd::register`,
-//!   unsafe since tokio 1.5x because the reactor trusts the raw descriptor);
 //! - `clock_adjtime(2)`, both the read-only form (`modes = 0`) and the
 //!   clock-changing form used by [`crate::adjust_clock`];
-//! - `recvmmsg(2)` and `sendmmsg(2)` over buffers that are reused from one
-//!   call to the next (nix's wrappers either share one set of control
-//!   messages among all datagrams of a `sendmmsg`, which rules out a
-//!   per-reply source address, or never reset `msg_controllen` between
-//!   `recvmmsg` calls), and reading the source address the kernel wrote.
+//! - `recvmsg(2)`, `sendmsg(2)`, `recvmmsg(2)` and `sendmmsg(2)` with
+//!   control-message buffers that the one parser and encoder of
+//!   [`crate::cmsg`] read and write as bytes (nix's wrappers either share one
+//!   set of control messages among all datagrams of a `sendmmsg`, which
+//!   rules out a per-reply source address, or never reset `msg_controllen`
+//!   between `recvmmsg` calls, and each comes with a second control-message
+//!   parser of its own), and reading the source address the kernel wrote.
 //!
 //! Each function is small, takes only safe types, and checks the C return
 //! value itself.
@@ -23,22 +23,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use socket2::{SockAddr, SockAddrStorage, Socket};
-use tokio::io::unix::AsyncFd;
-
-/// Register an owned socket with the current tokio reactor.
-///
-/// Panics (inside tokio) when the current runtime has no I/O driver; the
-/// caller checks for a runtime first.
-pub(crate) fn register_socket(sock: Socket) -> io::Result<AsyncFd<Socket>> {
-    // SAFETY: `Socket` owns its descriptor (an `OwnedFd` inside): it is open
-    // from creation until the `Socket` is dropped, and `as_raw_fd` always
-    // returns that same descriptor. The `AsyncFd` takes the `Socket` by value
-    // and drops it only after deregistering, and `UdpEndpoint` hands out only
-    // `&Socket`, through which the descriptor can be neither closed nor
-    // replaced.
-    unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)
-}
+use socket2::{SockAddr, SockAddrStorage};
 
 /// `setsockopt(IPPROTO_IP, IP_MULTICAST_IF, struct ip_mreqn { imr_ifindex })`.
 ///
@@ -134,8 +119,10 @@ pub(crate) fn adjtime_write(tx: &mut libc::timex) -> io::Result<libc::c_int> {
 pub(crate) const MAX_BATCH: usize = 64;
 
 /// Control-message space of one datagram: `in6_pktinfo` (40 bytes with its
-/// header) plus `SCM_TIMESTAMPNS` (32) plus `SCM_TIMESTAMPING` (64).
-pub(crate) const CMSG_BYTES: usize = 192;
+/// header) plus `SCM_TIMESTAMPNS` (32) plus `SCM_TIMESTAMPING` (64), or on
+/// the error queue `IP_RECVERR` with its offender address (64) and
+/// `SCM_TIMESTAMPING`, with room to spare.
+pub(crate) const CMSG_BYTES: usize = 256;
 
 /// Control-message buffer of one datagram, aligned for `struct cmsghdr`.
 #[repr(C, align(8))]
@@ -181,20 +168,25 @@ impl RecvSlot {
 
     /// The source address the last [`recv_mmsg`] wrote for this datagram.
     pub(crate) fn source(&mut self) -> Option<SocketAddr> {
-        let len = self.namelen;
         let storage = std::mem::replace(&mut self.name, SockAddrStorage::zeroed());
-        let fits = usize::try_from(len).is_ok_and(|l| l <= std::mem::size_of::<SockAddrStorage>());
-        if !fits {
-            return None;
-        }
-        // SAFETY: the kernel wrote a socket address of length `len` (checked
-        // to fit) into `storage` during the `recvmmsg` that set `namelen`,
-        // starting with its family; the rest of the storage is zeroes from
-        // `SockAddrStorage::zeroed`. `as_socket` reads only as much as the
-        // family needs and returns `None` for any non-IP family.
-        let addr = unsafe { SockAddr::new(storage, len) };
-        addr.as_socket()
+        socket_address(storage, self.namelen)
     }
+}
+
+/// The IP socket address the kernel wrote into `storage` (`len` bytes);
+/// `None` for any other family or an impossible length.
+fn socket_address(storage: SockAddrStorage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let fits = usize::try_from(len).is_ok_and(|l| l <= std::mem::size_of::<SockAddrStorage>());
+    if !fits {
+        return None;
+    }
+    // SAFETY: the kernel wrote a socket address of length `len` (checked to
+    // fit) into `storage` during the `recvmsg`/`recvmmsg` that returned
+    // `len`, starting with its family; the rest of the storage is zeroes
+    // from `SockAddrStorage::zeroed`. `as_socket` reads only as much as the
+    // family needs and returns `None` for any non-IP family.
+    let addr = unsafe { SockAddr::new(storage, len) };
+    addr.as_socket()
 }
 
 /// One datagram to send with [`send_mmsg`].
@@ -308,5 +300,96 @@ pub(crate) fn send_mmsg(fd: BorrowedFd<'_>, slots: &[SendSlot]) -> io::Result<us
             libc::MSG_DONTWAIT,
         )
     };
+    usize::try_from(rc).map_err(|_| io::Error::last_os_error())
+}
+
+/// An all-zero `struct msghdr`.
+fn zeroed_msghdr() -> libc::msghdr {
+    // SAFETY: `msghdr` is a C struct of integers and raw pointers; all-zero
+    // is a valid value of each field (null pointers, zero lengths).
+    unsafe { std::mem::zeroed() }
+}
+
+/// What one [`recv_msg`] received.
+pub(crate) struct Received {
+    /// Payload bytes written into the buffer.
+    pub(crate) len: usize,
+    /// The sender (for the error queue: the original destination).
+    pub(crate) source: Option<SocketAddr>,
+    /// Bytes of the control buffer written.
+    pub(crate) controllen: usize,
+    /// `msg_flags` (`MSG_TRUNC`, `MSG_CTRUNC`, `MSG_ERRQUEUE`).
+    pub(crate) flags: libc::c_int,
+}
+
+/// One non-blocking `recvmsg(2)` into `buf` and `control`, with `flags`
+/// added to `MSG_DONTWAIT` (e.g. `MSG_ERRQUEUE`). `WouldBlock` when nothing
+/// is queued.
+pub(crate) fn recv_msg(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    control: &mut CmsgSpace,
+    flags: libc::c_int,
+) -> io::Result<Received> {
+    let mut name = SockAddrStorage::zeroed();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast::<libc::c_void>(),
+        iov_len: buf.len(),
+    };
+    let mut hdr = zeroed_msghdr();
+    hdr.msg_name = (&raw mut name).cast::<libc::c_void>();
+    hdr.msg_namelen = name.size_of();
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.0.as_mut_ptr().cast::<libc::c_void>();
+    hdr.msg_controllen = control.0.len() as _;
+    // SAFETY: `fd` is an open descriptor borrowed for the call; the name,
+    // iovec, payload and control pointers point into `name`, `iov`, `buf`
+    // and `control`, all alive and exclusively borrowed for the whole call,
+    // each with the length of its buffer. The kernel writes at most those
+    // lengths and the header's result fields.
+    let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut hdr, flags | libc::MSG_DONTWAIT) };
+    let len = usize::try_from(rc).map_err(|_| io::Error::last_os_error())?;
+    // `msg_controllen` is a size_t in glibc but a socklen_t in musl.
+    #[allow(clippy::useless_conversion)]
+    let controllen = usize::try_from(hdr.msg_controllen)
+        .unwrap_or(0)
+        .min(control.0.len());
+    Ok(Received {
+        len: len.min(buf.len()),
+        source: socket_address(name, hdr.msg_namelen),
+        controllen,
+        flags: hdr.msg_flags,
+    })
+}
+
+/// One non-blocking `sendmsg(2)` of `buf` to `to` with the first
+/// `controllen` bytes of `control` as control messages. Returns the bytes
+/// sent; `WouldBlock` when the socket buffer is full.
+pub(crate) fn send_msg(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    to: &SockAddr,
+    control: &CmsgSpace,
+    controllen: usize,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast::<libc::c_void>(),
+        iov_len: buf.len(),
+    };
+    let mut hdr = zeroed_msghdr();
+    hdr.msg_name = to.as_ptr().cast_mut().cast::<libc::c_void>();
+    hdr.msg_namelen = to.len();
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    if controllen > 0 {
+        hdr.msg_control = control.0.as_ptr().cast_mut().cast::<libc::c_void>();
+        hdr.msg_controllen = controllen.min(control.0.len()) as _;
+    }
+    // SAFETY: `fd` is an open descriptor borrowed for the call; the name,
+    // iovec, payload and control pointers point into `to`, `iov`, `buf` and
+    // `control`, all alive for the whole call, with their lengths.
+    // `sendmsg` only reads them (despite the `*mut` in the C types).
+    let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
     usize::try_from(rc).map_err(|_| io::Error::last_os_error())
 }

@@ -23,6 +23,7 @@
 
 mod batch;
 mod clock;
+mod cmsg;
 mod control;
 mod endpoint;
 mod ffi;
