@@ -40,6 +40,12 @@ _mcast__client() {
             mcast__client,status)
                 cmd="mcast__client__subcmd__status"
                 ;;
+            mcast__client,step-now)
+                cmd="mcast__client__subcmd__step__subcmd__now"
+                ;;
+            mcast__client,wait-sync)
+                cmd="mcast__client__subcmd__wait__subcmd__sync"
+                ;;
             *)
                 ;;
         esac
@@ -47,7 +53,7 @@ _mcast__client() {
 
     case "${cmd}" in
         mcast__client)
-            opts="-h -V --help --version run check-config status check recalibrate listen analyze import-ntp-conf"
+            opts="-h -V --help --version run check-config status check wait-sync step-now recalibrate listen analyze import-ntp-conf"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -87,13 +93,17 @@ _mcast__client() {
             return 0
             ;;
         mcast__subcmd__client__subcmd__check)
-            opts="-w -c -h --config --socket --warning --critical --help"
+            opts="-c -w -C -h --config --socket --warning --critical --jitter --stratum --stale-intervals --stale-critical-intervals --min-agreeing --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -113,7 +123,27 @@ _mcast__client() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                -c)
+                -C)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stratum)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stale-intervals)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stale-critical-intervals)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-agreeing)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -219,13 +249,17 @@ _mcast__client() {
             return 0
             ;;
         mcast__subcmd__client__subcmd__recalibrate)
-            opts="-h --config --socket --help"
+            opts="-c -h --config --socket --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -241,7 +275,7 @@ _mcast__client() {
             return 0
             ;;
         mcast__subcmd__client__subcmd__run)
-            opts="-c -h --config --help"
+            opts="-c -h --config --force --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,7 +297,7 @@ _mcast__client() {
             return 0
             ;;
         mcast__subcmd__client__subcmd__status)
-            opts="-h --config --socket --json --help"
+            opts="-c -h --config --socket --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,7 +307,71 @@ _mcast__client() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__client__subcmd__step__subcmd__now)
+            opts="-c -h --config --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__client__subcmd__wait__subcmd__sync)
+            opts="-c -h --config --socket --timeout --max-offset --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-offset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -30,24 +30,40 @@ complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "run" -d '
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "check-config" -d 'Validate the configuration and the keys file it names, print a summary'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "status" -d 'Show a running client\'s servers: state, calibration, offsets, rejections'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "check" -d 'Monitoring-plugin check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN'
+complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "wait-sync" -d 'Wait until the running client is synchronized: exit 0, or 1 on --timeout'
+complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "step-now" -d 'Step the clock once to the selected time (past the panic threshold)'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "recalibrate" -d 'Rerun the calibration volley for one server'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "listen" -d 'Diagnostic: join a group and print every packet heard and its verdict'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "analyze" -d 'Summarise the NTP traffic in a tcpdump capture (pcap or pcapng)'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "import-ntp-conf" -d 'Translate ntpd\'s ntp.conf (multicastclient, keys, tinker...) into this client\'s TOML'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand run" -s c -l config -d 'Configuration file (TOML); see config/examples/client.toml' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand run" -l force -d 'Start in slew or step mode even while another daemon disciplines the clock'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand run" -s h -l help -d 'Print help'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand check-config" -s c -l config -d 'Configuration file (TOML); see config/examples/client.toml' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand check-config" -s h -l help -d 'Print help'
-complete -c mcast-client -n "__fish_mcast_client_using_subcommand status" -l config -d 'Configuration file whose control socket to use' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand status" -s c -l config -d 'Configuration file whose control socket to use' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand status" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand status" -l json -d 'Print JSON instead of the table'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand status" -s h -l help -d 'Print help'
-complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l config -d 'Configuration file whose control socket to use' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -s c -l config -d 'Configuration file whose control socket to use' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -s w -l warning -d 'Warning threshold for |offset|, seconds' -r
-complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -s c -l critical -d 'Critical threshold for |offset|, seconds' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -s C -l critical -d 'Critical threshold for |offset|, seconds (-C: -c is the configuration file, as for every subcommand)' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l jitter -d 'Warning threshold for the system jitter, seconds' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l stratum -d 'Warning when the client\'s stratum (the system peer\'s plus one) is above this' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l stale-intervals -d 'Warning when no verified broadcast came for this many of the longest broadcast interval' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l stale-critical-intervals -d 'Critical when no verified broadcast came for this many intervals' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -l min-agreeing -d 'Servers that must be selected [default: the running client\'s selection.min-agreeing]' -r
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand check" -s h -l help -d 'Print help'
-complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -l config -d 'Configuration file whose control socket to use' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -s c -l config -d 'Configuration file whose control socket to use' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -l timeout -d 'Give up after this many seconds (0: wait for ever)' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -l max-offset -d 'Also require |selected offset| <= this many seconds' -r
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -s h -l help -d 'Print help'
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -s c -l config -d 'Configuration file whose control socket to use' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -s h -l help -d 'Print help'
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -s c -l config -d 'Configuration file whose control socket to use' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -s h -l help -d 'Print help'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand listen" -l group -d 'Multicast group (or IPv4 broadcast address) to listen to' -r

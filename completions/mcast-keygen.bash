@@ -22,6 +22,15 @@ _mcast__keygen() {
             mcast__keygen,generate)
                 cmd="mcast__keygen__subcmd__generate"
                 ;;
+            mcast__keygen,public-key)
+                cmd="mcast__keygen__subcmd__public__subcmd__key"
+                ;;
+            mcast__keygen,rotate)
+                cmd="mcast__keygen__subcmd__rotate"
+                ;;
+            mcast__keygen,signing-key)
+                cmd="mcast__keygen__subcmd__signing__subcmd__key"
+                ;;
             *)
                 ;;
         esac
@@ -29,7 +38,7 @@ _mcast__keygen() {
 
     case "${cmd}" in
         mcast__keygen)
-            opts="-h -V --help --version generate check"
+            opts="-h -V --help --version generate signing-key public-key check rotate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -88,6 +97,64 @@ _mcast__keygen() {
                     return 0
                     ;;
                 --first-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__keygen__subcmd__public__subcmd__key)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__keygen__subcmd__rotate)
+            opts="-h --keys --type --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --type)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__keygen__subcmd__signing__subcmd__key)
+            opts="-o -h --output --force --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

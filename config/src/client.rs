@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcast_keys::signed::PublicKey;
 use mcast_keys::{KeyId, KeyStore};
 use serde::Deserialize;
 
@@ -57,6 +58,11 @@ pub struct ClientConfig {
     /// Most servers discovery adds (`discover-max`, default 8).
     #[serde(default = "default_discover_max")]
     pub discover_max: usize,
+    /// With `discover`, the key ids discovery may bind (`discover-keys`,
+    /// like ntpd's `trustedkey`); unset: every key of the keys file not
+    /// bound to a `[[server]]`.
+    #[serde(default, deserialize_with = "units::opt_key_ids")]
+    pub discover_keys: Option<Vec<KeyId>>,
     /// `[calibration]`: the one-time unicast volley that measures the delay
     /// to each server.
     #[serde(default)]
@@ -91,6 +97,10 @@ pub struct ClientConfig {
     /// only when `[clock] mode` is not `monitor`.
     #[serde(default)]
     pub user: Option<String>,
+    /// How much to log (`log-level`, default `info`); a SIGHUP applies a
+    /// changed value. `RUST_LOG`, when set, overrides it.
+    #[serde(default)]
+    pub log_level: common::LogLevel,
     #[serde(skip)]
     origin: Origin,
 }
@@ -122,6 +132,11 @@ pub struct Server {
     /// `authentication = false` was set explicitly.
     #[serde(default, deserialize_with = "units::opt_key_id")]
     pub key: Option<KeyId>,
+    /// Instead of `key`, several key ids its packets may verify with
+    /// (`keys = [1, 2]`: the old and the new during a rollover); the first
+    /// signs calibration requests.
+    #[serde(default, deserialize_with = "units::opt_key_ids")]
+    pub keys: Option<Vec<KeyId>>,
     /// `authentication` (default true): must be set to false, explicitly, to
     /// accept unauthenticated packets from this server.
     #[serde(default = "common::yes")]
@@ -133,6 +148,28 @@ pub struct Server {
     /// Fixed by configuration, never inferred from packets.
     #[serde(default)]
     pub interleave: bool,
+    /// The server's Ed25519 public key (`public-key = "ed25519:<hex>"`, as
+    /// `mcast-keygen signing-key` prints it): every broadcast must carry a
+    /// valid signature from it, whatever its MAC says. For now it needs
+    /// `key` too (the MAC must verify as well, and authenticates the
+    /// calibration replies, which are not signed yet).
+    #[serde(default, deserialize_with = "units::opt_public_key")]
+    pub public_key: Option<PublicKey>,
+}
+
+impl Server {
+    /// Every key id its packets may verify with: `key`, or `keys` in order.
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        match &self.keys {
+            Some(list) => list.clone(),
+            None => self.key.into_iter().collect(),
+        }
+    }
+
+    /// The key that signs calibration requests (the first listed).
+    pub fn signing_key(&self) -> Option<KeyId> {
+        self.key_ids().first().copied()
+    }
 }
 
 /// `[calibration]`: one short authenticated unicast volley per server.
@@ -170,6 +207,12 @@ pub struct Calibration {
     /// to broadcasts only then shows. One exchange, never polling.
     #[serde(rename = "spot-check-hours")]
     pub spot_check_hours: u32,
+    /// With a state directory, a server's calibration younger than this
+    /// is reused after a restart: tracked from its first broadcast, no
+    /// volley (`reuse-max-age-s`, default 86400, a day; 0: always measure
+    /// again).
+    #[serde(rename = "reuse-max-age-s", deserialize_with = "units::secs")]
+    pub reuse_max_age: Duration,
 }
 
 impl Default for Calibration {
@@ -183,6 +226,7 @@ impl Default for Calibration {
             fallback_delay: Duration::from_millis(4),
             source_port: 0,
             spot_check_hours: 0,
+            reuse_max_age: Duration::from_secs(86_400),
         }
     }
 }
@@ -250,6 +294,18 @@ pub struct Clock {
     /// In `step` mode, step at most once, at start-up, and only slew
     /// afterwards (`slew-only`, default false). No effect in other modes.
     pub slew_only: bool,
+    /// In slew and step modes, the kernel is told the clock is
+    /// unsynchronized again (`STA_UNSYNC`, what `timedatectl` and
+    /// node_exporter show) once no server has been selected for this long
+    /// (`unsync-after-s`, default 3600).
+    #[serde(rename = "unsync-after-s", deserialize_with = "units::secs")]
+    pub unsync_after: Duration,
+    /// In `step` mode, like ntpd `-g`: the first clock update after start
+    /// steps any offset up to this, whatever the panic threshold
+    /// (`first-step-max-s`, default 86400, a day; 0: the panic threshold
+    /// applies from the start). Further off, `mcast-client step-now`.
+    #[serde(rename = "first-step-max-s", deserialize_with = "units::secs")]
+    pub first_step_max: Duration,
 }
 
 impl Default for Clock {
@@ -260,6 +316,8 @@ impl Default for Clock {
             stepout: Duration::from_secs(900),
             panic_threshold: Duration::from_secs(1000),
             slew_only: false,
+            unsync_after: Duration::from_secs(3600),
+            first_step_max: Duration::from_secs(86_400),
         }
     }
 }
@@ -321,6 +379,50 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// What `check-config` warns about: valid, but risky or bound to fail on
+    /// this host (an interface or `user` it does not have; discovery over
+    /// keys any address may use, accepted with `discover-any-address`).
+    pub fn warnings(&self, keys: &KeyStore, host: &common::Host<'_>) -> Vec<ConfigError> {
+        let interfaces: Vec<(String, &str)> = self
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("listen[{i}].interface"), l.interface.as_str()))
+            .collect();
+        let mut out = common::host_warnings(&self.origin, &interfaces, self.user.as_deref(), host);
+        if self.discover && self.discover_any_address {
+            let bound: HashSet<KeyId> = self.servers.iter().flat_map(Server::key_ids).collect();
+            let allowed = |id: KeyId| self.discover_keys.as_ref().is_none_or(|l| l.contains(&id));
+            let open: Vec<String> = keys
+                .iter()
+                .filter(|k| !bound.contains(&k.id()) && allowed(k.id()))
+                .filter(|k| {
+                    let s = k.allowed_sources();
+                    s.is_empty()
+                        || s.iter().any(|p| match p.addr() {
+                            IpAddr::V4(_) => p.prefix_len() < 32,
+                            IpAddr::V6(_) => p.prefix_len() < 128,
+                        })
+                })
+                .map(|k| k.id().to_string())
+                .collect();
+            if !open.is_empty() {
+                out.push(self.origin.error(
+                    "discover-any-address",
+                    "true",
+                    format!(
+                        "discovery may bind keys {} from any address their lines allow: a LAN \
+                         host relaying a server's packets from spoofed addresses can claim \
+                         them; list host addresses on their lines in {}",
+                        open.join(", "),
+                        keys.path().display()
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// Loads the keys file this configuration names; errors point at the
     /// `keys` line.
     pub fn load_keys(&self) -> Result<KeyStore, ConfigError> {
@@ -330,35 +432,50 @@ impl ClientConfig {
     /// Checks that every server's key exists in `keys` and that the keys
     /// file allows it for that server's address.
     pub fn validate_with_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
+        for (i, id) in self.discover_keys.iter().flatten().enumerate() {
+            if keys.get(*id).is_none() {
+                return Err(self.origin.labelled(
+                    &format!("discover-keys[{i}]"),
+                    "discover-keys",
+                    format!("key {id} is not in {}", keys.path().display()),
+                    ConfigErrorKind::Keys,
+                ));
+            }
+        }
         if self.discover && !self.discover_any_address {
             self.validate_discovery_keys(keys)?;
         }
         for (i, s) in self.servers.iter().enumerate() {
-            let Some(id) = s.key else { continue };
-            let field = format!("server[{i}].key");
-            let label = format!("server {}", s.address);
-            match keys.get(id) {
-                None => {
-                    return Err(self.origin.labelled(
-                        &field,
-                        label,
-                        format!("key {id} is not in {}", keys.path().display()),
-                        ConfigErrorKind::Keys,
-                    ));
-                }
-                Some(key) if !key.allows(s.address) => {
-                    return Err(self.origin.labelled(
-                        &field,
-                        label,
-                        format!(
-                            "key {id} may not be used by this address: its line in {} \
+            for id in s.key_ids() {
+                let field = if s.keys.is_some() {
+                    format!("server[{i}].keys")
+                } else {
+                    format!("server[{i}].key")
+                };
+                let label = format!("server {}", s.address);
+                match keys.get(id) {
+                    None => {
+                        return Err(self.origin.labelled(
+                            &field,
+                            label,
+                            format!("key {id} is not in {}", keys.path().display()),
+                            ConfigErrorKind::Keys,
+                        ));
+                    }
+                    Some(key) if !key.allows(s.address) => {
+                        return Err(self.origin.labelled(
+                            &field,
+                            label,
+                            format!(
+                                "key {id} may not be used by this address: its line in {} \
                              lists other addresses",
-                            keys.path().display()
-                        ),
-                        ConfigErrorKind::Keys,
-                    ));
+                                keys.path().display()
+                            ),
+                            ConfigErrorKind::Keys,
+                        ));
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
             }
         }
         Ok(())
@@ -370,8 +487,12 @@ impl ClientConfig {
     /// addresses. So every key discovery could use (those not already
     /// bound to a `[[server]]`) must list host addresses only.
     fn validate_discovery_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
-        let bound: HashSet<KeyId> = self.servers.iter().filter_map(|s| s.key).collect();
-        for key in keys.iter().filter(|k| !bound.contains(&k.id())) {
+        let bound: HashSet<KeyId> = self.servers.iter().flat_map(Server::key_ids).collect();
+        let allowed = |id: KeyId| self.discover_keys.as_ref().is_none_or(|l| l.contains(&id));
+        for key in keys
+            .iter()
+            .filter(|k| !bound.contains(&k.id()) && allowed(k.id()))
+        {
             let sources = key.allowed_sources();
             let host_only = !sources.is_empty()
                 && sources.iter().all(|p| match p.addr() {
@@ -493,6 +614,20 @@ impl ClientConfig {
 
     fn validate_servers(&self) -> Result<(), ConfigError> {
         let o = &self.origin;
+        if self.discover_keys.is_some() && !self.discover {
+            return Err(o.error(
+                "discover-keys",
+                "[...]",
+                "is only used with discover = true",
+            ));
+        }
+        if self.discover_keys.as_ref().is_some_and(Vec::is_empty) {
+            return Err(o.error(
+                "discover-keys",
+                "[]",
+                "lists no key: leave it out, or set discover = false",
+            ));
+        }
         if self.servers.is_empty() && !self.discover {
             return Err(o.labelled(
                 "server",
@@ -529,8 +664,40 @@ impl ClientConfig {
                     ),
                 ));
             }
-            match (s.key, s.authentication) {
+            match (&s.keys, s.key) {
+                (Some(_), Some(k)) => {
+                    return Err(o.error(
+                        &f("keys"),
+                        "[...]",
+                        format!("contradicts key = {k}: give key or keys, not both"),
+                    ));
+                }
+                (Some(list), None) if list.is_empty() => {
+                    return Err(o.error(&f("keys"), "[]", "must list at least one key id"));
+                }
+                (Some(list), None) => {
+                    let mut seen = HashSet::new();
+                    if let Some(dup) = list.iter().find(|k| !seen.insert(**k)) {
+                        return Err(o.error(&f("keys"), dup, "is listed twice"));
+                    }
+                }
+                (None, _) => {}
+            }
+            match (s.signing_key(), s.authentication) {
                 (Some(_), true) | (None, false) => {}
+                (None, true) if s.public_key.is_some() => {
+                    // The broadcasts would be authentic, but the calibration
+                    // replies are not signed yet: a forged reply could
+                    // skew the delay. Until they are, the MAC key is needed.
+                    return Err(o.labelled(
+                        &format!("server[{i}]"),
+                        format!("server {a}"),
+                        "public-key needs key as well for now: its broadcasts are checked by \
+                         signature, but calibration replies are authenticated by the MAC key \
+                         only (signed replies are not implemented yet)",
+                        ConfigErrorKind::Invalid,
+                    ));
+                }
                 (None, true) => {
                     return Err(o.labelled(
                         &format!("server[{i}]"),
@@ -637,6 +804,7 @@ impl ClientConfig {
             ("clock.step-threshold-s", c.step_threshold),
             ("clock.stepout-s", c.stepout),
             ("clock.panic-threshold-s", c.panic_threshold),
+            ("clock.unsync-after-s", c.unsync_after),
         ] {
             if value.is_zero() {
                 return Err(o.error(field, show_secs(value), "must be more than 0"));

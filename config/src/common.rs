@@ -33,9 +33,25 @@ pub(crate) fn yes() -> bool {
     true
 }
 
+/// Where the Debian package installs the annotated example configurations.
+pub const EXAMPLES_DIR: &str = "/usr/share/doc/mcast-ntp/examples";
+
 pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::whole_file(path, ConfigErrorKind::Read, format!("cannot read: {e}"))
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; annotated examples are in {EXAMPLES_DIR} (config/examples in the source \
+                 tree), and `mcast-client import-ntp-conf` / `mcast-server import-ntp-conf` \
+                 write one from an ntp.conf"
+            )
+        } else {
+            String::new()
+        };
+        ConfigError::whole_file(
+            path,
+            ConfigErrorKind::Read,
+            format!("cannot read: {e}{hint}"),
+        )
     })
 }
 
@@ -122,4 +138,76 @@ pub(crate) fn load_keys(origin: &Origin, path: &Path) -> Result<KeyStore, Config
         err.kind = ConfigErrorKind::Keys;
         err
     })
+}
+
+/// What `check-config` asks of the host it runs on (the shells answer from
+/// the system, tests from a list).
+pub struct Host<'a> {
+    /// Whether a network interface of that name exists here.
+    pub has_interface: &'a dyn Fn(&str) -> bool,
+    /// Whether a user of that name exists here.
+    pub has_user: &'a dyn Fn(&str) -> bool,
+}
+
+/// Warnings about `interface` fields (`(field path, name)`) and the `user`
+/// that this host does not have: valid configuration, but `run` would fail
+/// here.
+pub(crate) fn host_warnings(
+    origin: &Origin,
+    interfaces: &[(String, &str)],
+    user: Option<&str>,
+    host: &Host<'_>,
+) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    for (field, name) in interfaces {
+        if !(host.has_interface)(name) {
+            out.push(origin.error(
+                field,
+                format!("{name:?}"),
+                "no interface of that name on this host (ip link shows them); run will fail \
+                 here",
+            ));
+        }
+    }
+    if let Some(u) = user
+        && !(host.has_user)(u)
+    {
+        out.push(origin.error(
+            "user",
+            format!("{u:?}"),
+            "no such user on this host; run will fail when it drops privileges",
+        ));
+    }
+    out
+}
+
+/// How much the daemon logs (`log-level`): `error`, `warn`, `info` (the
+/// default), `debug` or `trace`. `RUST_LOG`, when set, overrides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also start-up, calibration, selection changes, reloads (the default).
+    #[default]
+    Info,
+    /// Also per-packet decisions.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name as written in the configuration (and in `RUST_LOG`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }

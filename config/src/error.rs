@@ -22,12 +22,30 @@ pub enum ConfigErrorKind {
     Keys,
 }
 
+/// The line of the file an error is about, with the part to underline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The line as written (tabs kept, no newline).
+    pub text: String,
+    /// Characters before the part to underline.
+    pub column: usize,
+    /// Characters to underline (at least one).
+    pub width: usize,
+}
+
 /// A problem in a configuration file.
 ///
 /// Its `Display` form is `file:line: field = value: problem`, leaving out
 /// the parts that are not known, e.g.
 /// `server.toml:9: destination[1].ttl = 300: must be 1..255` or
-/// `client.toml:14: server 198.18.0.1: key 7 is not in /etc/mcast-ntp/ntp.keys`.
+/// `client.toml:14: server 198.18.0.1: key 7 is not in /etc/mcast-ntp/ntp.keys`,
+/// followed, when the line is known, by that line with a caret under the
+/// offending part:
+///
+/// ```text
+///    9 | ttl = 300
+///      |       ^^^
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct ConfigError {
@@ -46,6 +64,9 @@ pub struct ConfigError {
     pub problem: String,
     /// The class of problem.
     pub kind: ConfigErrorKind,
+    /// The offending line, when the error has one (boxed: errors travel in
+    /// `Result`s and stay small).
+    pub excerpt: Option<Box<Excerpt>>,
 }
 
 impl ConfigError {
@@ -66,10 +87,13 @@ impl ConfigError {
             value: None,
             problem: problem.into(),
             kind,
+            excerpt: None,
         }
     }
 
-    fn render(&self) -> String {
+    /// The first line of the message: `file:line: field = value: problem`,
+    /// without the excerpt.
+    pub fn headline(&self) -> String {
         let mut out = self.file.display().to_string();
         if let Some(line) = self.line {
             out.push_str(&format!(":{line}"));
@@ -84,6 +108,27 @@ impl ConfigError {
         }
         out.push_str(": ");
         out.push_str(&self.problem);
+        out
+    }
+
+    fn render(&self) -> String {
+        let mut out = self.headline();
+        if let (Some(line), Some(x)) = (self.line, &self.excerpt) {
+            let number = line.to_string();
+            let pad = " ".repeat(number.len());
+            // Tabs stay tabs under the caret too, so it lines up.
+            let lead: String = x
+                .text
+                .chars()
+                .take(x.column)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "\n {number} | {}\n {pad} | {lead}{}",
+                x.text,
+                "^".repeat(x.width.max(1))
+            ));
+        }
         out
     }
 }

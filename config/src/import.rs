@@ -482,23 +482,25 @@ pub fn client_from_ntp_conf(text: &str, opts: &ImportOptions) -> Import {
     common.keys_toml(&mut out, &mut notes);
     let port = crate::DEFAULT_PORT;
     let _ = writeln!(out, "port = {port}");
-    if opts.servers.is_empty() {
+    // ntpd learns multicast servers from the wire; we bind each to its
+    // key. Without --server the draft discovers, limited to the trustedkey
+    // ids (never wider than ntpd trusted), and is not ready to use.
+    let servers_unknown = opts.servers.is_empty();
+    if servers_unknown {
         let _ = writeln!(
             out,
-            "\n# ntp.conf does not list multicast servers: any server whose packets verify\n\
-             # with a key of the keys file (whose address list allows it) is tracked.\n\
-             # Better: list each server with its own key in [[server]] tables.\n\
-             discover = true"
+            "\n# ntp.conf does not list multicast servers. This draft discovers them: a\n\
+             # server whose packets verify with one of discover-keys (whose keys-file line\n\
+             # lists its address) is tracked. Better: a [[server]] table per server."
         );
-        let line = common.trusted.as_ref().map_or(0, |(l, _)| *l);
-        notes.add(
-            line,
-            "servers are not named in ntp.conf: the result uses discover = true, which \
-             accepts any key of the keys file, not only the trustedkey ones, and the client \
-             refuses it unless every such key lists host addresses (/32, /128) in the keys \
-             file; name each server and its key with --server ADDRESS=KEY to bind every server \
-             to its own key",
-        );
+        let _ = writeln!(out, "discover = true");
+        match &common.trusted {
+            Some((_, set)) if !set.is_empty() => {
+                let ids: Vec<String> = set.iter().map(u16::to_string).collect();
+                let _ = writeln!(out, "discover-keys = [{}]", ids.join(", "));
+            }
+            _ => {}
+        }
     }
 
     let iface = interface(
@@ -555,7 +557,24 @@ pub fn client_from_ntp_conf(text: &str, opts: &ImportOptions) -> Import {
 
     let ready = ClientConfig::parse(&out, Path::new("imported.toml"))
         .map_err(|e| e.to_string())
-        .and_then(|_| placeholder_check(&out));
+        .and_then(|_| placeholder_check(&out))
+        .and_then(|()| {
+            if servers_unknown {
+                Err(format!(
+                    "the servers cannot be derived from ntp.conf (multicastclient learns them \
+                     from the wire): name each with --server ADDRESS=KEY; the draft discovers \
+                     them{}, which the client accepts only when each of those keys lists host \
+                     addresses (/32, /128) in the keys file",
+                    match &common.trusted {
+                        Some((line, set)) if !set.is_empty() =>
+                            format!(" with the trustedkey ids of line {line} only (discover-keys)"),
+                        _ => " with any key of the keys file (no trustedkey line)".into(),
+                    }
+                ))
+            } else {
+                Ok(())
+            }
+        });
     Import {
         toml: out,
         notes: notes.into_sorted(),

@@ -38,8 +38,8 @@ pub use client::{
     Calibration, ClientConfig, Clock, ClockMode, DEFAULT_CLIENT_CONTROL_SOCKET, Listen, Selection,
     Server, operations_socket_for,
 };
-pub use common::{DEFAULT_GROUP_V4, DEFAULT_KEYS, DEFAULT_PORT};
-pub use error::{ConfigError, ConfigErrorKind};
+pub use common::{DEFAULT_GROUP_V4, DEFAULT_KEYS, DEFAULT_PORT, EXAMPLES_DIR, Host, LogLevel};
+pub use error::{ConfigError, ConfigErrorKind, Excerpt};
 pub use server::{
     DEFAULT_SERVER_CONTROL_SOCKET, Destination, RateLimit, Responder, ServerConfig, TimeSource,
     TimeSourceKind, Unsynchronized,

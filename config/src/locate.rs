@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::error::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, Excerpt};
 
 /// Longest raw value quoted in an error message.
 const MAX_RAW: usize = 80;
@@ -21,6 +21,9 @@ pub(crate) struct FieldLoc {
     pub line: usize,
     /// The value as written, for scalars and short inline values.
     pub raw: Option<String>,
+    /// The line with `key = value` underlined (or the key alone when the
+    /// value goes on over more lines).
+    pub excerpt: Option<Box<Excerpt>>,
 }
 
 /// The file a configuration came from and where each of its fields was
@@ -145,14 +148,19 @@ impl<'t> Index<'t> {
         }
         match self.at(span.start) {
             Some(entry) => {
-                out.line = Some(line_of(
-                    self.text,
-                    entry.key.as_ref().map_or(span.start, |k| k.start),
-                ));
+                let start = entry.key.as_ref().map_or(span.start, |k| k.start);
+                out.line = Some(line_of(self.text, start));
                 out.field = Some(entry.path.clone());
                 out.value = entry.raw.clone();
+                out.excerpt = excerpt(self.text, start, entry.value.end.max(span.end));
             }
-            None => out.line = Some(line_of(self.text, span.start)),
+            None => {
+                out.line = Some(line_of(self.text, span.start));
+                out.excerpt = excerpt(self.text, span.start, span.end);
+            }
+        }
+        if let Some(better) = did_you_mean(err.message()) {
+            out.problem = format!("{}; did you mean `{better}`?", out.problem);
         }
         out
     }
@@ -169,6 +177,7 @@ impl<'t> Index<'t> {
                     FieldLoc {
                         line: line_of(text, at),
                         raw: e.raw,
+                        excerpt: excerpt(text, at, e.value.end),
                     },
                 )
             })
@@ -184,7 +193,50 @@ impl<'t> Index<'t> {
 pub(crate) fn syntax_error(text: &str, file: &Path, err: &toml::de::Error) -> ConfigError {
     let mut out = ConfigError::whole_file(file, ConfigErrorKind::Syntax, err.message());
     out.line = err.span().map(|s| line_of(text, s.start));
+    out.excerpt = err.span().and_then(|s| excerpt(text, s.start, s.end));
     out
+}
+
+/// The line of `text` holding byte `start`, with `start..end` underlined
+/// (up to the end of that line).
+pub(crate) fn excerpt(text: &str, start: usize, end: usize) -> Option<Box<Excerpt>> {
+    let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
+    let rest = text.get(line_start..)?;
+    let line = rest
+        .split('\n')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
+    let line_len = line.chars().count();
+    // A span at a trailing `\r` or past the end points just after the line.
+    let column = text.get(line_start..start)?.chars().count().min(line_len);
+    let width = text
+        .get(start..end.max(start).min(line_start + line.len()))
+        .map_or(1, |s| s.chars().count())
+        .clamp(1, line_len.saturating_sub(column).max(1));
+    (line_len <= 200).then(|| {
+        Box::new(Excerpt {
+            text: line.to_owned(),
+            column,
+            width,
+        })
+    })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or
+/// "unknown variant"), the expected name closest to `x`, when one is close
+/// enough to be a misspelling.
+pub(crate) fn did_you_mean(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field") || message.starts_with("unknown variant")) {
+        return None;
+    }
+    let mut names = message.split('`').skip(1).step_by(2);
+    let wrong = names.next()?;
+    names
+        .map(|n| (strsim::damerau_levenshtein(wrong, n), n))
+        .filter(|(d, n)| *d <= 2.max(n.len() / 4) && *d < n.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n.to_owned())
 }
 
 /// 1-based line number of a byte offset.
@@ -230,12 +282,17 @@ impl Origin {
         typed: impl Display,
         problem: impl Into<String>,
     ) -> ConfigError {
-        let (line, value) = match self.fields.get(field) {
+        let (line, value, excerpt) = match self.fields.get(field) {
             Some(loc) => (
                 Some(loc.line),
                 loc.raw.clone().or_else(|| Some(typed.to_string())),
+                loc.excerpt.clone(),
             ),
-            None => (self.line_near(field), Some(format!("{typed} (default)"))),
+            None => (
+                self.line_near(field),
+                Some(format!("{typed} (default)")),
+                self.excerpt_near(field),
+            ),
         };
         ConfigError {
             file: self.file.clone(),
@@ -244,6 +301,7 @@ impl Origin {
             value,
             problem: problem.into(),
             kind: ConfigErrorKind::Invalid,
+            excerpt,
         }
     }
 
@@ -263,6 +321,7 @@ impl Origin {
             value: None,
             problem: problem.into(),
             kind,
+            excerpt: self.excerpt_near(field),
         }
     }
 
@@ -273,10 +332,18 @@ impl Origin {
 
     /// The line of `field`, or of the nearest enclosing field that was written.
     pub fn line_near(&self, field: &str) -> Option<usize> {
+        self.near(field).map(|loc| loc.line)
+    }
+
+    fn excerpt_near(&self, field: &str) -> Option<Box<Excerpt>> {
+        self.near(field).and_then(|loc| loc.excerpt.clone())
+    }
+
+    fn near(&self, field: &str) -> Option<&FieldLoc> {
         let mut path = field;
         loop {
             if let Some(loc) = self.fields.get(path) {
-                return Some(loc.line);
+                return Some(loc);
             }
             let cut = path.rfind(['.', '['])?;
             path = path.get(..cut)?;

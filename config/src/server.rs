@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcast_keys::signed::ServerKey;
 use mcast_keys::{KeyId, KeyStore};
 use serde::Deserialize;
 
@@ -59,6 +60,10 @@ pub struct ServerConfig {
     /// the starting user.
     #[serde(default)]
     pub user: Option<String>,
+    /// How much to log (`log-level`, default `info`); a SIGHUP applies a
+    /// changed value. `RUST_LOG`, when set, overrides it.
+    #[serde(default)]
+    pub log_level: common::LogLevel,
     #[serde(skip)]
     origin: Origin,
 }
@@ -94,6 +99,15 @@ pub struct Destination {
     /// send unauthenticated packets.
     #[serde(default = "common::yes")]
     pub authentication: bool,
+    /// The key that takes over from `key` at `next-key-from` (`next-key`,
+    /// a key rollover: clients list both in `keys = [old, new]`).
+    #[serde(default, deserialize_with = "units::opt_key_id")]
+    pub next_key: Option<KeyId>,
+    /// When `next-key` starts signing (`next-key-from`, RFC 3339 UTC, e.g.
+    /// `"2026-12-03T20:00:00Z"`): packets whose transmit time is at or
+    /// after it are signed with `next-key`.
+    #[serde(default, deserialize_with = "units::opt_rfc3339")]
+    pub next_key_from: Option<std::time::SystemTime>,
     /// Broadcast interval as a log2 exponent (`poll`, default 6 = 64 s).
     #[serde(default)]
     pub poll: Poll,
@@ -106,6 +120,13 @@ pub struct Destination {
     /// default false).
     #[serde(default)]
     pub interleave: bool,
+    /// This server's Ed25519 signing key file (`signing-key`, made by
+    /// `mcast-keygen signing-key`, mode 0600): every packet also carries a
+    /// signature clients check with the public key alone; the legacy MAC
+    /// (`key`) is then computed over the signature field too, so ntpd 4.2.8
+    /// clients still verify the stream.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// Where the server's time comes from (`[time-source]`).
@@ -298,6 +319,9 @@ impl ServerConfig {
         config.origin = origin;
         config.keys = common::resolve(path, &config.keys);
         config.control_socket = common::resolve(path, &config.control_socket);
+        for d in &mut config.destinations {
+            d.signing_key = d.signing_key.as_ref().map(|p| common::resolve(path, p));
+        }
         config.validate()?;
         let ts = &mut config.time_source;
         match ts.kind {
@@ -312,6 +336,18 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// What `check-config` warns about: an interface or `user` this host
+    /// does not have.
+    pub fn warnings(&self, host: &common::Host<'_>) -> Vec<ConfigError> {
+        let interfaces: Vec<(String, &str)> = self
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("destination[{i}].interface"), d.interface.as_str()))
+            .collect();
+        common::host_warnings(&self.origin, &interfaces, self.user.as_deref(), host)
+    }
+
     /// Loads the keys file this configuration names; errors point at the
     /// `keys` line.
     pub fn load_keys(&self) -> Result<KeyStore, ConfigError> {
@@ -320,18 +356,44 @@ impl ServerConfig {
 
     /// Checks that every destination's key exists in `keys`.
     pub fn validate_with_keys(&self, keys: &KeyStore) -> Result<(), ConfigError> {
+        for i in 0..self.destinations.len() {
+            self.signing_key(i)?;
+        }
         for (i, d) in self.destinations.iter().enumerate() {
-            let Some(id) = d.key else { continue };
-            if keys.get(id).is_none() {
-                return Err(self.origin.labelled(
-                    &format!("destination[{i}].key"),
-                    format!("destination[{i}] {} on {}", d.address, d.interface),
-                    format!("key {id} is not in {}", keys.path().display()),
-                    ConfigErrorKind::Keys,
-                ));
+            for (field, id) in [("key", d.key), ("next-key", d.next_key)] {
+                let Some(id) = id else { continue };
+                if keys.get(id).is_none() {
+                    return Err(self.origin.labelled(
+                        &format!("destination[{i}].{field}"),
+                        format!("destination[{i}] {} on {}", d.address, d.interface),
+                        format!("{field} {id} is not in {}", keys.path().display()),
+                        ConfigErrorKind::Keys,
+                    ));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Destination `i`'s signing key, loaded from its file (`None` when it
+    /// has none); errors point at the `signing-key` line.
+    pub fn signing_key(&self, i: usize) -> Result<Option<ServerKey>, ConfigError> {
+        let Some(path) = self
+            .destinations
+            .get(i)
+            .and_then(|d| d.signing_key.as_ref())
+        else {
+            return Ok(None);
+        };
+        ServerKey::load(path).map(Some).map_err(|e| {
+            let mut err = self.origin.error(
+                &format!("destination[{i}].signing-key"),
+                format!("{:?}", path.display().to_string()),
+                format!("cannot use the signing key: {e}"),
+            );
+            err.kind = ConfigErrorKind::Keys;
+            err
+        })
     }
 
     /// The configuration file this came from.
@@ -431,6 +493,31 @@ impl ServerConfig {
                     &f("authentication"),
                     false,
                     format!("contradicts key = {k}: remove one of them"),
+                ));
+            }
+        }
+        match (d.next_key, d.next_key_from, d.key) {
+            (Some(_), Some(_), Some(_)) | (None, None, _) => {}
+            (Some(n), None, _) => {
+                return Err(o.error(
+                    &f("next-key"),
+                    n,
+                    "needs next-key-from, the time (RFC 3339 UTC) it starts signing",
+                ));
+            }
+            (None, Some(_), _) => {
+                return Err(o.labelled(
+                    &f("next-key-from"),
+                    f("next-key-from"),
+                    "needs next-key, the key that signs from then on",
+                    ConfigErrorKind::Invalid,
+                ));
+            }
+            (Some(n), Some(_), None) => {
+                return Err(o.error(
+                    &f("next-key"),
+                    n,
+                    "is a rollover from key: this destination sends unauthenticated",
                 ));
             }
         }

@@ -205,6 +205,43 @@ pub(crate) fn opt_key_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KeyId
         .ok_or_else(|| de::Error::custom("must be a key id 1..65535 from the keys file"))
 }
 
+/// Reads an optional RFC 3339 UTC time, e.g. `"2026-12-03T20:00:00Z"`.
+pub(crate) fn opt_rfc3339<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::SystemTime>, D::Error> {
+    let s = String::deserialize(d)?;
+    let t: jiff::Timestamp = s.parse().map_err(|e| {
+        de::Error::custom(format!(
+            "must be an RFC 3339 time in UTC such as \"2026-12-03T20:00:00Z\" ({e})"
+        ))
+    })?;
+    Ok(Some(std::time::SystemTime::from(t)))
+}
+
+/// Reads an optional list of key ids (each 1..=65535).
+pub(crate) fn opt_key_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<KeyId>>, D::Error> {
+    Vec::<i64>::deserialize(d)?
+        .into_iter()
+        .map(|n| {
+            u32::try_from(n)
+                .ok()
+                .and_then(KeyId::new)
+                .ok_or_else(|| de::Error::custom("must be key ids 1..65535 from the keys file"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Reads an optional Ed25519 public key (`ed25519:` and 64 hex digits).
+pub(crate) fn opt_public_key<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<mcast_keys::signed::PublicKey>, D::Error> {
+    let text = String::deserialize(d)?;
+    mcast_keys::signed::PublicKey::parse(&text)
+        .map(Some)
+        .map_err(|e| de::Error::custom(format!("{e} (mcast-keygen public-key prints it)")))
+}
+
 /// Reads an optional stratum (1..=14).
 pub(crate) fn opt_stratum<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
     let n = i64::deserialize(d)?;

@@ -113,12 +113,12 @@ key = 7
     // would be reported first; with real keys key 1 exists.
     if store.get(KeyId::new(1).unwrap()).is_some() {
         assert_eq!(
-            e.to_string(),
+            e.headline(),
             "client.toml:14: server 198.18.0.1: key 7 is not in /etc/mcast-ntp/ntp.keys"
         );
     } else {
         assert_eq!(
-            e.to_string(),
+            e.headline(),
             "client.toml:10: server 198.18.0.2: key 1 is not in /etc/mcast-ntp/ntp.keys"
         );
     }
@@ -266,7 +266,7 @@ fn clock_thresholds_must_be_positive_and_ordered() {
     let e = parse_err(&text);
     assert_eq!(e.line, Some(line_of(&text, "step-threshold-s")));
     assert_eq!(
-        e.to_string(),
+        e.headline(),
         format!(
             "client.toml:{}: clock.step-threshold-s = 2000: must be less than panic-threshold-s = 1000",
             line_of(&text, "step-threshold-s")
@@ -301,7 +301,7 @@ fn calibration_limits() {
     let requests = format!("{MINIMAL}\n[calibration]\nrequests = 9\n");
     let e = parse_err(&requests);
     assert_eq!(
-        e.to_string(),
+        e.headline(),
         format!(
             "client.toml:{}: calibration.requests = 9: must be 1..8",
             line_of(&requests, "requests")
@@ -433,4 +433,203 @@ fn user_is_a_plain_user_name() {
     assert_eq!(e.line, Some(1), "{e}");
     assert_eq!(e.field.as_deref(), Some("user"), "{e}");
     assert!(e.to_string().contains("must be a user name"), "{e}");
+}
+
+#[test]
+fn a_misspelled_field_gets_a_suggestion_and_its_line_with_a_caret() {
+    let text = MINIMAL.replace("interface = ", "intreface = ");
+    let e = parse_err(&text);
+    assert_eq!(e.kind, ConfigErrorKind::Schema);
+    assert_eq!(e.line, Some(line_of(&text, "intreface")));
+    assert!(
+        e.problem.ends_with("did you mean `interface`?"),
+        "{}",
+        e.problem
+    );
+    let shown = e.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "headline, the line, the caret:\n{shown}");
+    assert!(
+        lines[1].ends_with("| intreface = \"bond0\""),
+        "the line as written:\n{shown}"
+    );
+    let bar = lines[1].find('|').expect("a gutter");
+    assert_eq!(
+        lines[2].find('^'),
+        Some(bar + 2),
+        "the caret starts under the field:\n{shown}"
+    );
+}
+
+#[test]
+fn a_far_off_unknown_field_gets_no_guess() {
+    let text = MINIMAL.replace("interface = ", "colour = ");
+    let e = parse_err(&text);
+    assert!(!e.problem.contains("did you mean"), "{}", e.problem);
+}
+
+#[test]
+fn a_validation_error_underlines_the_value_it_is_about() {
+    let text = format!("{MINIMAL}\n[clock]\nmode = \"step\"\nstep-threshold-s = 2000\n");
+    let e = parse_err(&text);
+    let shown = e.to_string();
+    let caret = shown.lines().last().expect("a caret line");
+    let line = shown.lines().nth(1).expect("the line");
+    let at = line
+        .find("step-threshold-s")
+        .expect("the field on the line");
+    assert_eq!(caret.find('^'), Some(at), "{shown}");
+    assert_eq!(
+        caret.matches('^').count(),
+        "step-threshold-s = 2000".len(),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_missing_file_points_at_the_examples_and_the_importer() {
+    let e = ClientConfig::load(Path::new("/nonexistent/mcast-ntp/client.toml"))
+        .expect_err("no such file");
+    assert_eq!(e.kind, ConfigErrorKind::Read);
+    let shown = e.to_string();
+    assert!(
+        shown.contains(mcast_config::EXAMPLES_DIR) && shown.contains("import-ntp-conf"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn discover_keys_need_discovery_and_keys_of_the_file() {
+    let e = parse_err(&format!("discover-keys = [1]\n{MINIMAL}"));
+    assert_eq!(e.field.as_deref(), Some("discover-keys"));
+    assert!(e.problem.contains("only used with discover = true"), "{e}");
+    let text =
+        format!("discover = true\ndiscover-any-address = true\ndiscover-keys = [1, 99]\n{MINIMAL}");
+    let c = parse(&text).expect("parses");
+    let keys = KeyStore::parse(
+        "1 MD5 LabMd5Key-0001\n3 MD5 LabMd5Key-0003\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .expect("keys");
+    let e = c
+        .validate_with_keys(&keys)
+        .expect_err("key 99 is not in the file");
+    assert_eq!(e.kind, ConfigErrorKind::Keys);
+    assert!(e.problem.contains("key 99 is not in"), "{e}");
+}
+
+#[test]
+fn check_config_warns_of_what_this_host_lacks_and_of_open_discovery() {
+    let text =
+        format!("user = \"mcast-nobody\"\ndiscover = true\ndiscover-any-address = true\n{MINIMAL}");
+    let c = parse(&text).expect("valid");
+    let keys = KeyStore::parse(
+        "3 MD5 LabMd5Key-0003\n5 MD5 LabMd5Key-0005\n6 MD5 LabMd5Key-0006 198.18.0.6\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .expect("keys");
+    let host = mcast_config::Host {
+        has_interface: &|name: &str| name == "lo",
+        has_user: &|name: &str| name == "nobody",
+    };
+    let w = c.warnings(&keys, &host);
+    let fields: Vec<&str> = w.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(
+        fields,
+        ["listen[0].interface", "user", "discover-any-address"],
+        "{w:#?}"
+    );
+    assert_eq!(w[0].line, Some(line_of(&text, "interface = \"bond0\"")));
+    assert!(
+        w[0].problem.contains("no interface of that name"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[2].problem.contains("keys 5 from any address"),
+        "key 3 is bound to a server, 6 lists a host address: only 5 is open: {}",
+        w[2]
+    );
+    let here = mcast_config::Host {
+        has_interface: &|_: &str| true,
+        has_user: &|_: &str| true,
+    };
+    let quiet = parse(MINIMAL).expect("valid");
+    assert!(quiet.warnings(&keys, &here).is_empty());
+}
+
+#[test]
+fn a_public_key_is_parsed_and_needs_the_mac_key_for_now() {
+    let public = mcast_keys::signed::ServerKey::from_seed(&[9; 32])
+        .public()
+        .to_line();
+    let with_key = MINIMAL.replace("key = 3", &format!("key = 3\npublic-key = \"{public}\""));
+    let c = parse(&with_key).expect("valid");
+    assert_eq!(
+        c.servers[0].public_key.as_ref().map(|k| k.to_line()),
+        Some(public.clone())
+    );
+    let alone = MINIMAL.replace("key = 3", &format!("public-key = \"{public}\""));
+    let e = parse_err(&alone);
+    assert!(e.problem.contains("needs key as well"), "{e}");
+    let garbled = MINIMAL.replace("key = 3", "key = 3\npublic-key = \"ed25519:1234\"");
+    let e = parse_err(&garbled);
+    assert_eq!(e.kind, ConfigErrorKind::Schema);
+    assert!(e.problem.contains("64 hex digits"), "{e}");
+}
+
+#[test]
+fn log_level_defaults_to_info_and_names_the_levels_when_wrong() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().log_level,
+        mcast_config::LogLevel::Info
+    );
+    let c = parse(&format!("log-level = \"debug\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.log_level, mcast_config::LogLevel::Debug);
+    let e = parse_err(&format!("log-level = \"verbose\"\n{MINIMAL}"));
+    let text = e.to_string();
+    assert!(text.starts_with("client.toml:1:"), "{text}");
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        assert!(text.contains(level), "{level} in {text}");
+    }
+    assert_eq!(e.exit_code(), 2);
+}
+
+#[test]
+fn a_server_may_list_several_keys_the_first_signing() {
+    let with = |line: &str| MINIMAL.replace("key = 3", line);
+    let c = parse(&with("keys = [3, 7]")).unwrap();
+    let s = &c.servers[0];
+    assert_eq!(
+        s.key_ids(),
+        vec![KeyId::new(3).unwrap(), KeyId::new(7).unwrap()]
+    );
+    assert_eq!(s.signing_key(), KeyId::new(3));
+    for (line, needle) in [
+        ("keys = []", "must list at least one key id"),
+        ("keys = [3, 3]", "is listed twice"),
+        ("key = 3\nkeys = [3, 7]", "give key or keys, not both"),
+        ("keys = [0]", "key ids 1..65535"),
+    ] {
+        let e = parse_err(&with(line));
+        let text = e.to_string();
+        assert!(
+            text.contains("keys") && text.contains(needle),
+            "{line}: {text}"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+    // Every listed key must be in the keys file.
+    let store = KeyStore::parse(
+        "3 MD5 LabMd5Key-0003\n",
+        Path::new("/etc/mcast-ntp/ntp.keys"),
+    )
+    .unwrap();
+    let e = c.validate_with_keys(&store).unwrap_err();
+    assert!(
+        e.headline()
+            .contains("key 7 is not in /etc/mcast-ntp/ntp.keys"),
+        "{}",
+        e.headline()
+    );
 }

@@ -107,7 +107,15 @@ fn line_of(text: &str, needle: &str) -> usize {
 fn the_deployments_client_ntp_conf_becomes_a_valid_client_configuration() {
     let text = fixture("ntp-multicast-client.conf");
     let import = client_from_ntp_conf(&text, &bond0());
-    assert_eq!(import.ready, Ok(()), "{}", import.toml);
+    // Without --server the servers cannot be derived: a draft, not ready.
+    let why = import
+        .ready
+        .clone()
+        .expect_err("not ready without --server");
+    assert!(
+        why.contains("servers cannot be derived") && why.contains("--server ADDRESS=KEY"),
+        "{why}"
+    );
     let c = client_roundtrip(&import);
 
     assert_eq!(c.keys, lab_keys(), "ntpd's keys file is kept");
@@ -118,6 +126,15 @@ fn the_deployments_client_ntp_conf_becomes_a_valid_client_configuration() {
     assert!(!c.listen[0].broadcast);
     assert!(c.servers.is_empty());
     assert!(c.discover, "servers are not in ntp.conf: discovery by key");
+    assert_eq!(
+        c.discover_keys,
+        Some(
+            [1, 2, 3, 4]
+                .map(|k| KeyId::new(k).expect("key id"))
+                .to_vec()
+        ),
+        "trustedkey 1 2 3 4 stays the set of keys trusted: discovery is never wider"
+    );
     assert_eq!(
         c.clock.mode,
         ClockMode::Monitor,
@@ -146,11 +163,12 @@ fn the_deployments_client_ntp_conf_becomes_a_valid_client_configuration() {
     ] {
         note_on(&import, line_of(&text, prefix), "not translated");
     }
-    // The loss of trustedkey's meaning under discovery is spelled out.
-    note_on(
-        &import,
-        line_of(&text, "trustedkey"),
-        "--server ADDRESS=KEY",
+    assert!(
+        why.contains(&format!(
+            "trustedkey ids of line {}",
+            line_of(&text, "trustedkey")
+        )),
+        "{why}"
     );
 }
 

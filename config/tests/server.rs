@@ -109,7 +109,7 @@ stratum = 2
 "#;
     let e = parse_err(text);
     assert_eq!(
-        e.to_string(),
+        e.headline(),
         "server.toml:9: destination[1].ttl = 300: must be 1..255"
     );
     assert_eq!(e.line, Some(9));
@@ -138,7 +138,7 @@ fn responder_workers_are_1_to_64() {
         let text = format!("{MINIMAL}\n[responder]\nworkers = {bad}\n");
         let e = parse_err(&text);
         assert_eq!(
-            e.to_string(),
+            e.headline(),
             format!(
                 "server.toml:{}: responder.workers = {bad}: must be 1..64",
                 line_of(&text, "workers =")
@@ -213,7 +213,7 @@ fn missing_interface_is_reported_at_its_table() {
     let text = MINIMAL.replace("interface = \"bond0\"\n", "");
     let e = parse_err(&text);
     assert_eq!(
-        e.to_string(),
+        e.headline(),
         format!(
             "server.toml:{}: destination[0]: missing field `interface`",
             line_of(&text, "[[destination]]")
@@ -517,7 +517,7 @@ fn a_key_missing_from_the_keys_file_is_named() {
     .unwrap();
     let e = c.validate_with_keys(&store).unwrap_err();
     assert_eq!(
-        e.to_string(),
+        e.headline(),
         format!(
             "server.toml:{}: destination[0] 224.0.1.1 on bond0: key 7 is not in /etc/mcast-ntp/ntp.keys",
             line_of(&text, "key = 7")
@@ -569,5 +569,75 @@ fn parse_never_panics_on_odd_input() {
         "\"\u{7f}\" = 1",
     ] {
         let _ = parse(text);
+    }
+}
+
+#[test]
+fn check_config_warns_of_a_destination_interface_this_host_lacks() {
+    let c = parse(MINIMAL).expect("valid");
+    let host = mcast_config::Host {
+        has_interface: &|name: &str| name == "lo",
+        has_user: &|_: &str| true,
+    };
+    let w = c.warnings(&host);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(w[0].field.as_deref(), Some("destination[0].interface"));
+}
+
+#[test]
+fn a_signing_key_file_is_loaded_and_a_readable_one_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("server.ed25519");
+    let key = mcast_keys::signed::ServerKey::from_seed(&[4; 32]);
+    std::fs::write(&path, key.to_file_text().as_bytes()).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = MINIMAL.replace(
+        "key = 3",
+        &format!("key = 3\nsigning-key = {:?}", path.display().to_string()),
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.signing_key(0).expect("loads"), Some(key));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let e = c.signing_key(0).expect_err("group-readable");
+    assert_eq!(e.field.as_deref(), Some("destination[0].signing-key"));
+    assert!(e.problem.contains("chmod 600"), "{e}");
+}
+
+#[test]
+fn next_key_and_its_time_come_together_and_the_time_is_rfc3339() {
+    let with = |extra: &str| MINIMAL.replace("key = 3\n", &format!("key = 3\n{extra}\n"));
+    let c = parse(&with(
+        "next-key = 5\nnext-key-from = \"2026-12-03T20:00:00Z\"",
+    ))
+    .unwrap();
+    let d = &c.destinations[0];
+    assert_eq!(d.next_key, KeyId::new(5));
+    let unix = d
+        .next_key_from
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(unix.as_secs(), 1_796_328_000);
+    for (extra, field, needle) in [
+        ("next-key = 5", "next-key", "needs next-key-from"),
+        (
+            "next-key-from = \"2026-12-03T20:00:00Z\"",
+            "next-key-from",
+            "needs next-key",
+        ),
+        (
+            "next-key = 5\nnext-key-from = \"tomorrow\"",
+            "next-key-from",
+            "RFC 3339",
+        ),
+    ] {
+        let e = parse_err(&with(extra));
+        let text = e.to_string();
+        assert!(
+            text.contains(field) && text.contains(needle),
+            "{extra}: {text}"
+        );
+        assert_eq!(e.exit_code(), 2);
     }
 }

@@ -13,8 +13,11 @@
 //!   requests (mode 3 to mode 4) with its rate limit, the upstream query and
 //!   the sync state the server advertises.
 //! - [`exchange`]: the mode-3 request/reply bookkeeping both sides use.
+//! - [`labels`]: the identifiers status and metrics use for outcomes of
+//!   the lower crates.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod exchange;
+pub mod labels;
 pub mod server;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mcast_core::client::discipline::{
-    Clock, ClockMode, Decision, Discipline, DisciplineConfig, LoopState, Ppm,
+    Clock, ClockMode, Decision, Discipline, DisciplineConfig, KernelState, LoopState, Ppm,
 };
 use mcast_core::client::filter::{ClockFilter, FilterResult, Sample};
 use mcast_core::client::select::{Candidate, SelectParams, select};
@@ -48,6 +48,9 @@ impl Clock for SimClock {
     }
     fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String> {
         self.correction_ppm = ppm.0;
+        Ok(())
+    }
+    fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
         Ok(())
     }
 }

@@ -16,8 +16,12 @@
 //! and the output. Nothing received can panic: what does not decode is
 //! counted or reported.
 //!
+//! - [`craft`]: an IPv4/UDP datagram built whole, for the lab's tools that
+//!   send with a chosen source address.
+//!
 //! [`Report`]: analyze::Report
 #![forbid(unsafe_code)]
 
 pub mod analyze;
+pub mod craft;
 pub mod listen;

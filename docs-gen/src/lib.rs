@@ -17,12 +17,17 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// Each command with the man section of its pages: the two daemons in
 /// section 8 (system administration), the key tool in section 1.
+/// The pages give the version alone: `--version`'s commit, target and
+/// build profile differ from one build to the next, the pages must not.
 pub fn commands() -> Vec<(Command, &'static str)> {
     vec![
         (mcast_server::cli::Cli::command(), "8"),
         (mcast_client::cli::Cli::command(), "8"),
         (mcast_keys::cli::Cli::command(), "1"),
     ]
+    .into_iter()
+    .map(|(c, section)| (c.long_version(None::<&'static str>), section))
+    .collect()
 }
 
 /// Writes `man/<command>[-<subcommand>].<section>` and

@@ -59,6 +59,9 @@ pub enum KeygenError {
     /// The random number generator failed.
     #[error("random number generator failed: {0}")]
     Rng(String),
+    /// Every key id is taken.
+    #[error("every key id 1..65535 is taken")]
+    NoFreeId,
 }
 
 /// Why a keys file could not be written.
@@ -177,6 +180,69 @@ pub fn generate_keys_file<R: TryRng + ?Sized>(
         }
     }
     Ok(out)
+}
+
+/// The id a new key gets in `store`: one more than the highest, or the
+/// lowest free one when 65535 is taken.
+pub fn next_free_id(store: &KeyStore) -> Result<u32, KeygenError> {
+    let taken: std::collections::BTreeSet<u32> =
+        store.iter().map(|k| u32::from(k.id().get())).collect();
+    match taken.last() {
+        None => Ok(1),
+        Some(&max) if max < 65535 => Ok(max + 1),
+        Some(_) => (1..=65535u32)
+            .find(|id| !taken.contains(id))
+            .ok_or(KeygenError::NoFreeId),
+    }
+}
+
+/// The line `mcast-keygen rotate` appends for a new key `id` of `key_type`
+/// (`id TYPE secret  # TYPE key, added <added_at>`, newline included).
+pub fn rotation_line<R: TryRng + ?Sized>(
+    id: u32,
+    key_type: KeyType,
+    added_at: &str,
+    rng: &mut R,
+) -> Result<Zeroizing<String>, KeygenError> {
+    let mut out = Zeroizing::new(String::with_capacity(160));
+    let _ = write!(out, "{id:2} {key_type} ");
+    match key_type {
+        KeyType::Md5 => md5_secret(rng, &mut out)?,
+        KeyType::Sha1 => hex_secret(rng, 20, &mut out)?,
+        KeyType::Aes128Cmac => hex_secret(rng, 16, &mut out)?,
+        _ => hex_secret(rng, 32, &mut out)?,
+    }
+    let _ = writeln!(
+        out,
+        "  # {key_type} key, added by mcast-keygen rotate {}",
+        comment_safe(added_at)
+    );
+    Ok(out)
+}
+
+/// Appends `line` to the keys file at `path` in place: its owner and mode
+/// stay (a daemon that dropped privileges must still read it on reload).
+/// A file whose last line has no newline gets one first.
+pub fn append_keys_line(path: &Path, line: &str) -> Result<(), WriteKeysError> {
+    let io = |source: std::io::Error| WriteKeysError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let ends_open = std::fs::read(path)
+        .map_err(io)?
+        .last()
+        .is_some_and(|&b| b != b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    let mut text = Zeroizing::new(String::with_capacity(line.len() + 1));
+    if ends_open {
+        text.push('\n');
+    }
+    text.push_str(line);
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 /// `time` as `YYYY-MM-DD HH:MM:SS UTC` (for the header comment).

@@ -26,8 +26,10 @@ mod keyid;
 mod keytype;
 mod mac;
 pub mod packet;
+pub mod signed;
 mod source;
 mod store;
+pub mod version;
 
 pub use file::KeysFileError;
 pub use key::Key;

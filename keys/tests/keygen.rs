@@ -325,10 +325,151 @@ fn cli_help_shows_examples_and_version_works() {
             "{help}"
         );
     }
-    let out = run(&["--version"], dir.path());
+    let out = run(&["-V"], dir.path());
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout).trim(),
         format!("mcast-keygen {}", env!("CARGO_PKG_VERSION"))
+    );
+    // --version: the build's facts; a commit only when the build was given one.
+    let out = run(&["--version"], dir.path());
+    let v = text(&out.stdout);
+    let lines: Vec<&str> = v.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("mcast-keygen {}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    match option_env!("MCAST_GIT_COMMIT") {
+        Some(c) => assert!(lines.contains(&format!("commit: {c}").as_str()), "{v}"),
+        None => assert!(!v.contains("commit:"), "{v}"),
+    }
+    assert!(
+        lines.contains(&"macs: MD5 SHA1 SHA256 SHA384 SHA512 AES128CMAC HMAC-SHA256"),
+        "{v}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("target: ")), "{v}");
+}
+
+#[test]
+fn rotate_appends_the_next_free_id_in_place_and_prints_only_the_id() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ntp.keys");
+    // No newline at the end, and a gap in the ids: the next is max + 1.
+    std::fs::write(&path, "1 MD5 LabMd5Key-0001\n7 SHA1 LabSha1Key-0007").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let before = std::fs::read_to_string(&path).unwrap();
+
+    let out = run(&["rotate", "--keys", "ntp.keys"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "8\n", "only the id on stdout");
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        after.starts_with(&format!("{before}\n")),
+        "appended:\n{after}"
+    );
+    let store = KeyStore::load(&path).unwrap();
+    let new = store
+        .get(mcast_keys::KeyId::new(8).unwrap())
+        .expect("key 8");
+    assert_eq!(new.key_type(), KeyType::Aes128Cmac, "the default type");
+    let secret = secrets(&after).last().cloned().unwrap();
+    assert_eq!(secret.len(), 32);
+    assert!(!text(&out.stdout).contains(&secret) && !text(&out.stderr).contains(&secret));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the file keeps its mode (and inode)");
+
+    let out = run(
+        &["rotate", "--keys", "ntp.keys", "--type", "SHA1"],
+        dir.path(),
+    );
+    assert_eq!(text(&out.stdout), "9\n");
+    let store = KeyStore::load(&path).unwrap();
+    assert_eq!(store.len(), 4);
+    assert_eq!(
+        store
+            .get(mcast_keys::KeyId::new(9).unwrap())
+            .map(|k| k.key_type()),
+        Some(KeyType::Sha1)
+    );
+    // Two rotations, two different secrets, the old keys unchanged.
+    let all = secrets(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(
+        all.get(..2),
+        Some(&["LabMd5Key-0001".to_string(), "LabSha1Key-0007".to_string()][..])
+    );
+    assert_ne!(all.get(2), all.get(3));
+}
+
+#[test]
+fn rotate_refuses_a_broken_file_or_an_unknown_type_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ntp.keys");
+    std::fs::write(&path, "1 MD5 LabMd5Key-0001\n2 NOPE xyz\n").unwrap();
+    let out = run(&["rotate", "--keys", "ntp.keys"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("ntp.keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    std::fs::write(&path, "1 MD5 LabMd5Key-0001\n").unwrap();
+    let out = run(
+        &["rotate", "--keys", "ntp.keys", "--type", "RC4"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--type RC4"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "1 MD5 LabMd5Key-0001\n"
+    );
+}
+
+#[test]
+fn the_next_free_id_fills_a_gap_only_when_65535_is_taken() {
+    let store = KeyStore::parse("3 MD5 a\n65535 MD5 b\n1 MD5 c\n", Path::new("k")).unwrap();
+    assert_eq!(keygen::next_free_id(&store).unwrap(), 2);
+    let store = KeyStore::parse("3 MD5 a\n", Path::new("k")).unwrap();
+    assert_eq!(keygen::next_free_id(&store).unwrap(), 4);
+}
+
+#[test]
+fn signing_key_writes_a_private_file_and_prints_only_the_public_line() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["signing-key", "-o", "server.ed25519"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let path = dir.path().join("server.ed25519");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let stdout = text(&out.stdout);
+    let public = stdout.lines().next().unwrap();
+    let parsed = mcast_keys::signed::PublicKey::parse(public).expect("a public key line");
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some(format!("fingerprint {}", parsed.fingerprint()).as_str())
+    );
+    let file = std::fs::read_to_string(&path).unwrap();
+    let secret = file
+        .lines()
+        .find_map(|l| l.strip_prefix("ed25519-secret "))
+        .unwrap();
+    assert!(
+        !stdout.contains(secret) && !text(&out.stderr).contains(secret),
+        "the secret is never printed"
+    );
+    let again = run(&["public-key", "server.ed25519"], dir.path());
+    assert_eq!(text(&again.stdout), stdout, "public-key prints the same");
+    let twice = run(&["signing-key", "-o", "server.ed25519"], dir.path());
+    assert_eq!(
+        twice.status.code(),
+        Some(2),
+        "an existing key is never replaced"
     );
 }

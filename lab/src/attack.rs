@@ -95,12 +95,7 @@ impl Spoofer {
     /// The kernel refused the datagram.
     pub fn send(&self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
         let ttl = if dst.ip().is_multicast() { 1 } else { 64 };
-        let builder = etherparse::PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), ttl)
-            .udp(src.port(), dst.port());
-        let mut buf = Vec::with_capacity(builder.size(payload.len()));
-        builder
-            .write(&mut buf, payload)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let buf = mcast_diag::craft::ipv4_udp(src, dst, ttl, payload).map_err(io::Error::other)?;
         let to = SocketAddr::V4(SocketAddrV4::new(*dst.ip(), 0));
         self.sock.send_to(&buf, &to.into()).map(drop)
     }

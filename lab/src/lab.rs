@@ -47,6 +47,23 @@ pub fn lab_required(test: &str) {
     }
 }
 
+/// Writes a private key file, mode 0600 from its creation (a server's
+/// signing key in a test's work directory).
+///
+/// # Panics
+/// If the file cannot be written (a broken test setup).
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// The public lab keys file (ntpd syntax): `tests/data/vectors/ntp.keys`,
 /// the keys the reference vectors were captured with.
 pub fn keys_file() -> PathBuf {

@@ -138,6 +138,23 @@ pub struct ProbeReport {
 }
 
 impl ProbeArgs {
+    /// `count` requests from `from`, `spacing` apart, signed with key 1 of
+    /// the lab keys ([`crate::lab::keys_file`]), poll 6, listening 2 s
+    /// after the last: the probe most tests make.
+    pub fn signed(target: SocketAddr, from: IpAddr, count: u32, spacing: Duration) -> ProbeArgs {
+        ProbeArgs {
+            target,
+            keys: crate::lab::keys_file(),
+            key: Some(1),
+            sources: vec![from],
+            source_port: 0,
+            count,
+            spacing,
+            wait: Duration::from_secs(2),
+            poll: 6,
+        }
+    }
+
     /// Parses `--target A:P --keys FILE [--key ID] (--source IP |
     /// --source-range IP-IP)... [--source-port P] [--count N]
     /// [--spacing-ms MS] [--wait-ms MS] [--poll P]`.

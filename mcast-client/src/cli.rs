@@ -1,6 +1,6 @@
 //! The `mcast-client` command line.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,11 +10,30 @@ use mcast_keys::KeyStore;
 
 use crate::{DEFAULT_CONFIG, summary};
 
+/// `mcast-client --version`: version, commit, target, MACs, features.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    mcast_keys::version::long_version(
+        env!("CARGO_PKG_VERSION"),
+        option_env!("MCAST_GIT_COMMIT"),
+        &[
+            ("logging", "journald (under systemd), plain text"),
+            ("metrics", "Prometheus text format"),
+            ("addresses", "IPv4 and IPv6 multicast, IPv4 broadcast"),
+            ("diagnostics", "listen, analyze (pcap, pcapng)"),
+            (
+                "clock",
+                "monitor, slew, step (adjtimex; needs CAP_SYS_TIME)",
+            ),
+        ],
+    )
+});
+
 /// Command line of `mcast-client`.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcast-client",
     version,
+    long_version = &**LONG_VERSION,
     about = "Track NTP servers from their authenticated multicast broadcasts",
     long_about = "Join NTP multicast groups on the configured interfaces, verify each \
                   server's broadcasts with that server's key, measure the path delay to each \
@@ -23,7 +42,8 @@ use crate::{DEFAULT_CONFIG, summary};
     after_help = "Examples:\n  \
                   mcast-client check-config -c /etc/mcast-ntp/client.toml\n  \
                   mcast-client run -c /etc/mcast-ntp/client.toml\n\n\
-                  Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.\n\
+                  Logging goes to journald under systemd, else to stderr; log-level in the \
+                  configuration (or RUST_LOG, e.g. RUST_LOG=debug) sets how much.\n\
                   A configuration error exits with status 2."
 )]
 pub struct Cli {
@@ -36,8 +56,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the client (validates the configuration first).
-    #[command(after_help = "Example:\n  mcast-client run -c /etc/mcast-ntp/client.toml")]
-    Run(ConfigArg),
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Validate the configuration and the keys file it names, print a summary.
     #[command(
         after_help = "Example:\n  mcast-client check-config -c /etc/mcast-ntp/client.toml\n\n\
@@ -47,17 +67,31 @@ pub enum Command {
     )]
     CheckConfig(ConfigArg),
     /// Show a running client's servers: state, calibration, offsets, rejections.
-    #[command(
-        after_help = "Examples:\n  mcast-client status --config /etc/mcast-ntp/client.toml\n  \
-                      mcast-client status --json --socket /run/mcast-ntp/client.sock"
-    )]
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
     /// Monitoring-plugin check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
-    #[command(after_help = "Example:\n  mcast-client check -w 0.005 -c 0.050\n\n\
-                      WARNING when the selected offset is at least -w seconds, CRITICAL at -c \
-                      seconds, when nothing is selected, or when no server has been heard for \
-                      8 poll intervals; UNKNOWN when the client does not answer.")]
+    #[command(
+        after_help = "Example:\n  mcast-client check -c /etc/mcast-ntp/client.toml -w 0.005 -C 0.050\n\n\
+                      Thresholds: -w/--warning and -C/--critical (seconds of offset); -c/--config \
+                      is the configuration file, as for every other subcommand.\n\n\
+                      CRITICAL when nothing is selected, when no verified broadcast came for \
+                      --stale-critical-intervals of the longest broadcast interval, or the \
+                      offset is at least -C seconds. WARNING when the offset is at least -w \
+                      seconds, a selected server is tracked on the fallback delay (its \
+                      calibration failed), fewer servers are selected than min-agreeing, no \
+                      verified broadcast came for --stale-intervals, the system jitter is \
+                      above --jitter or the client's stratum above --stratum. UNKNOWN, with \
+                      the cause, when the configuration or the control socket cannot be read. \
+                      Every line ends with performance data: offset, jitter, selected, age, \
+                      stratum (U when unknown)."
+    )]
     Check(CheckArgs),
+    /// Wait until the running client is synchronized: exit 0, or 1 on --timeout.
+    #[command(after_help = crate::sync_cli::WAIT_SYNC_HELP)]
+    WaitSync(crate::sync_cli::WaitSyncArgs),
+    /// Step the clock once to the selected time (past the panic threshold).
+    #[command(after_help = crate::sync_cli::STEP_NOW_HELP)]
+    StepNow(SocketArgs),
     /// Rerun the calibration volley for one server.
     #[command(after_help = "Example:\n  mcast-client recalibrate 198.18.0.1")]
     Recalibrate(RecalibrateArgs),
@@ -71,6 +105,53 @@ pub enum Command {
     #[command(after_help = crate::import_ntp_conf::AFTER_HELP)]
     ImportNtpConf(crate::import_ntp_conf::ImportArgs),
 }
+
+const RUN_HELP: &str = "Example:\n  mcast-client run -c /etc/mcast-ntp/client.toml\n\n\
+    In slew and step modes the client refuses to start, before it touches the clock, while \
+    another daemon disciplines it: chronyd, ntpd, ntpsec or systemd-timesyncd running, or \
+    the kernel's STA_PLL or STA_FLL bit set (a kernel discipline someone else turned on). \
+    Stop that daemon (systemctl disable --now chrony), or pass --force.\n\n\
+    Exit status: 0 after SIGTERM or SIGINT, 1 when a socket, privilege or clock problem \
+    stops it, 2 for a configuration error or another time daemon.";
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Start in slew or step mode even while another daemon disciplines the clock.
+    #[arg(long)]
+    pub force: bool,
+}
+
+const STATUS_HELP: &str = "\
+Examples:
+  mcast-client status -c /etc/mcast-ntp/client.toml
+  mcast-client status --json --socket /run/mcast-ntp/client.sock
+
+The table, one row per server (as ntpq -p):
+  first column (tally), what selection made of the server:
+    *  system peer: the server whose offset steers the clock
+    +  survivor: combined into the offset with the system peer
+    x  falseticker: its interval misses the one most servers agree on
+    -  excluded: root distance over the limit, or clustered out
+       (blank) not a candidate: not tracked yet, or no recent sample
+  remote  address; refid  its reference (.INIT. before its first packet)
+  st      stratum
+  t       what the client does with it:
+    b  tracking from its broadcasts (calibrated, or on the fallback delay)
+    u  calibrating: the one-time unicast volley is under way
+    -  listening: no verified broadcast yet
+    !  untrusted: calibration measured a round trip over the bound; never
+       selected until `mcast-client recalibrate` measures again
+  when    seconds since its last accepted broadcast; poll  its interval (s)
+  reach   octal register of the last 8 intervals (377: none missed)
+  delay   round-trip delay its samples use, offset  filtered offset,
+  jitter  of its offsets (all ms)
+Below the table, per server: state, calibration result (or why it failed),
+unicast packets sent (constant after calibration) and rejections by reason.
+--json gives the same as documented in docs/status-json.md (schema 1).";
 
 const LISTEN_HELP: &str = "Example:\n  \
     mcast-client listen --group 224.0.1.1 --interface bond0 --keys /etc/mcast-ntp/ntp.keys \
@@ -127,7 +208,7 @@ fn positive_seconds(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 pub struct SocketArgs {
     /// Configuration file whose control socket to use.
-    #[arg(long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Control socket (overrides the configuration's).
     #[arg(long, value_name = "PATH")]
@@ -152,11 +233,42 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub at: SocketArgs,
     /// Warning threshold for |offset|, seconds.
-    #[arg(short = 'w', long, value_name = "SEC")]
+    #[arg(short = 'w', long, value_name = "SEC", default_value_t = 0.005)]
     pub warning: f64,
-    /// Critical threshold for |offset|, seconds.
-    #[arg(short = 'c', long, value_name = "SEC")]
+    /// Critical threshold for |offset|, seconds (-C: -c is the configuration file, as for
+    /// every subcommand).
+    #[arg(short = 'C', long, value_name = "SEC", default_value_t = 0.050)]
     pub critical: f64,
+    /// Warning threshold for the system jitter, seconds.
+    #[arg(long, value_name = "SEC", default_value_t = 0.002)]
+    pub jitter: f64,
+    /// Warning when the client's stratum (the system peer's plus one) is above this.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub stratum: u8,
+    /// Warning when no verified broadcast came for this many of the longest broadcast interval.
+    #[arg(long, value_name = "N", default_value_t = 4.0)]
+    pub stale_intervals: f64,
+    /// Critical when no verified broadcast came for this many intervals.
+    #[arg(long, value_name = "N", default_value_t = 8.0)]
+    pub stale_critical_intervals: f64,
+    /// Servers that must be selected [default: the running client's selection.min-agreeing].
+    #[arg(long, value_name = "N")]
+    pub min_agreeing: Option<usize>,
+}
+
+impl CheckArgs {
+    /// The thresholds these options give.
+    pub fn thresholds(&self) -> crate::check::Thresholds {
+        crate::check::Thresholds {
+            offset_warning_s: self.warning,
+            offset_critical_s: self.critical,
+            jitter_warning_s: self.jitter,
+            stratum_warning: self.stratum,
+            stale_warning_intervals: self.stale_intervals,
+            stale_critical_intervals: self.stale_critical_intervals,
+            min_agreeing: self.min_agreeing,
+        }
+    }
 }
 
 /// Options of `recalibrate`.
@@ -226,6 +338,12 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// `check-config` asks this host about interfaces and users.
+const SYSTEM: mcast_config::Host<'static> = mcast_config::Host {
+    has_interface: &mcast_sys::interface_exists,
+    has_user: &mcast_sys::user_exists,
+};
+
 /// Parses the process arguments, runs the subcommand, returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -239,13 +357,33 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::CheckConfig(arg) => match load(arg) {
             Ok((config, keys)) => {
                 print!("{}", summary(&config, &keys));
+                for w in config.warnings(&keys, &SYSTEM) {
+                    eprintln!("mcast-client: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(&e),
         },
-        Command::Run(arg) => match load(arg) {
+        Command::Run(args) => match load(&args.config) {
             Ok((config, keys)) => {
+                apply_log_level(&config);
                 tracing::info!(config = %config.file().display(), "configuration is valid");
+                if config.clock.mode != mcast_config::ClockMode::Monitor
+                    && let Some(other) = crate::coexist::check()
+                {
+                    let mode = format!("{:?}", config.clock.mode).to_lowercase();
+                    if args.force {
+                        tracing::warn!("--force: starting in {mode} mode although {other}");
+                    } else {
+                        eprintln!(
+                            "mcast-client: refusing to start in {mode} mode: {other}; two \
+                             daemons disciplining one clock make both wrong. Stop it, set \
+                             [clock] mode = \"monitor\" in {}, or pass --force",
+                            config.file().display()
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
                 mcast_sys::run_daemon_single_threaded(
                     "mcast-client",
                     crate::daemon::run(config, keys),
@@ -255,124 +393,16 @@ pub fn execute(cli: &Cli) -> ExitCode {
         },
         Command::Status(args) => status(args),
         Command::Check(args) => check(args),
+        Command::WaitSync(args) => crate::sync_cli::wait_sync(args),
+        Command::StepNow(args) => crate::sync_cli::step_now(args),
         Command::Recalibrate(args) => recalibrate(args),
-        Command::Listen(args) => listen(args),
+        Command::Listen(args) => crate::listen::listen(args),
         Command::Analyze(args) => analyze(args),
         Command::ImportNtpConf(args) => crate::import_ntp_conf::run(args),
     }
 }
 
-/// `listen`: the socket and clock around [`mcast_diag::listen::Session`].
-fn listen(args: &ListenArgs) -> ExitCode {
-    let keys = match &args.keys {
-        Some(path) => match KeyStore::load(path) {
-            Ok(k) => {
-                for w in k.warnings() {
-                    eprintln!("mcast-client: warning: {w}");
-                }
-                Some(k)
-            }
-            Err(e) => {
-                eprintln!("mcast-client: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
-    let broadcast = !args.group.is_multicast();
-    if broadcast && (args.group.is_ipv6() || args.group.is_unspecified()) {
-        eprintln!(
-            "mcast-client: --group {}: not a multicast group or an IPv4 broadcast address",
-            args.group
-        );
-        return ExitCode::from(2);
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mcast-client: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let checking = keys.as_ref().map_or_else(
-        || "MACs not checked (no --keys)".to_string(),
-        |k| format!("MACs checked with {}", k.path().display()),
-    );
-    let mut session = mcast_diag::listen::Session::new(keys);
-    let result = runtime.block_on(async {
-        let (ep, _) =
-            crate::daemon::open_group_socket(args.group, &args.interface, args.port, broadcast)?;
-        let what = if broadcast { "broadcasts to" } else { "group" };
-        eprintln!(
-            "listening: {what} {} port {} on {}; {checking}; Ctrl-C to stop",
-            args.group, args.port, args.interface
-        );
-        listen_loop(&ep, args, &mut session).await;
-        Ok::<(), crate::daemon::DaemonError>(())
-    });
-    if let Err(e) = result {
-        eprintln!("mcast-client: cannot listen: {e}");
-        return ExitCode::from(2);
-    }
-    eprintln!("{}", session.summary());
-    ExitCode::from(session.exit_code())
-}
-
-async fn listen_loop(
-    ep: &mcast_sys::UdpEndpoint,
-    args: &ListenArgs,
-    session: &mut mcast_diag::listen::Session,
-) {
-    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let expired = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let stop = mcast_sys::wait_for_stop(|| {});
-    tokio::pin!(expired, stop);
-    let mut names = std::collections::HashMap::new();
-    let mut buf = vec![0u8; 65_536];
-    while args.count.is_none_or(|n| session.heard() < n) {
-        let meta = tokio::select! {
-            r = ep.recv(&mut buf) => match r {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("mcast-client: receive error: {e}");
-                    continue;
-                }
-            },
-            () = &mut expired => break,
-            r = &mut stop => {
-                if let Err(e) = r {
-                    eprintln!("mcast-client: signal handlers: {e}");
-                }
-                break;
-            }
-        };
-        let interface = match meta.ifindex {
-            Some(i) => names
-                .entry(i)
-                .or_insert_with(|| mcast_sys::interface_by_index(i).unwrap_or(format!("#{i}")))
-                .clone(),
-            None => args.interface.clone(),
-        };
-        let arrival = meta.kernel_rx.unwrap_or_else(mcast_sys::RealClock::now);
-        let bytes = buf.get(..meta.len).unwrap_or_default();
-        let heard = session.on_datagram(bytes, meta.source, &interface, arrival);
-        if args.json {
-            println!("{}", serde_json::to_string(&heard).unwrap_or_default());
-        } else {
-            println!("{heard}");
-        }
-    }
-}
-
-fn socket_of(at: &SocketArgs) -> Result<PathBuf, ExitCode> {
+pub(crate) fn socket_of(at: &SocketArgs) -> Result<PathBuf, ExitCode> {
     match &at.socket {
         Some(p) => Ok(p.clone()),
         None => ClientConfig::load(&at.config)
@@ -410,35 +440,43 @@ fn status(args: &StatusArgs) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
-    let socket = match socket_of(&args.at) {
-        Ok(s) => s,
-        Err(_) => {
-            println!("MCAST-NTP UNKNOWN - configuration unreadable");
-            return ExitCode::from(3);
-        }
+    let t = args.thresholds();
+    let socket = match &args.at.socket {
+        Some(p) => Ok(p.clone()),
+        None => ClientConfig::load(&args.at.config)
+            .map(|c| c.control_socket.clone())
+            .map_err(|e| format!("configuration unreadable: {e}")),
     };
-    let status = crate::control::control_request(&socket, "status").and_then(|v| {
-        serde_json::from_value::<mcast_core::client::status::ClientStatus>(v)
-            .map_err(std::io::Error::other)
+    let status = socket.and_then(|socket| {
+        crate::control::control_request(&socket, "status")
+            .and_then(|v| {
+                serde_json::from_value::<mcast_core::client::status::ClientStatus>(v)
+                    .map_err(std::io::Error::other)
+            })
+            .map_err(|e| format!("no answer from {}: {e}", socket.display()))
     });
     let (code, text) = match status {
-        Err(e) => (
-            3,
-            format!("UNKNOWN - no answer from {}: {e}", socket.display()),
-        ),
-        Ok(s) => crate::text::check_verdict(&s, args.warning, args.critical),
+        Err(cause) => crate::check::render_unknown(&cause, &t),
+        Ok(s) => crate::check::render(&crate::check::verdict(&s, &t), &t),
     };
     println!("MCAST-NTP {text}");
     ExitCode::from(code)
 }
 
+/// The operations socket beside the control socket `at` names.
+pub(crate) fn operations_socket_of(at: &SocketArgs) -> Result<PathBuf, ExitCode> {
+    match &at.socket {
+        Some(control) => Ok(mcast_config::operations_socket_for(control)),
+        None => ClientConfig::load(&at.config)
+            .map(|c| c.operations_socket())
+            .map_err(|e| config_error(&e)),
+    }
+}
+
 fn recalibrate(args: &RecalibrateArgs) -> ExitCode {
-    let socket = match &args.at.socket {
-        Some(control) => mcast_config::operations_socket_for(control),
-        None => match ClientConfig::load(&args.at.config) {
-            Ok(c) => c.operations_socket(),
-            Err(e) => return config_error(&e),
-        },
+    let socket = match operations_socket_of(&args.at) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     match crate::control::control_request(&socket, &format!("recalibrate {}", args.server)) {
         Ok(v) if v.get("ok").is_some() => {
@@ -522,11 +560,18 @@ fn config_error(e: &ConfigError) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    mcast_sys::init_logging("info");
+}
+
+/// Applies `log-level` of the configuration (at start and on SIGHUP).
+pub(crate) fn apply_log_level(config: &mcast_config::ClientConfig) {
+    mcast_sys::apply_log_level(config.log_level.as_str());
+}
+
+/// SIGHUP: reads `log-level` again from the configuration file.
+pub(crate) fn reload_log_level(file: &std::path::Path) {
+    match mcast_config::ClientConfig::load(file) {
+        Ok(c) => apply_log_level(&c),
+        Err(e) => tracing::error!("SIGHUP: keeping the log level: {e}"),
+    }
 }

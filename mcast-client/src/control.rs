@@ -10,11 +10,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mcast_core::client::ClientCore;
+use mcast_core::client::discipline::Clock;
 
 /// The metrics page: the same snapshot `status` answers with.
-pub fn metrics_text(core: &Mutex<ClientCore>, mono: Duration, mode_name: &str) -> String {
+pub fn metrics_text(core: &Mutex<ClientCore>, mono: Duration) -> String {
     match core.lock() {
-        Ok(core) => crate::metrics::format_metrics(&status_of(&core, mono, mono, mode_name)),
+        Ok(core) => crate::metrics::format_metrics(&status_of(&core, mono, mono)),
         Err(_) => String::new(),
     }
 }
@@ -25,17 +26,16 @@ pub fn control_command(
     core: &Mutex<ClientCore>,
     mono: Duration,
     command: &str,
-    mode_name: &str,
     operations_socket: &str,
 ) -> String {
     match command.split_whitespace().collect::<Vec<_>>().as_slice() {
         ["status"] => match core.lock() {
             Ok(core) => {
-                serde_json::to_string(&status_of(&core, mono, mono, mode_name)).unwrap_or_default()
+                serde_json::to_string(&status_of(&core, mono, mono)).unwrap_or_default()
             }
             Err(_) => "{\"error\":\"internal\"}".into(),
         },
-        ["recalibrate", ..] => serde_json::json!({
+        ["recalibrate" | "step-now", ..] => serde_json::json!({
             "error": format!("operations are served on {operations_socket}, not on the status socket")
         })
         .to_string(),
@@ -52,6 +52,7 @@ pub fn operation(
     command: &str,
     peer: Option<mcast_sys::Peer>,
     operator: u32,
+    clock: &mut dyn Clock,
 ) -> String {
     match peer {
         Some(p) if p.uid == 0 || p.uid == operator => {}
@@ -74,6 +75,16 @@ pub fn operation(
             Err(_) => {
                 serde_json::json!({ "error": format!("{server} is not an IP address") }).to_string()
             }
+        },
+        ["step-now"] => match core.lock().map(|mut c| c.step_now(mono, clock)) {
+            Ok(Ok(offset)) => {
+                tracing::warn!(offset = %offset, uid = ?peer.map(|p| p.uid), "step-now: stepped the clock to the selected time");
+                serde_json::json!({ "ok": true, "stepped_s": offset.as_seconds_f64() }).to_string()
+            }
+            Ok(Err(e)) => {
+                serde_json::json!({ "error": crate::text::step_now_refusal(&e) }).to_string()
+            }
+            Err(_) => "{\"error\":\"internal\"}".into(),
         },
         _ => serde_json::json!({ "error": format!("unknown command {command:?}") }).to_string(),
     }

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use mcast_config::{ClientConfig, ClockMode as ConfigClockMode};
 use mcast_keys::KeyStore;
-use mcast_proto::{Log2Seconds, NtpDuration, NtpTimestamp};
+use mcast_proto::{Log2Seconds, NtpTimestamp};
 use mcast_sys::{EndpointOptions, RealClock, UdpEndpoint};
 use tokio::time::Instant;
 
-use mcast_core::client::discipline::{Clock, Decision, Ppm};
+use mcast_core::client::discipline::{Clock, Decision};
 use mcast_core::client::engine::{Action, ClientCore, Event, Incoming};
 
 use crate::calsock::{CalPair, CalSocket, CalSockets};
+use crate::clock::{MonitorOnly, SystemClock};
 use crate::control;
 use crate::settings::core_config;
 
@@ -67,7 +68,7 @@ impl Shared {
     }
 }
 
-fn now_ntp() -> NtpTimestamp {
+pub(crate) fn now_ntp() -> NtpTimestamp {
     NtpTimestamp::from_system_time(RealClock::now())
 }
 
@@ -209,13 +210,12 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
             tracing::info!("metrics on http://{addr}/metrics");
         }
         let for_metrics = Arc::clone(&shared);
-        let mode = mode_name.clone();
         tasks.spawn(mcast_sys::serve_http(
             listener,
             "/metrics",
             crate::metrics::CONTENT_TYPE,
             mcast_sys::HttpLimits::default(),
-            Arc::new(move || control::metrics_text(&for_metrics.core, for_metrics.mono(), &mode)),
+            Arc::new(move || control::metrics_text(&for_metrics.core, for_metrics.mono())),
         ));
     }
     let for_control = Arc::clone(&shared);
@@ -223,13 +223,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     tasks.spawn(mcast_sys::serve_control(
         control,
         Arc::new(move |command: &str| {
-            control::control_command(
-                &for_control.core,
-                for_control.mono(),
-                command,
-                &mode_name,
-                &ops_shown,
-            )
+            control::control_command(&for_control.core, for_control.mono(), command, &ops_shown)
         }),
     ));
     let for_operations = Arc::clone(&shared);
@@ -242,6 +236,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
                 command,
                 peer,
                 operator,
+                &mut *for_operations.clock(),
             )
         }),
     ));
@@ -251,9 +246,10 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     }
 
     let result = wait_for_signals(&shared, &config).await;
+    crate::readiness::stopping();
     tasks.abort_all();
     if let Some(dir) = &state_dir {
-        crate::state::write(&shared.core, dir);
+        crate::state::write(&shared.core, dir, true);
     }
     let _ = std::fs::remove_file(&config.control_socket);
     let _ = std::fs::remove_file(&operations_path);
@@ -300,12 +296,26 @@ fn drop_privileges(config: &ClientConfig) -> Result<(), DaemonError> {
 }
 
 async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), DaemonError> {
-    mcast_sys::wait_for_stop(|| match config.load_keys() {
-        Ok(k) => {
+    mcast_sys::wait_for_stop(|| {
+        crate::cli::reload_log_level(config.file());
+        reload_keys(shared, config);
+    })
+    .await
+    .map_err(io_err("signal handlers"))
+}
+
+/// SIGHUP: the keys file and each server's `key`/`keys` again, from the
+/// configuration file as it is now; nothing is recalibrated.
+fn reload_keys(shared: &Shared, config: &ClientConfig) {
+    match ClientConfig::load_with_keys(config.file()) {
+        Ok((now, k)) => {
             let path = k.path().display().to_string();
+            let bindings = crate::settings::key_bindings(&now);
             if let Ok(mut core) = shared.core.lock() {
-                match core.set_keys(k) {
-                    Ok(()) => tracing::info!(keys = %path, "SIGHUP: keys reloaded"),
+                match core.rebind_keys(k, &bindings) {
+                    Ok(rebound) => {
+                        tracing::info!(keys = %path, rebound, "SIGHUP: keys reloaded");
+                    }
                     Err(lost) => tracing::error!(
                         keys = %path,
                         "SIGHUP: keeping the old keys: {}",
@@ -315,9 +325,7 @@ async fn wait_for_signals(shared: &Shared, config: &ClientConfig) -> Result<(), 
             }
         }
         Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
-    })
-    .await
-    .map_err(io_err("signal handlers"))
+    }
 }
 
 async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
@@ -368,6 +376,7 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                 }
             }
             Action::Clock(decision) => report_decision(&decision),
+            Action::Kernel(state) => crate::clock::report_kernel_state(&state),
         }
     }
 }
@@ -376,7 +385,7 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
 async fn persist_loop(shared: Arc<Shared>, dir: std::path::PathBuf) {
     loop {
         tokio::time::sleep(crate::state::EVERY).await;
-        crate::state::write(&shared.core, &dir);
+        crate::state::write(&shared.core, &dir, false);
     }
 }
 
@@ -391,67 +400,11 @@ fn spawn_reply_loops(shared: &Arc<Shared>, pair: &Arc<CalPair>) {
     }
 }
 
-/// The real system clock (`clock_adjtime`, needs `CAP_SYS_TIME`). Only
-/// used in slew and step modes; tests never run it on this machine.
-struct SystemClock;
-
-/// Monitor mode's clock: reads the time, refuses every change.
-struct MonitorOnly;
-
-impl Clock for MonitorOnly {
-    fn now(&self) -> NtpTimestamp {
-        now_ntp()
-    }
-
-    fn step(&mut self, _: NtpDuration) -> Result<(), String> {
-        Err("monitor mode: the clock is never stepped".into())
-    }
-
-    fn slew(&mut self, _: NtpDuration) -> Result<(), String> {
-        Err("monitor mode: the clock is never slewed".into())
-    }
-
-    fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
-        Err("monitor mode: the frequency is never set".into())
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> NtpTimestamp {
-        now_ntp()
-    }
-
-    fn step(&mut self, offset: NtpDuration) -> Result<(), String> {
-        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Step {
-            offset_ns: offset.as_nanos(),
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    }
-
-    fn slew(&mut self, offset: NtpDuration) -> Result<(), String> {
-        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Slew {
-            offset_ns: offset.as_nanos(),
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    }
-
-    fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String> {
-        // The kernel's frequency is ppm scaled by 2^16; our correction is the
-        // negative of the measured error, as the discipline computes it.
-        let scaled_ppm = (ppm.0 * 65536.0).round() as i64;
-        mcast_sys::adjust_clock(mcast_sys::ClockAdjustment::Frequency { scaled_ppm })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// The log line of a clock decision the core has carried out.
 fn report_decision(decision: &Decision) {
     match decision {
         Decision::Panic { offset } => {
-            tracing::error!(offset = %offset, "offset over the panic threshold: refusing to adjust the clock; set it by hand");
+            tracing::error!(offset = %offset, "{}", crate::text::PANIC_LINE);
         }
         Decision::Step { offset } => tracing::warn!(offset = %offset, "stepped the clock"),
         _ => tracing::debug!("clock: {decision:?}"),
@@ -525,6 +478,7 @@ async fn reply_loop(shared: Arc<Shared>, pair: Arc<CalPair>, sock: Arc<CalSocket
 }
 
 async fn tick_loop(shared: Arc<Shared>) {
+    let mut readiness = crate::readiness::Readiness::from_env();
     loop {
         let mono = shared.mono();
         let (actions, next) = match shared.core.lock() {
@@ -540,6 +494,9 @@ async fn tick_loop(shared: Arc<Shared>) {
             Err(_) => return,
         };
         execute(&shared, actions).await;
+        if let Ok(core) = shared.core.lock() {
+            readiness.after_tick(&core, shared.mono());
+        }
         tokio::time::sleep_until(shared.start + next.max(mono + Duration::from_millis(10))).await;
     }
 }

@@ -22,7 +22,8 @@ to standard output (or -o FILE); every line that could not be translated, or
 whose meaning changes, is listed on standard error as FILE:LINE: note.
 ntp.conf names neither the interface nor the multicast servers: give them with
 --interface and --server, otherwise the result has interface = \"CHANGE-ME\"
-and discover = true. The clock mode is always monitor; change it after checking.
+or discover = true limited to the trustedkey ids (discover-keys), and the exit
+status is 1. The clock mode is always monitor; change it after checking.
 Exit status: 0 complete, 1 written but needs editing, 2 unreadable input or
 output not written.";
 

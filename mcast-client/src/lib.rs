@@ -5,20 +5,26 @@
 //! A thin shell around the sans-I/O cores of [`mcast_core::client`]:
 //! [`cli`] (command line), [`settings`] (client.toml to core
 //! configuration), [`daemon`] (sockets, timer, system clock), [`control`]
-//! (the control socket), [`text`] (status table, check verdicts, log lines)
-//! and [`metrics`] (Prometheus text). The `analyze` and `listen`
+//! (the control socket), [`check`] (the monitoring plugin's verdict),
+//! [`text`] (status table, log lines) and [`metrics`] (Prometheus text). The `analyze` and `listen`
 //! diagnostics are [`mcast_diag`]'s; [`cli`] only wraps them.
 #![forbid(unsafe_code)]
 
 pub mod calsock;
+pub mod check;
 pub mod cli;
+pub mod clock;
+pub mod coexist;
 pub mod control;
 pub mod daemon;
 pub mod import_ntp_conf;
+mod listen;
 pub mod metrics;
+mod readiness;
 pub mod repeats;
 pub mod settings;
 pub mod state;
+pub mod sync_cli;
 pub mod text;
 
 use std::fmt::Write as _;
@@ -57,12 +63,18 @@ pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
             .as_deref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        let auth = match s.key {
-            Some(id) => match keys.get(id) {
-                Some(key) => format!("key {id} ({})", key.key_type()),
-                None => format!("key {id} (not in the keys file)"),
-            },
-            None => "UNAUTHENTICATED".to_owned(),
+        let ids = s.key_ids();
+        let auth = if ids.is_empty() {
+            "UNAUTHENTICATED".to_owned()
+        } else {
+            let each: Vec<String> = ids
+                .iter()
+                .map(|id| match keys.get(*id) {
+                    Some(key) => format!("key {id} ({})", key.key_type()),
+                    None => format!("key {id} (not in the keys file)"),
+                })
+                .collect();
+            each.join(" or ")
         };
         let interleave = if s.interleave { ", interleaved" } else { "" };
         let _ = writeln!(out, "server[{i}]: {}{name}, {auth}{interleave}", s.address);

@@ -6,6 +6,7 @@ use mcast_core::client::CoreConfig;
 use mcast_core::client::association::ServerSpec;
 use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::discipline::{ClockMode, DisciplineConfig, Ppm};
+use mcast_core::client::engine::KeyBinding;
 use mcast_core::client::select::SelectParams;
 use std::time::Duration;
 
@@ -29,7 +30,23 @@ pub fn discipline_config(c: &mcast_config::Clock) -> DisciplineConfig {
         panic_threshold: NtpDuration::from_std(c.panic_threshold),
         slew_only: c.slew_only,
         max_slew_ppm: Ppm(500.0),
+        unsync_after: c.unsync_after,
+        first_step_max: NtpDuration::from_std(c.first_step_max),
     }
+}
+
+/// Each configured server's keys, for a reload that rebinds them
+/// ([`mcast_core::client::ClientCore::rebind_keys`]).
+pub fn key_bindings(config: &ClientConfig) -> Vec<KeyBinding> {
+    config
+        .servers
+        .iter()
+        .map(|s| KeyBinding {
+            address: s.address,
+            key: s.signing_key(),
+            more_keys: s.key_ids().into_iter().skip(1).collect(),
+        })
+        .collect()
 }
 
 /// The core's settings from the configuration.
@@ -41,13 +58,21 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
             .iter()
             .map(|s| ServerSpec {
                 address: s.address,
-                key: s.key,
+                key: s.signing_key(),
+                more_keys: s.key_ids().into_iter().skip(1).collect(),
                 name: s.name.clone().unwrap_or_else(|| s.address.to_string()),
                 interleave: s.interleave,
+                public_key: s.public_key.clone(),
             })
+            .collect(),
+        groups: config
+            .listen
+            .iter()
+            .map(|l| std::net::SocketAddr::new(l.group, config.port))
             .collect(),
         discover: config.discover,
         discover_max: config.discover_max,
+        discover_keys: config.discover_keys.clone(),
         calibration: CalibrationConfig {
             start_delay_max: c.start_delay_max,
             requests: c.requests,
@@ -57,6 +82,7 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
             fallback_delay: c.fallback_delay,
             spot_check: (c.spot_check_hours > 0)
                 .then(|| Duration::from_secs(u64::from(c.spot_check_hours) * 3600)),
+            reuse_max_age: c.reuse_max_age,
         },
         select: SelectParams {
             min_agreeing: config.selection.min_agreeing,
@@ -87,9 +113,16 @@ mod tests {
         let want = CoreConfig::with_servers(vec![ServerSpec {
             address: "198.18.0.1".parse().expect("address"),
             key: mcast_keys::KeyId::new(1),
+            more_keys: Vec::new(),
             name: "198.18.0.1".into(),
             interleave: false,
+            public_key: None,
         }]);
+        // The one thing a configuration always says: where it listens.
+        let want = CoreConfig {
+            groups: vec!["224.0.1.1:123".parse().expect("group")],
+            ..want
+        };
         assert_eq!(got, want);
     }
 }

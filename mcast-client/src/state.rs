@@ -1,6 +1,8 @@
 //! The state directory: the core's persisted state as one JSON file,
 //! written atomically (a temporary file renamed over the old one) every
-//! few minutes and at exit, read at start. A missing, corrupt or foreign
+//! few minutes and at exit, read at start. The frequency correction in it
+//! changes at most hourly while running, and at exit (like ntpd's
+//! driftfile). A missing, corrupt or foreign
 //! file is reported and ignored, never fatal.
 
 use std::path::{Path, PathBuf};
@@ -47,11 +49,15 @@ pub fn load(dir: &Path, core: &mut ClientCore) {
             return;
         }
     };
-    match core.restore(&state) {
+    let now = mcast_proto::NtpTimestamp::from_system_time(mcast_sys::RealClock::now());
+    match core.restore(&state, now) {
         Ok(r) => tracing::info!(
             file = %path.display(),
             servers = r.servers,
             ignored = r.ignored,
+            calibrations_reused = r.calibrations,
+            calibrations_expired = r.calibrations_expired,
+            frequency_ppm = ?r.frequency_ppm,
             "persisted state restored (entries for another address or key are ignored)"
         ),
         Err(RestoreError::Version(v)) => tracing::warn!(
@@ -61,9 +67,16 @@ pub fn load(dir: &Path, core: &mut ClientCore) {
     }
 }
 
-/// Writes the core's state to `dir`, logging a failure.
-pub fn write(core: &std::sync::Mutex<ClientCore>, dir: &Path) {
-    let Ok(state) = core.lock().map(|c| c.persisted()) else {
+/// Writes the core's state to `dir` (with `at_exit`, the loop's current
+/// frequency), logging a failure.
+pub fn write(core: &std::sync::Mutex<ClientCore>, dir: &Path, at_exit: bool) {
+    let Ok(state) = core.lock().map(|c| {
+        if at_exit {
+            c.persisted_at_exit()
+        } else {
+            c.persisted()
+        }
+    }) else {
         return;
     };
     if let Err(e) = save(dir, &state) {
@@ -93,12 +106,22 @@ mod tests {
                 address: "198.18.0.1".parse().expect("ip"),
                 key: Some(1),
                 last_transmit: 0xdead_beef_0000_0001,
+                calibration: Some(mcast_core::client::persist::PersistedCalibration {
+                    one_way_ns: 250_000,
+                    exchanges: 6,
+                    measured_at: 0xdead_be00_0000_0000,
+                }),
             }],
+            frequency_ppm: Some(-12.25),
         };
         save(dir.path(), &state).expect("saved");
         let text = std::fs::read_to_string(dir.path().join(FILE)).expect("file");
         let back: PersistedState = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, state);
+        // A file of the format before the frequency reads as none.
+        let old: PersistedState =
+            serde_json::from_str("{\"version\":1,\"servers\":[]}").expect("old format");
+        assert_eq!(old.frequency_ppm, None);
         assert!(!dir.path().join(format!(".{FILE}.tmp")).exists());
         // Corrupt and foreign files change nothing and do not panic.
         let mut core = ClientCore::new(

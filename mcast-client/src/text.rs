@@ -1,11 +1,13 @@
-//! Words made at the edge: the `status` table, the `check` verdict and the
-//! log line of each core event.
+//! Words made at the edge: the `status` table and the log line of each
+//! core event (the `check` verdict is [`crate::check`]).
 
 use std::fmt::Write as _;
 
-use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
-use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason};
-use mcast_core::client::status::ClientStatus;
+use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason, StepNowError};
+use mcast_core::client::select::NoSelection;
+use mcast_core::client::status::{
+    CalibrationStatus, ClientStatus, DecisionStatus, FailureStatus, ReplyProblemStatus,
+};
 
 /// The log line of a core event.
 pub fn event_line(e: &Event) -> String {
@@ -25,15 +27,13 @@ pub fn event_line(e: &Event) -> String {
             to,
             local_port,
             phase,
-            summary,
         } => {
+            let status = CalibrationStatus::of(Some(phase));
+            let summary = calibration_words(&status);
             let no_reply = matches!(
-                phase,
-                Phase::Fallback {
-                    reason: FallbackReason::Failed {
-                        failure: Failure::NoReply { .. },
-                        ..
-                    },
+                status,
+                CalibrationStatus::Fallback {
+                    failure: Some(FailureStatus::NoReply { .. }),
                     ..
                 }
             );
@@ -103,20 +103,192 @@ pub fn key_loss(lost: &[KeyLoss]) -> String {
     )
 }
 
+/// Where a server's calibration stands, in words (the `status` detail line,
+/// the lab's note and the calibration log line).
+pub fn calibration_words(c: &CalibrationStatus) -> String {
+    match c {
+        CalibrationStatus::AwaitingBroadcast => {
+            "waiting for the first authenticated broadcast".into()
+        }
+        CalibrationStatus::Waiting { attempt: 0 } => "calibration starts shortly".into(),
+        CalibrationStatus::Waiting { attempt } => format!("retry {attempt} pending"),
+        CalibrationStatus::Volley { attempt, sent } => {
+            format!("volley {}: {sent} requests sent", u32::from(*attempt) + 1)
+        }
+        CalibrationStatus::Calibrated {
+            one_way_delay_ms,
+            exchanges,
+            restored,
+        } => format!(
+            "calibrated: one-way delay {one_way_delay_ms:.3} ms from {exchanges} exchanges{}",
+            if *restored {
+                " (measured before the restart)"
+            } else {
+                ""
+            }
+        ),
+        CalibrationStatus::Fallback {
+            one_way_delay_ms,
+            failure,
+            volleys,
+        } => {
+            let why = match (failure, volleys) {
+                (None, _) => "a fixed delay is configured".to_string(),
+                (Some(f), Some(n)) => format!("{} (after {n} volleys)", failure_words(f)),
+                (Some(f), None) => failure_words(f),
+            };
+            format!("UNCALIBRATED (using {one_way_delay_ms:.3} ms): {why}")
+        }
+        CalibrationStatus::Untrusted { failure } => format!(
+            "UNTRUSTED: {}; its broadcasts are not used (mcast-client recalibrate measures \
+             again)",
+            failure_words(failure)
+        ),
+    }
+}
+
+/// Why a calibration failed, in words.
+pub fn failure_words(f: &FailureStatus) -> String {
+    match f {
+        FailureStatus::NoReply {
+            requests,
+            server: Some(server),
+            source_port: Some(port),
+        } => format!(
+            "no reply from {server} to {requests} requests sent from port {port}; check that \
+             UDP replies to that port are allowed"
+        ),
+        FailureStatus::NoReply { requests, .. } => format!("no reply to {requests} requests"),
+        FailureStatus::DelayTooLarge {
+            round_trip_ms,
+            bound_ms,
+        } => format!(
+            "calibrated round trip {round_trip_ms:.1} ms exceeds the {bound_ms:.1} ms bound"
+        ),
+        FailureStatus::SlowerThanUnicast {
+            one_way_delay_ms,
+            round_trip_ms,
+        } => format!(
+            "broadcasts arrive {one_way_delay_ms:.3} ms after they were sent, more than the best \
+             unicast round trip ({round_trip_ms:.3} ms) allows: are they held back on the path?"
+        ),
+        FailureStatus::StaleBroadcasts { count } => format!(
+            "the {count} broadcasts heard disagree with the server's unicast time by more than \
+             the round-trip bound: a replayed recording?"
+        ),
+        FailureStatus::NoPairableBroadcast => "no usable reply: no broadcast arrived close enough \
+                                               in time to pair with the replies"
+            .into(),
+        FailureStatus::NoUsableReply { problems, more } => {
+            let mut each: Vec<String> = problems.iter().map(reply_problem_words).collect();
+            if *more > 0 {
+                each.push(format!("and {more} more"));
+            }
+            format!("no usable reply: {}", each.join("; "))
+        }
+        FailureStatus::Refused { kiss_code } => {
+            format!("the server refused unicast (KoD {kiss_code})")
+        }
+    }
+}
+
+fn reply_problem_words(p: &ReplyProblemStatus) -> String {
+    match p {
+        ReplyProblemStatus::CryptoNak { key } => {
+            format!("the server answered with a crypto-NAK: it does not accept key {key}")
+        }
+        ReplyProblemStatus::Unsigned => "the reply was not signed".into(),
+        ReplyProblemStatus::Authentication { detail } => {
+            format!(
+                "the reply failed authentication ({})",
+                detail.replace('-', " ")
+            )
+        }
+        ReplyProblemStatus::UnusableTime { detail } => format!(
+            "the server's reply is not usable time ({})",
+            detail.replace('-', " ")
+        ),
+    }
+}
+
+/// Why nothing is selected, in words.
+pub fn no_selection_words(n: &NoSelection) -> String {
+    let far = |too_far: usize, limit: f64| match too_far {
+        0 => String::new(),
+        1 => format!("; 1 server too far (root distance over {limit} s)"),
+        n => format!("; {n} servers too far (root distance over {limit} s)"),
+    };
+    match *n {
+        NoSelection::NoServers => "no servers to select from".into(),
+        NoSelection::AllTooFar {
+            candidates,
+            max_root_distance_s,
+        } => format!(
+            "no usable server: all {candidates} too far (root distance over \
+             {max_root_distance_s} s)"
+        ),
+        NoSelection::NoMajority {
+            agreeing,
+            usable,
+            too_far,
+            max_root_distance_s,
+        } => format!(
+            "no majority: {agreeing} of {usable} servers agree{}",
+            far(too_far, max_root_distance_s)
+        ),
+        NoSelection::TooFewAgreeing {
+            agreeing,
+            needed,
+            too_far,
+            max_root_distance_s,
+        } => format!(
+            "only {agreeing} {}, min-agreeing requires {needed}{}",
+            if agreeing == 1 {
+                "server agrees"
+            } else {
+                "servers agree"
+            },
+            far(too_far, max_root_distance_s)
+        ),
+        NoSelection::NoSurvivors => "no survivors after clustering".into(),
+    }
+}
+
+/// The last clock decision, in words.
+pub fn decision_words(d: &DecisionStatus) -> String {
+    let mut w = format!("{} at offset {:.3} ms", d.kind, d.offset_ms);
+    if let (Some(c), Some(f)) = (d.correction_ms, d.frequency_ppm) {
+        let _ = write!(w, " (slewing {c:.3} ms, frequency {f:.3} ppm)");
+    }
+    if let Some(r) = d.remaining_s {
+        let _ = write!(w, " ({r:.0} s left)");
+    }
+    w
+}
+
 /// The status table, like `ntpq -pn` plus our columns.
 pub fn format_status(s: &ClientStatus) -> String {
     let mut o = String::new();
     let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    // The address column is as wide as the longest address (IPv6 ones
+    // included), never narrower than ntpq's.
+    let w = s
+        .servers
+        .iter()
+        .map(|v| v.remote.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(24);
     let _ = writeln!(
         o,
-        "     {:<24} {:<16} {:>2} t {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
+        "     {:<w$} {:<16} {:>2} t {:>5} {:>5} {:>4} {:>9} {:>9} {:>8}",
         "remote", "refid", "st", "when", "poll", "reach", "delay", "offset", "jitter"
     );
-    let _ = writeln!(o, "{}", "=".repeat(99));
+    let _ = writeln!(o, "{}", "=".repeat(75 + w));
     for v in &s.servers {
         let _ = writeln!(
             o,
-            "{}    {:<24} {:<16} {:>2} {} {:>5} {:>5} {:>4o} {:>9} {:>9} {:>8}",
+            "{}    {:<w$} {:<16} {:>2} {} {:>5} {:>5} {:>4o} {:>9} {:>9} {:>8}",
             v.tally,
             v.remote.to_string(),
             v.refid,
@@ -144,7 +316,12 @@ pub fn format_status(s: &ClientStatus) -> String {
         let _ = writeln!(
             o,
             "{} ({}): {:?}; {}; unicast sent {}; rejected: {}",
-            v.remote, v.name, v.state, v.calibration, v.unicast_sent, rejected
+            v.remote,
+            v.name,
+            v.state,
+            calibration_words(&v.calibration),
+            v.unicast_sent,
+            rejected
         );
     }
     let _ = writeln!(o);
@@ -153,15 +330,27 @@ pub fn format_status(s: &ClientStatus) -> String {
             let _ = writeln!(
                 o,
                 "selected offset {off:.3} ms; clock mode {}",
-                s.clock_mode
+                s.clock_mode.name()
             );
         }
         (None, Some(p)) => {
-            let _ = writeln!(o, "nothing selected: {p}; clock mode {}", s.clock_mode);
+            let _ = writeln!(
+                o,
+                "nothing selected: {}; clock mode {}",
+                no_selection_words(p),
+                s.clock_mode.name()
+            );
         }
         (None, None) => {
-            let _ = writeln!(o, "nothing selected yet; clock mode {}", s.clock_mode);
+            let _ = writeln!(
+                o,
+                "nothing selected yet; clock mode {}",
+                s.clock_mode.name()
+            );
         }
+    }
+    if let Some(d) = &s.decision {
+        let _ = writeln!(o, "last clock decision: {}", decision_words(d));
     }
     if !s.rejected.is_empty() {
         let list = s
@@ -175,55 +364,81 @@ pub fn format_status(s: &ClientStatus) -> String {
     o
 }
 
-/// The monitoring-plugin verdict: exit code (0 OK, 1 WARNING, 2 CRITICAL)
-/// and the text, from the selected offset and how fresh reception is.
-pub fn check_verdict(s: &ClientStatus, warning_s: f64, critical_s: f64) -> (u8, String) {
-    let stale_after = s
+/// The log line of an offset the panic threshold refuses: what happened
+/// and the command that sets the clock.
+pub const PANIC_LINE: &str = "offset over the panic threshold: refusing to adjust the clock; \
+    run `mcast-client step-now` to step it to the selected time";
+
+/// Why `step-now` did not step the clock, in words.
+pub fn step_now_refusal(e: &StepNowError) -> String {
+    match e {
+        StepNowError::Monitor => {
+            "refused: the client is in monitor mode ([clock] mode = \"monitor\") \
+                                  and never touches the clock"
+                .into()
+        }
+        StepNowError::NothingSelected => {
+            "refused: no server is selected, so there is no time to step to; see \
+             `mcast-client status`"
+                .into()
+        }
+        StepNowError::Clock(error) => format!("the clock refused the step: {error}"),
+    }
+}
+
+/// The one-line summary sent to systemd as `STATUS=` (what `systemctl
+/// status` shows): synchronized or not, to whom, and how the servers are.
+pub fn status_line(s: &ClientStatus) -> String {
+    let tracking = s.servers.iter().filter(|v| v.t == 'b').count();
+    let calibrating = s.servers.iter().filter(|v| v.t == 'u').count();
+    let servers = format!(
+        "{tracking} of {} servers tracking{}",
+        s.servers.len(),
+        if calibrating > 0 {
+            format!(", {calibrating} calibrating")
+        } else {
+            String::new()
+        }
+    );
+    let peer = s
         .servers
         .iter()
-        .map(|v| v.poll_s as f64 * 8.0)
-        .fold(0.0, f64::max)
-        .max(64.0);
-    let perf = |off: f64| format!("|offset={:.6}s;{warning_s};{critical_s}", off / 1e3);
-    match (s.offset_ms, s.freshest_s) {
-        (_, None) => (
-            2,
-            "CRITICAL - no authenticated broadcast received yet".into(),
-        ),
-        (_, Some(age)) if age > stale_after => (
-            2,
-            format!("CRITICAL - no authenticated broadcast for {age:.0} s"),
-        ),
-        (None, _) => (
-            2,
-            format!(
-                "CRITICAL - no server selected: {}",
-                s.selection_problem
-                    .as_deref()
-                    .unwrap_or("not enough servers")
-            ),
-        ),
-        (Some(off), Some(age)) => {
-            let abs = off.abs() / 1e3;
-            let text = format!(
-                "offset {:.6} s, last broadcast {age:.0} s ago{}",
-                off / 1e3,
-                perf(off)
-            );
-            if abs >= critical_s {
-                (2, format!("CRITICAL - {text}"))
-            } else if abs >= warning_s {
-                (1, format!("WARNING - {text}"))
-            } else {
-                (0, format!("OK - {text}"))
-            }
+        .find(|v| v.tally == '*')
+        .map(|v| format!("{} ({})", v.name, v.remote));
+    match (s.offset_ms, peer) {
+        (Some(offset), Some(peer)) if s.synchronized => {
+            format!("synchronized to {peer}, offset {offset:+.3} ms; {servers}")
         }
+        (Some(offset), Some(peer)) => format!(
+            "selected {peer}, offset {offset:+.3} ms, clock not yet within the step \
+             threshold; {servers}"
+        ),
+        _ => format!(
+            "no server selected{}; {servers}",
+            s.selection_problem
+                .as_ref()
+                .map(|p| format!(" ({})", no_selection_words(p)))
+                .unwrap_or_default()
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
+
+    #[test]
+    fn the_panic_line_names_the_command_that_sets_the_clock() {
+        assert!(
+            PANIC_LINE.contains("`mcast-client step-now`"),
+            "{PANIC_LINE}"
+        );
+        // And that command exists.
+        use clap::CommandFactory as _;
+        let cli = crate::cli::Cli::command();
+        assert!(cli.get_subcommands().any(|c| c.get_name() == "step-now"));
+    }
 
     #[test]
     fn the_unpaired_warning_names_the_setting_to_check() {
@@ -251,7 +466,6 @@ mod tests {
                     volleys: Some(4),
                 },
             },
-            summary: "UNCALIBRATED".into(),
         });
         assert!(
             line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),

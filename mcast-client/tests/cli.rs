@@ -26,6 +26,11 @@ fn version_prints_name_and_version() {
 }
 
 #[test]
+fn version_lists_commit_target_macs_and_features() {
+    PROGRAM.version_lists_the_build(&["logging: journald", "metrics: ", "diagnostics: "]);
+}
+
+#[test]
 fn help_lists_subcommands_and_examples() {
     PROGRAM.help_lists_subcommands_and_examples();
 }
@@ -55,6 +60,43 @@ fn check_config_accepts_the_lab_example_and_summarizes_it() {
             "summary should mention {needle:?}:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn check_config_warns_of_an_interface_this_host_lacks_and_still_exits_0() {
+    let original = std::fs::read_to_string(example("lab-loopback-client.toml")).unwrap();
+    let keys = example("lab-loopback-client.toml")
+        .parent()
+        .unwrap()
+        .join("../../tests/data/vectors/ntp.keys");
+    let moved = original
+        .replace("interface = \"lo\"", "interface = \"nosuch0\"")
+        .replace(
+            "keys = \"../../tests/data/vectors/ntp.keys\"",
+            &format!("keys = {:?}", keys.display().to_string()),
+        );
+    assert_ne!(moved, original, "the lab example listens on lo");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.toml");
+    std::fs::write(&path, &moved).unwrap();
+    let out = run(&["check-config", "-c", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("listen[0].interface = \"nosuch0\": no interface of that name"),
+        "{stderr}"
+    );
+    let quiet = run(&[
+        "check-config",
+        "-c",
+        example("lab-loopback-client.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        !text(&quiet.stderr).contains("warning: "),
+        "no warning for lo: {}",
+        text(&quiet.stderr)
+    );
 }
 
 #[test]
@@ -182,5 +224,100 @@ fn listen_usage_errors_exit_2() {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?}: says why");
+    }
+}
+
+/// A copy of the lab client configuration whose control socket is
+/// `sock` (nothing listens there).
+#[allow(clippy::unwrap_used)] // a test helper: failing is its way to fail the test
+fn config_with_socket(dir: &Path, sock: &Path) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(example("lab-loopback-client.toml")).unwrap();
+    let keys = example("lab-loopback-client.toml")
+        .parent()
+        .unwrap()
+        .join("../../tests/data/vectors/ntp.keys");
+    let mut text = format!(
+        "keys = {:?}\ncontrol-socket = {:?}\n",
+        keys.to_str().unwrap(),
+        sock.to_str().unwrap()
+    );
+    for l in original.lines() {
+        if !l.starts_with("keys") && !l.starts_with("control-socket") {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    let path = dir.join("client.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn status_and_check_read_the_socket_of_the_config_given_with_short_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("elsewhere.sock");
+    let conf = config_with_socket(dir.path(), &sock);
+    let conf = conf.to_str().unwrap();
+    for long in ["-c", "--config"] {
+        let out = run(&["status", long, conf]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("no answer from {}", sock.display())),
+            "status {long} FILE uses that file's socket: {err}"
+        );
+        let out = run(&["check", long, conf, "-w", "0.01", "-C", "0.1"]);
+        let said = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{said}");
+        assert!(
+            said.starts_with("MCAST-NTP UNKNOWN")
+                && said.contains(&format!("no answer from {}", sock.display())),
+            "check {long} FILE uses that file's socket: {said}"
+        );
+    }
+    // The critical threshold is -C/--critical now; a number after -c is a
+    // file name, and the plugin says it cannot read it.
+    let out = run(&["check", "-c", "0.05"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).contains("0.05"), "{}", text(&out.stdout));
+    let out = run(&[
+        "check",
+        "--critical",
+        "0.05",
+        "--socket",
+        sock.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "parses: {out:?}");
+}
+
+#[test]
+fn check_help_documents_c_as_the_config_and_capital_c_as_critical() {
+    let help = text(&run(&["check", "--help"]).stdout);
+    for needle in [
+        "-c, --config <FILE>",
+        "-C, --critical <SEC>",
+        "-w, --warning <SEC>",
+        "-c/--config is the configuration file",
+    ] {
+        assert!(help.contains(needle), "{needle:?} in\n{help}");
+    }
+}
+
+#[test]
+fn status_help_has_a_legend_for_t_and_the_tally_codes() {
+    let help = text(&run(&["status", "--help"]).stdout);
+    for needle in [
+        "-c, --config <FILE>",
+        "*  system peer",
+        "+  survivor",
+        "x  falseticker",
+        "-  excluded",
+        "b  tracking",
+        "u  calibrating",
+        "-  listening",
+        "!  untrusted",
+        "reach   octal",
+    ] {
+        assert!(help.contains(needle), "{needle:?} in\n{help}");
     }
 }

@@ -1,6 +1,5 @@
 //! The `mcast-server` command line.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,11 +9,27 @@ use mcast_keys::KeyStore;
 
 use crate::{DEFAULT_CONFIG, summary};
 
+/// `mcast-server --version`: version, commit, target, MACs, features.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    mcast_keys::version::long_version(
+        env!("CARGO_PKG_VERSION"),
+        option_env!("MCAST_GIT_COMMIT"),
+        &[
+            ("logging", "journald (under systemd), plain text"),
+            ("metrics", "Prometheus text format"),
+            ("addresses", "IPv4 and IPv6 multicast, IPv4 broadcast"),
+            ("time sources", "kernel, upstream (chronyd/ntpd), local"),
+            ("modes", "broadcast, interleaved broadcast"),
+        ],
+    )
+});
+
 /// Command line of `mcast-server`.
 #[derive(Debug, Parser)]
 #[command(
     name = "mcast-server",
     version,
+    long_version = &**LONG_VERSION,
     about = "Send authenticated NTP broadcasts to multicast groups",
     long_about = "Send authenticated NTP broadcasts (mode 5) to multicast groups or subnet \
                   broadcast addresses, one packet per poll interval per destination, and \
@@ -22,7 +37,8 @@ use crate::{DEFAULT_CONFIG, summary};
     after_help = "Examples:\n  \
                   mcast-server check-config -c /etc/mcast-ntp/server.toml\n  \
                   mcast-server run -c /etc/mcast-ntp/server.toml\n\n\
-                  Logging goes to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.\n\
+                  Logging goes to journald under systemd, else to stderr; log-level in the \
+                  configuration (or RUST_LOG, e.g. RUST_LOG=debug) sets how much.\n\
                   A configuration error exits with status 2."
 )]
 pub struct Cli {
@@ -78,6 +94,12 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// `check-config` asks this host about interfaces and users.
+const SYSTEM: mcast_config::Host<'static> = mcast_config::Host {
+    has_interface: &mcast_sys::interface_exists,
+    has_user: &mcast_sys::user_exists,
+};
+
 /// Parses the process arguments, runs the subcommand, returns the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,12 +113,16 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::CheckConfig(arg) => match load(arg) {
             Ok((config, keys)) => {
                 print!("{}", summary(&config, &keys));
+                for w in config.warnings(&SYSTEM) {
+                    eprintln!("mcast-server: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => config_error(&e),
         },
         Command::Run(arg) => match load(arg) {
             Ok((config, keys)) => {
+                apply_log_level(&config);
                 tracing::info!(config = %config.file().display(), "configuration is valid");
                 // One thread until the privileges are dropped: capabilities
                 // are per thread, so the main runtime must not start worker
@@ -150,11 +176,18 @@ fn config_error(e: &ConfigError) -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    mcast_sys::init_logging("info");
+}
+
+/// Applies `log-level` of the configuration (at start and on SIGHUP).
+pub(crate) fn apply_log_level(config: &mcast_config::ServerConfig) {
+    mcast_sys::apply_log_level(config.log_level.as_str());
+}
+
+/// SIGHUP: reads `log-level` again from the configuration file.
+pub(crate) fn reload_log_level(file: &std::path::Path) {
+    match mcast_config::ServerConfig::load(file) {
+        Ok(c) => apply_log_level(&c),
+        Err(e) => tracing::error!("SIGHUP: keeping the log level: {e}"),
+    }
 }

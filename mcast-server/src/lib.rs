@@ -10,6 +10,7 @@ pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod import_ntp_conf;
+pub mod metrics;
 pub mod settings;
 pub mod text;
 
@@ -70,6 +71,14 @@ pub fn summary(config: &ServerConfig, keys: &KeyStore) -> String {
                 None => format!("key {id} (not in the keys file)"),
             },
             None => "UNAUTHENTICATED".to_owned(),
+        };
+        let auth = match (d.next_key, d.next_key_from) {
+            (Some(n), Some(from)) => {
+                let from = jiff::Timestamp::try_from(from)
+                    .map_or_else(|_| format!("{from:?}"), |t| t.to_string());
+                format!("{auth}, then key {n} from {from}")
+            }
+            _ => auth,
         };
         let _ = writeln!(
             out,

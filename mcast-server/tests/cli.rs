@@ -26,6 +26,11 @@ fn version_prints_name_and_version() {
 }
 
 #[test]
+fn version_lists_commit_target_macs_and_features() {
+    PROGRAM.version_lists_the_build(&["logging: journald", "metrics: ", "time sources: "]);
+}
+
+#[test]
 fn help_lists_subcommands_and_examples() {
     PROGRAM.help_lists_subcommands_and_examples();
 }

@@ -20,6 +20,11 @@ pub fn interface_index(name: &str) -> io::Result<u32> {
     })
 }
 
+/// Whether this network namespace has an interface called `name`.
+pub fn interface_exists(name: &str) -> bool {
+    interface_index(name).is_ok()
+}
+
 /// The name of the interface with kernel index `index`, or `None` when there
 /// is none (the interface was removed, or never existed).
 pub fn interface_by_index(index: u32) -> Option<String> {

@@ -25,7 +25,45 @@ pub struct KernelTimeStatus {
     pub state: i32,
 }
 
+/// A leap second the kernel has been told about (`STA_INS`/`STA_DEL`), or
+/// is carrying out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelLeap {
+    /// None pending.
+    #[default]
+    None,
+    /// A second is inserted at the end of the UTC day.
+    Insert,
+    /// A second is deleted at the end of the UTC day.
+    Delete,
+}
+
 impl KernelTimeStatus {
+    /// The leap second pending, from the status bits and the clock state:
+    /// `STA_INS` or `TIME_INS`, and `TIME_OOP` (the leap second is under
+    /// way) read as an insertion; `STA_DEL` or `TIME_DEL` as a deletion;
+    /// `TIME_WAIT` (the leap is done, the bit not yet cleared) as none.
+    pub fn leap(&self) -> KernelLeap {
+        if self.state == libc::TIME_WAIT {
+            KernelLeap::None
+        } else if self.status_bits & libc::STA_INS != 0
+            || self.state == libc::TIME_INS
+            || self.state == libc::TIME_OOP
+        {
+            KernelLeap::Insert
+        } else if self.status_bits & libc::STA_DEL != 0 || self.state == libc::TIME_DEL {
+            KernelLeap::Delete
+        } else {
+            KernelLeap::None
+        }
+    }
+
+    /// Whether a kernel PLL or FLL disciplines the clock (`STA_PLL` or
+    /// `STA_FLL`): some other daemon (ntpd) uses the kernel discipline.
+    pub fn kernel_discipline(&self) -> bool {
+        self.status_bits & (libc::STA_PLL | libc::STA_FLL) != 0
+    }
+
     fn from_timex(state: libc::c_int, tx: &libc::timex) -> Self {
         let micros = |v: libc::c_long| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         Self {
@@ -74,6 +112,35 @@ pub enum ClockAdjustment {
         /// Frequency offset, ppm × 65536.
         scaled_ppm: i64,
     },
+    /// Tell the kernel the clock's state (`ADJ_STATUS | ADJ_MAXERROR |
+    /// ADJ_ESTERROR`): `STA_UNSYNC` set unless `synchronized`, `STA_INS` /
+    /// `STA_DEL` from `leap`; every other status bit is kept as read just
+    /// before.
+    KernelState {
+        /// Clear `STA_UNSYNC`.
+        synchronized: bool,
+        /// `timex.maxerror`, microseconds.
+        maxerror_us: i64,
+        /// `timex.esterror`, microseconds.
+        esterror_us: i64,
+        /// `STA_INS` / `STA_DEL`.
+        leap: KernelLeap,
+    },
+}
+
+/// The status word `current` with `STA_UNSYNC`, `STA_INS` and `STA_DEL`
+/// set as asked and every other bit kept.
+fn status_word(current: i32, synchronized: bool, leap: KernelLeap) -> i32 {
+    let mut s = current & !(libc::STA_UNSYNC | libc::STA_INS | libc::STA_DEL);
+    if !synchronized {
+        s |= libc::STA_UNSYNC;
+    }
+    match leap {
+        KernelLeap::None => {}
+        KernelLeap::Insert => s |= libc::STA_INS,
+        KernelLeap::Delete => s |= libc::STA_DEL,
+    }
+    s
 }
 
 /// Change the system clock (`clock_adjtime(CLOCK_REALTIME, ...)`).
@@ -104,6 +171,18 @@ pub fn adjust_clock(adjustment: ClockAdjustment) -> io::Result<KernelTimeStatus>
         ClockAdjustment::Frequency { scaled_ppm } => {
             tx.modes = libc::ADJ_FREQUENCY;
             tx.freq = scaled_ppm;
+        }
+        ClockAdjustment::KernelState {
+            synchronized,
+            maxerror_us,
+            esterror_us,
+            leap,
+        } => {
+            let (_, current) = ffi::adjtime_read()?;
+            tx.modes = libc::ADJ_STATUS | libc::ADJ_MAXERROR | libc::ADJ_ESTERROR;
+            tx.status = status_word(current.status, synchronized, leap);
+            tx.maxerror = maxerror_us;
+            tx.esterror = esterror_us;
         }
     }
     let state = ffi::adjtime_write(&mut tx)?;
@@ -144,5 +223,63 @@ mod tests {
         tx.status = libc::STA_PLL;
         assert!(KernelTimeStatus::from_timex(libc::TIME_OK, &tx).synchronized);
         assert!(!KernelTimeStatus::from_timex(libc::TIME_ERROR, &tx).synchronized);
+    }
+
+    /// A fake kernel reading (never this host's): leap bits and states.
+    #[test]
+    fn leap_from_a_kernel_reading() {
+        let mut tx = ffi::new_timex();
+        let read = |state, status: i32, tx: &mut libc::timex| {
+            tx.status = status;
+            KernelTimeStatus::from_timex(state, tx).leap()
+        };
+        assert_eq!(read(libc::TIME_OK, 0, &mut tx), KernelLeap::None);
+        assert_eq!(
+            read(libc::TIME_OK, libc::STA_INS, &mut tx),
+            KernelLeap::Insert
+        );
+        assert_eq!(
+            read(libc::TIME_INS, libc::STA_INS, &mut tx),
+            KernelLeap::Insert
+        );
+        assert_eq!(
+            read(libc::TIME_OOP, libc::STA_INS, &mut tx),
+            KernelLeap::Insert,
+            "the leap second itself"
+        );
+        assert_eq!(
+            read(libc::TIME_WAIT, libc::STA_INS, &mut tx),
+            KernelLeap::None,
+            "after the leap"
+        );
+        assert_eq!(
+            read(libc::TIME_DEL, libc::STA_DEL, &mut tx),
+            KernelLeap::Delete
+        );
+        assert_eq!(
+            read(libc::TIME_OK, libc::STA_DEL, &mut tx),
+            KernelLeap::Delete
+        );
+        tx.status = libc::STA_FLL;
+        assert!(KernelTimeStatus::from_timex(libc::TIME_OK, &tx).kernel_discipline());
+        tx.status = libc::STA_UNSYNC;
+        assert!(!KernelTimeStatus::from_timex(libc::TIME_OK, &tx).kernel_discipline());
+    }
+
+    #[test]
+    fn status_word_keeps_other_bits() {
+        let pll = libc::STA_PLL | libc::STA_NANO;
+        assert_eq!(
+            status_word(pll | libc::STA_UNSYNC, true, KernelLeap::Insert),
+            pll | libc::STA_INS
+        );
+        assert_eq!(
+            status_word(pll | libc::STA_INS, false, KernelLeap::None),
+            pll | libc::STA_UNSYNC
+        );
+        assert_eq!(
+            status_word(libc::STA_INS, true, KernelLeap::Delete),
+            libc::STA_DEL
+        );
     }
 }

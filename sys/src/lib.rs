@@ -15,7 +15,12 @@
 //! - [`bind_control`], [`serve_control`], [`control_request`],
 //!   [`wait_for_stop`]: the daemons' control sockets and signals.
 //! - [`serve_http`], [`http_response`]: the minimal HTTP endpoint that
-//!   serves metrics.
+//!   serves metrics; [`prometheus`]: the text exposition format both
+//!   daemons write there (and their tests read back).
+//! - [`Notifier`], [`watchdog_interval`]: systemd's readiness protocol
+//!   (`sd_notify`).
+//! - [`init_logging`], [`set_log_level`]: journald or plain-text logs at
+//!   the configured level, changed on reload.
 //! - [`drop_privileges`]: switching from root to the configured user after
 //!   binding, keeping only the capabilities a daemon still needs.
 //!
@@ -30,8 +35,11 @@ mod ffi;
 mod http;
 mod iface;
 mod kernel_time;
+mod logging;
 mod msg;
+mod notify;
 mod privileges;
+pub mod prometheus;
 
 pub use batch::{MAX_BATCH, RecvBatch, SendBatch, SendOutcome};
 pub use clock::{RealClock, measure_precision};
@@ -42,10 +50,18 @@ pub use control::{
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
 pub use http::{HttpLimits, head_end, http_response, serve_http};
 pub use iface::{
-    interface_addresses, interface_broadcast_addresses, interface_by_index, interface_index,
+    interface_addresses, interface_broadcast_addresses, interface_by_index, interface_exists,
+    interface_index,
 };
-pub use kernel_time::{ClockAdjustment, KernelTimeStatus, adjust_clock, kernel_time_status};
+pub use kernel_time::{
+    ClockAdjustment, KernelLeap, KernelTimeStatus, adjust_clock, kernel_time_status,
+};
+pub use logging::{
+    LevelChange, LogSink, apply_log_level, init_logging, journal_sink, set_log_level,
+};
 pub use msg::{RecvMeta, TxTimestamp};
+pub use notify::{Notifier, watchdog_interval};
 pub use privileges::{
     Capability, PrivilegeError, Privileges, check_every_thread, drop_privileges, has_capability,
+    user_exists,
 };

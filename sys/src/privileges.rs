@@ -120,6 +120,11 @@ fn fail(what: &str, e: impl fmt::Display) -> PrivilegeError {
     PrivilegeError(format!("{what}: {e}"))
 }
 
+/// Whether the user database knows a user called `name`.
+pub fn user_exists(name: &str) -> bool {
+    matches!(User::from_name(name), Ok(Some(_)))
+}
+
 /// Switches to `user` (when given and not already that user) and reduces
 /// the capabilities to `keep`; see the module documentation.
 ///

@@ -322,6 +322,69 @@ fn take_byte(rest: &mut &[u8]) -> u8 {
     }
 }
 
+/// The server signing key of the signed-packet property.
+static SIGNER: LazyLock<mcast_keys::signed::ServerKey> =
+    LazyLock::new(|| mcast_keys::signed::ServerKey::from_seed(&[0x5a; 32]));
+
+/// Signed broadcasts: [`mcast_keys::signed::check_field`] never panics, never
+/// accepts a packet the property did not sign (nobody forges Ed25519 by
+/// fuzzing), always accepts one it did, and refuses it again once any one
+/// bit of it is flipped (every byte of header and field is covered).
+///
+/// Input layout: a flags byte. Bit 0 clear: the rest is parsed as a
+/// datagram and checked as it is. Bit 0 set: a flip byte (255: no flip;
+/// else the byte index, mod the packet length, and bits 1-3 of the flags
+/// the bit), then up to 48 bytes of header, which is signed for
+/// 224.0.1.1:123 and serialized before the flip.
+pub fn signed_packet(data: &[u8]) {
+    use mcast_keys::signed::check_field;
+    let key = &*SIGNER;
+    let group: std::net::SocketAddr =
+        std::net::SocketAddr::new(Ipv4Addr::new(224, 0, 1, 1).into(), 123);
+    let mut rest = data;
+    let flags = take_byte(&mut rest);
+    if flags & 1 == 0 {
+        if let Ok(d) = Datagram::parse(rest)
+            && check_field(key.public(), &d, &[group]).is_ok()
+        {
+            panic!(
+                "signed_packet: an input the property did not sign verified: {}",
+                quote(data)
+            );
+        }
+        return;
+    }
+    let flip = take_byte(&mut rest);
+    let mut raw = [0u8; mcast_proto::HEADER_LEN];
+    for (slot, b) in raw.iter_mut().zip(rest) {
+        *slot = *b;
+    }
+    let Ok(h) = mcast_proto::Header::parse(&raw) else {
+        return;
+    };
+    let mut d = Datagram::new(h);
+    d.extensions.push(key.sign_field(&h.to_bytes(), group));
+    let mut wire = d.to_bytes();
+    let flipped = (flip != 255).then(|| usize::from(flip) % wire.len());
+    if let Some(i) = flipped
+        && let Some(b) = wire.get_mut(i)
+    {
+        *b ^= 1 << ((flags >> 1) & 7);
+    }
+    let verdict = Datagram::parse(&wire).map(|p| check_field(key.public(), &p, &[group]));
+    match (flipped, verdict) {
+        (None, Ok(Ok(()))) | (Some(_), Err(_) | Ok(Err(_))) => {}
+        (None, other) => panic!(
+            "signed_packet: a packet signed here was refused: {other:?}; input {}",
+            quote(data)
+        ),
+        (Some(i), Ok(Ok(()))) => panic!(
+            "signed_packet: byte {i} flipped and the signature still verified; input {}",
+            quote(data)
+        ),
+    }
+}
+
 /// MAC check against the lab keys: `KeyStore::check` never panics on any
 /// key id, message, digest and source, and never reports `Valid` for a
 /// digest it did not compute: `Valid(id)` only when `id` is the key id on the
@@ -434,8 +497,9 @@ pub fn mac_check(data: &[u8]) {
 /// Checks what both configuration parsers promise of an error: it names
 /// the file, any line is one of the text's (`1..=` the number of
 /// newline-separated pieces, so a syntax error at the very end counts), it
-/// is not a read or keys error (parse does no I/O and reads no keys file)
-/// and its `Display` starts with the file name.
+/// is not a read or keys error (parse does no I/O and reads no keys file),
+/// its `Display` starts with the file name and its excerpt, if any, is that
+/// line of the text with the caret on it.
 fn check_config_error(what: &str, e: &ConfigError, text: &str, data: &[u8]) {
     let shown = e.to_string();
     let pieces = text.split('\n').count();
@@ -459,6 +523,20 @@ fn check_config_error(what: &str, e: &ConfigError, text: &str, data: &[u8]) {
             e.kind,
             quote(data)
         );
+    }
+    // The excerpt is the error's own line of the text, and the caret stays
+    // on it.
+    if let (Some(x), Some(line)) = (&e.excerpt, e.line) {
+        let own = text
+            .split('\n')
+            .nth(line - 1)
+            .map(|l| l.trim_end_matches('\r'));
+        if own != Some(x.text.as_str()) || x.column + x.width > x.text.chars().count().max(1) + 1 {
+            panic!(
+                "{what}: excerpt {x:?} is not line {line} of the text ({own:?}); input {}",
+                quote(data)
+            );
+        }
     }
 }
 

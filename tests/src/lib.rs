@@ -6,7 +6,6 @@
 
 pub mod fuzz_checks;
 pub mod loopback;
-pub mod packets;
 pub mod pcapng;
 pub mod sim;
 pub mod vectors;

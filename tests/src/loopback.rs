@@ -42,6 +42,18 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// The process id (of `setpriv`, which execs the daemon: the same).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends it SIGHUP (reload), as `systemctl reload` does.
+    pub fn hangup(&self) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0))
+            .expect("a running daemon has a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+    }
+
     /// Stops it as systemd does (SIGTERM) and waits for its exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = rustix::process::Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
@@ -62,10 +74,21 @@ pub fn tool(bin: &Path) -> Command {
 /// Starts `bin run -c config` and returns once its log has a line
 /// containing `ready` (panics with the log if it exits first).
 pub fn start(bin: &Path, config: &Path, ready: &str) -> Daemon {
+    start_with_env(bin, config, ready, &[])
+}
+
+/// [`start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+pub fn start_with_env(
+    bin: &Path,
+    config: &Path,
+    ready: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Daemon {
     let mut child = tool(bin)
         .args(["run", "-c"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("setpriv starts the daemon");
@@ -85,6 +108,30 @@ pub fn start(bin: &Path, config: &Path, ready: &str) -> Daemon {
     }
     std::thread::spawn(move || for _ in lines {});
     Daemon(child)
+}
+
+/// Starts `bin run -c config` with no `RUST_LOG` (the configuration's
+/// `log-level` rules) and gives every line of its stderr, from the first.
+pub fn start_logging(bin: &Path, config: &Path) -> (Daemon, std::sync::mpsc::Receiver<String>) {
+    let mut child = tool(bin)
+        .args(["run", "-c"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        // Inherited from a unit whose stream this stderr is not: plain text.
+        .env("JOURNAL_STREAM", "1:1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv starts the daemon");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (Daemon(child), rx)
 }
 
 /// A UDP port no one is bound to on 127.0.0.1 right now.
@@ -196,15 +243,27 @@ impl LoopbackLab {
     /// Starts a server sending to 224.0.1.1 on lo every 2 s (poll 1),
     /// stratum 3, signed with lab key 3, answering calibration requests.
     pub fn start_server(&self) -> Daemon {
+        self.start_server_with("")
+    }
+
+    /// [`start_server`](Self::start_server) with `extra` top-level settings
+    /// (e.g. `metrics = ...`).
+    pub fn start_server_with(&self, extra: &str) -> Daemon {
+        self.start_server_configured(extra, "")
+    }
+
+    /// [`start_server_with`](Self::start_server_with), with `tables`
+    /// appended to the configuration (e.g. `[responder]\nenabled = false`).
+    pub fn start_server_configured(&self, extra: &str, tables: &str) -> Daemon {
         let conf = self.dir.path().join("server.toml");
         let sock = self.dir.path().join("server.sock");
         std::fs::write(
             &conf,
             format!(
-                "keys = {keys:?}\nport = {port}\ncontrol-socket = {sock:?}\n\
+                "keys = {keys:?}\nport = {port}\ncontrol-socket = {sock:?}\n{extra}\n\
                  lab-allow-fast-poll = true\n\
                  [[destination]]\naddress = \"224.0.1.1\"\ninterface = \"lo\"\nkey = 3\npoll = 1\n\
-                 [time-source]\nkind = \"local\"\nstratum = 3\n",
+                 [time-source]\nkind = \"local\"\nstratum = 3\n{tables}\n",
                 keys = self.keys(),
                 port = self.port,
             ),
@@ -216,6 +275,35 @@ impl LoopbackLab {
     /// Starts a client of the server (key 3, named `lo-server`, a volley of
     /// 4 requests), with `extra` top-level settings (e.g. `metrics = ...`).
     pub fn start_client(&self, extra: &str) -> Daemon {
+        self.start_client_configured(extra, "start-delay-max-s = 0.5\nrequests = 4", &[])
+    }
+
+    /// [`start_client`](Self::start_client) with `calibration` as the
+    /// `[calibration]` table's settings.
+    pub fn start_client_calibrating(&self, extra: &str, calibration: &str) -> Daemon {
+        self.start_client_configured(extra, calibration, &[])
+    }
+
+    /// [`LoopbackLab::start_client`] with extra environment variables.
+    pub fn start_client_with_env(&self, extra: &str, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        self.start_client_configured(extra, "start-delay-max-s = 0.5\nrequests = 4", env)
+    }
+
+    /// The lab's client with `extra` at the top level, `calibration` as the
+    /// `[calibration]` settings and `env` in its environment.
+    pub fn start_client_configured(
+        &self,
+        extra: &str,
+        calibration: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
+        let conf = self.write_client_config(extra, calibration);
+        start_with_env(&self.client_bin, &conf, "mcast-client running", env)
+    }
+
+    /// Writes the configuration [`start_client_calibrating`](Self::start_client_calibrating)
+    /// runs the client with; returns its path.
+    pub fn write_client_config(&self, extra: &str, calibration: &str) -> PathBuf {
         let conf = self.dir.path().join("client.toml");
         std::fs::write(
             &conf,
@@ -223,14 +311,14 @@ impl LoopbackLab {
                 "keys = {keys:?}\nport = {port}\ncontrol-socket = {sock:?}\n{extra}\n\
                  [[listen]]\ngroup = \"224.0.1.1\"\ninterface = \"lo\"\n\
                  [[server]]\naddress = \"127.0.0.1\"\nkey = 3\nname = \"lo-server\"\n\
-                 [calibration]\nstart-delay-max-s = 0.5\nrequests = 4\n",
+                 [calibration]\n{calibration}\n",
                 keys = self.keys(),
                 port = self.port,
                 sock = self.client_socket(),
             ),
         )
         .expect("client config");
-        start(&self.client_bin, &conf, "mcast-client running")
+        conf
     }
 
     /// `mcast-client status --json` of the lab's client.

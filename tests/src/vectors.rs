@@ -5,9 +5,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The folder holding `manifest.json`, `ntp.keys` and the pcaps.
+/// The folder holding `manifest.json`, `ntp.keys` and the pcaps. (The
+/// core crate's tests include this file too, hence the path from the
+/// workspace root.)
 pub fn dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/vectors"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/vectors"
+    ))
 }
 
 /// The lab keys file (ntpd syntax, public test keys).

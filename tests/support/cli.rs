@@ -54,12 +54,52 @@ impl Program {
 
     /// `--version` prints the name and the package version.
     pub fn version_prints_name_and_version(&self) {
-        let out = self.run(&["--version"]);
-        assert!(out.status.success(), "--version failed: {out:?}");
+        let out = self.run(&["-V"]);
+        assert!(out.status.success(), "-V failed: {out:?}");
         assert_eq!(
             text(&out.stdout).trim(),
             format!("{} {}", self.name, env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    /// `--version`: name and version, then the commit this tree is at (when
+    /// git knows it), target, build, MAC types and the program's
+    /// `features` lines.
+    pub fn version_lists_the_build(&self, features: &[&str]) {
+        let out = self.run(&["--version"]);
+        assert!(out.status.success(), "--version failed: {out:?}");
+        let v = text(&out.stdout);
+        let lines: Vec<&str> = v.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(format!("{} {}", self.name, env!("CARGO_PKG_VERSION")).as_str())
+        );
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| text(&o.stdout).trim().to_string());
+        match std::env::var("MCAST_GIT_COMMIT").ok().or(head) {
+            Some(c) => assert!(lines.contains(&format!("commit: {c}").as_str()), "{v}"),
+            None => assert!(!v.contains("commit:"), "{v}"),
+        }
+        let arch = format!("target: {}-linux", std::env::consts::ARCH);
+        let build = if cfg!(debug_assertions) {
+            "build: debug"
+        } else {
+            "build: release"
+        };
+        assert!(lines.iter().any(|l| l.starts_with(&arch)), "{v}");
+        assert!(lines.contains(&build), "{v}");
+        assert!(
+            lines.contains(&"macs: MD5 SHA1 SHA256 SHA384 SHA512 AES128CMAC HMAC-SHA256"),
+            "{v}"
+        );
+        for f in features {
+            assert!(lines.iter().any(|l| l.starts_with(f)), "{f:?} in\n{v}");
+        }
     }
 
     /// `--help` lists `run` and `check-config` with examples, and each of

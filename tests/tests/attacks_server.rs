@@ -20,7 +20,6 @@ use mcast_lab::lab::{
 use mcast_lab::netns::Lan;
 use mcast_lab::probe::ProbeArgs;
 use mcast_proto::Mode;
-use mcast_tests::vectors;
 
 fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
@@ -103,17 +102,12 @@ fn spoofed_unsigned_requests_do_not_lock_a_client_out() {
     );
     let probe_report = probe(
         &h2,
-        &ProbeArgs {
-            target: server.addr(),
-            keys: vectors::keys_file(),
-            key: Some(1),
-            sources: vec![IpAddr::V4(h2.addr())],
-            source_port: 0,
-            count: 1,
-            spacing: Duration::from_millis(10),
-            wait: Duration::from_secs(2),
-            poll: 6,
-        },
+        &ProbeArgs::signed(
+            server.addr(),
+            IpAddr::V4(h2.addr()),
+            1,
+            Duration::from_millis(10),
+        ),
     );
     let sent = attacker.finish(Duration::from_secs(65));
     let status = server.status();
@@ -201,17 +195,12 @@ fn requests_to_a_multicast_or_broadcast_destination_are_not_answered() {
     for s in &servers {
         let p = probe(
             &victim,
-            &ProbeArgs {
-                target: s.addr(),
-                keys: vectors::keys_file(),
-                key: Some(1),
-                sources: vec![IpAddr::V4(victim.addr())],
-                source_port: 0,
-                count: 1,
-                spacing: Duration::from_millis(10),
-                wait: Duration::from_secs(2),
-                poll: 6,
-            },
+            &ProbeArgs::signed(
+                s.addr(),
+                IpAddr::V4(victim.addr()),
+                1,
+                Duration::from_millis(10),
+            ),
         );
         assert!(
             !p.sources[0].replies.is_empty(),

@@ -242,11 +242,7 @@ fn metrics_show_the_tracked_server_with_a_real_offset_and_404_elsewhere() {
     assert!(get(&format!("mcast_client_server_root_distance_seconds{{{l}}}")) > 0.0);
     assert!(get(&format!("mcast_client_server_reach{{{l}}}")) >= 3.0);
     assert_eq!(get(&format!("mcast_client_server_calibrated{{{l}}}")), 1.0);
-    assert!(
-        get(&format!(
-            "mcast_client_server_calibration_delay_seconds{{{l}}}"
-        )) > 0.0
-    );
+    assert!(get(&format!("mcast_client_server_one_way_delay_seconds{{{l}}}")) > 0.0);
     assert_eq!(get(&format!("mcast_client_server_system_peer{{{l}}}")), 1.0);
     assert_eq!(get(&format!("mcast_client_server_falseticker{{{l}}}")), 0.0);
     assert_eq!(
@@ -261,6 +257,32 @@ fn metrics_show_the_tracked_server_with_a_real_offset_and_404_elsewhere() {
     assert_eq!(get("mcast_client_clock_mode{mode=\"monitor\"}"), 1.0);
     assert!(get("mcast_client_last_verified_broadcast_age_seconds") < 10.0);
     assert!(get("mcast_client_offset_seconds").abs() < 0.001);
+    assert_eq!(get("mcast_client_synchronized"), 1.0);
+    assert_eq!(get("mcast_client_frequency_ppm"), 0.0, "monitor mode");
+    // The server is stratum 3: the client, tracking it, is stratum 4.
+    assert_eq!(get(&format!("mcast_client_server_stratum{{{l}}}")), 3.0);
+    assert_eq!(get("mcast_client_stratum"), 4.0);
+    assert_eq!(get(&format!("mcast_client_server_leap{{{l}}}")), 0.0);
+    assert_eq!(get("mcast_client_leap"), 0.0);
+    assert!(get("mcast_client_root_distance_seconds") > 0.0);
+    assert_eq!(
+        get(&format!(
+            "mcast_client_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    // Every reason is there before it happens.
+    assert_eq!(
+        get(&format!(
+            "mcast_client_server_packets_rejected_total{{{l},reason=\"bad-mac\"}}"
+        )),
+        0.0
+    );
+    assert_eq!(
+        get("mcast_client_packets_rejected_total{reason=\"unknown-source\"}"),
+        0.0
+    );
 
     let other = http_get(metrics, "/").expect("GET /");
     assert_eq!(other.code, 404, "{other:?}");

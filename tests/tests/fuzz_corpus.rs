@@ -18,7 +18,7 @@ use mcast_tests::fuzz_checks;
 /// Every fuzz target; its corpus is `fuzz/corpus/<name>/`, its cargo-fuzz
 /// target `fuzz/fuzz_targets/<name>.rs` and its property the function of
 /// the same name in `fuzz_checks`, replayed by the `<name>_corpus` test below.
-const TARGETS: [&str; 9] = [
+const TARGETS: [&str; 10] = [
     "datagram_round_trip",
     "keys_file",
     "mac_check",
@@ -28,6 +28,7 @@ const TARGETS: [&str; 9] = [
     "ntp_conf_import",
     "client_packet",
     "server_request",
+    "signed_packet",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -132,6 +133,11 @@ fn capture_analysis_corpus() {
 #[test]
 fn ntp_conf_import_corpus() {
     replay("ntp_conf_import", fuzz_checks::ntp_conf_import);
+}
+
+#[test]
+fn signed_packet_corpus() {
+    replay("signed_packet", fuzz_checks::signed_packet);
 }
 
 #[test]

@@ -89,6 +89,21 @@ fn every_asset_exists_and_no_keys_file_is_installed() {
             "{bin} is not installed in /usr/bin"
         );
     }
+    for (file, dir) in [
+        ("prometheus/alerts.yml", "usr/share/mcast-ntp/prometheus/"),
+        (
+            "prometheus/alerts.test.yml",
+            "usr/share/mcast-ntp/prometheus/",
+        ),
+        ("grafana/mcast-ntp.json", "usr/share/mcast-ntp/grafana/"),
+    ] {
+        assert!(
+            assets
+                .iter()
+                .any(|(s, d)| s == &format!("../packaging/{file}") && d == dir),
+            "{file} is not installed in /{dir}"
+        );
+    }
     for conf in ["server.toml", "client.toml"] {
         assert!(
             assets
@@ -136,6 +151,9 @@ fn units_are_installed_but_neither_enabled_nor_started() {
         })
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["mcast-client", "mcast-server"]);
+    assert_eq!(
+        names,
+        ["mcast-client", "mcast-client-wait-sync", "mcast-server"]
+    );
     assert_eq!(meta["name"].as_str(), Some("mcast-ntp"));
 }

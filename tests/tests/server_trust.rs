@@ -88,20 +88,6 @@ fn assert_every_task_dropped_everything(label: &str, pid: u32, uid: u32) -> Vec<
     names
 }
 
-fn signed_probe(target: SocketAddr, from: IpAddr, count: u32, spacing: Duration) -> ProbeArgs {
-    ProbeArgs {
-        target,
-        keys: vectors::keys_file(),
-        key: Some(1),
-        sources: vec![from],
-        source_port: 0,
-        count,
-        spacing,
-        wait: Duration::from_secs(2),
-        poll: 6,
-    }
-}
-
 #[test]
 fn every_thread_of_a_root_started_server_gives_up_every_capability() {
     lab_required("every_thread_of_a_root_started_server_gives_up_every_capability");
@@ -135,7 +121,7 @@ fn every_thread_of_a_root_started_server_gives_up_every_capability() {
     // It still answers, as nobody.
     let report = probe(
         &h2,
-        &signed_probe(
+        &ProbeArgs::signed(
             server.addr(),
             IpAddr::V4(h2.addr()),
             1,
@@ -170,7 +156,7 @@ fn every_thread_of_a_responder_only_server_gives_up_every_capability() {
     );
     let report = probe(
         &h2,
-        &signed_probe(
+        &ProbeArgs::signed(
             SocketAddr::new(IpAddr::V4(h1.addr()), NTP_PORT),
             IpAddr::V4(h2.addr()),
             1,
@@ -246,7 +232,7 @@ fn unsigned_requests_in_a_keyed_clients_name_do_not_lock_it_out() {
     // The keyed client's calibration volley: 6 signed requests 2 s apart.
     let volley = probe(
         &h2,
-        &signed_probe(target, victim, 6, Duration::from_secs(2)),
+        &ProbeArgs::signed(target, victim, 6, Duration::from_secs(2)),
     );
     let src = &volley.sources[0];
     let good = src
@@ -351,7 +337,7 @@ fn a_request_sent_to_a_multicast_group_gets_no_answer_and_is_counted() {
 
     let to_group = probe(
         &h2,
-        &signed_probe(
+        &ProbeArgs::signed(
             SocketAddr::new(IpAddr::V4(GROUP), NTP_PORT),
             IpAddr::V4(h2.addr()),
             2,
@@ -375,7 +361,7 @@ fn a_request_sent_to_a_multicast_group_gets_no_answer_and_is_counted() {
     // The same request to the server's own address is answered.
     let unicast = probe(
         &h2,
-        &signed_probe(
+        &ProbeArgs::signed(
             SocketAddr::new(IpAddr::V4(h1.addr()), NTP_PORT),
             IpAddr::V4(h2.addr()),
             1,

@@ -148,6 +148,30 @@ fn client_unit_is_hardened_and_keeps_net_bind_service_and_sys_time() {
     assert_eq!(words(&unit, "Service", "AmbientCapabilities"), caps);
     assert_eq!(words(&unit, "Service", "CapabilityBoundingSet"), caps);
     assert_eq!(one(&unit, "Unit", "Before"), "time-sync.target");
+    // READY=1 once synchronized (tests/tests/client_readiness.rs), pinged
+    // from the tick loop.
+    assert_eq!(one(&unit, "Service", "Type"), "notify");
+    assert_eq!(one(&unit, "Service", "WatchdogSec"), "30s");
+    // The coexistence check reads other users' /proc/PID/comm.
+    assert_eq!(one(&unit, "Service", "ProtectProc"), "default");
+    // Exit 2 (bad configuration, another time daemon) is not retried.
+    assert_eq!(one(&unit, "Service", "RestartPreventExitStatus"), "2");
+}
+
+#[test]
+fn wait_sync_unit_orders_time_sync_target_after_synchronization() {
+    let unit = load("mcast-client-wait-sync.service");
+    assert_eq!(one(&unit, "Unit", "Before"), "time-sync.target");
+    assert_eq!(one(&unit, "Unit", "Wants"), "time-sync.target");
+    assert_eq!(one(&unit, "Unit", "After"), "mcast-client.service");
+    assert_eq!(one(&unit, "Service", "Type"), "oneshot");
+    assert_eq!(
+        one(&unit, "Service", "ExecStart"),
+        "/usr/bin/mcast-client wait-sync --timeout 180 --config /etc/mcast-ntp/client.toml"
+    );
+    assert_eq!(one(&unit, "Service", "User"), "mcast-ntp");
+    assert_eq!(one(&unit, "Service", "CapabilityBoundingSet"), "");
+    assert_eq!(one(&unit, "Install", "WantedBy"), "multi-user.target");
 }
 
 #[test]
@@ -160,12 +184,16 @@ fn systemd_analyze_verify_accepts_both_units_without_a_warning() {
         });
     let dir = tempfile::tempdir().unwrap();
     let mut units = Vec::new();
-    for program in ["mcast-server", "mcast-client"] {
+    for (program, name) in [
+        ("mcast-server", "mcast-server"),
+        ("mcast-client", "mcast-client"),
+        ("mcast-client", "mcast-client-wait-sync"),
+    ] {
         let bin = bins::bin_path(program).expect("binary builds");
-        let text = std::fs::read_to_string(unit_path(&format!("{program}.service")))
+        let text = std::fs::read_to_string(unit_path(&format!("{name}.service")))
             .unwrap()
             .replace(&format!("/usr/bin/{program}"), &bin.display().to_string());
-        let path = dir.path().join(format!("{program}.service"));
+        let path = dir.path().join(format!("{name}.service"));
         std::fs::write(&path, text).unwrap();
         units.push(path);
     }

@@ -38,7 +38,10 @@ fn upstream_server(extra_time_source: &str) -> String {
 }
 
 fn unsync_reason(st: &Status) -> String {
-    st.unsynchronized_reason.clone().unwrap_or_default()
+    st.unsynchronized
+        .as_ref()
+        .map(mcast_server::text::unsync_words)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -170,7 +173,11 @@ fn server_follows_reference_ntpd_then_goes_silent_when_it_stops() {
         },
         || format!("{:?}", server.status()),
     );
-    let problem = st.destinations[0].last_problem.clone().unwrap_or_default();
+    let problem = st.destinations[0]
+        .last_problem
+        .as_ref()
+        .map(|p| mcast_server::text::silence_words(p, None))
+        .unwrap_or_default();
     assert!(
         problem.contains("127.0.0.1:123"),
         "the skipped interval says why: {problem:?}"

@@ -19,9 +19,10 @@
 //! ([`Association::resolve_check`]).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use mcast_keys::signed::{self, PublicKey, SignatureProblem};
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{Datagram, Header, Mode, NtpDuration, NtpTimestamp, SampleLimits};
 
@@ -32,9 +33,13 @@ use crate::client::calibration::{Calibration, CalibrationConfig, Phase};
 pub struct ServerSpec {
     /// Its address (the source address of its broadcasts).
     pub address: IpAddr,
-    /// The key its packets must be signed with; `None` only when
+    /// The key its packets must be signed with, the first of its `keys`
+    /// (calibration requests are signed with it); `None` only when
     /// authentication is explicitly off for it.
     pub key: Option<KeyId>,
+    /// Further keys its packets may verify with (a key rollover: the
+    /// others of `keys = [old, new]`).
+    pub more_keys: Vec<KeyId>,
     /// Display name.
     pub name: String,
     /// The server sends interleaved broadcasts (its `interleave = true`):
@@ -42,6 +47,9 @@ pub struct ServerSpec {
     /// before, which is then used instead of that packet's own transmit
     /// field. Set by configuration only, never inferred from packets.
     pub interleave: bool,
+    /// The server's Ed25519 public key (`public-key`): when set, a packet
+    /// without a valid signature from it is rejected whatever its MAC says.
+    pub public_key: Option<PublicKey>,
 }
 
 impl ServerSpec {
@@ -51,9 +59,21 @@ impl ServerSpec {
         ServerSpec {
             address,
             key,
+            more_keys: Vec::new(),
             name: address.to_string(),
             interleave: false,
+            public_key: None,
         }
+    }
+
+    /// Every key its packets may verify with, `key` first.
+    pub fn keys(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.key.into_iter().chain(self.more_keys.iter().copied())
+    }
+
+    /// Whether a packet verified with `key` is this server's.
+    pub fn accepts(&self, key: KeyId) -> bool {
+        self.keys().any(|k| k == key)
     }
 }
 
@@ -87,9 +107,45 @@ pub enum Rejection {
     /// A candidate backward step of the server's clock that the unicast
     /// check contradicted (counted once per candidate).
     BackstepRefuted,
+    /// No signature field, and this server has a public key.
+    Unsigned,
+    /// A signature field that is not well formed.
+    BadSignatureField,
+    /// Signed with another key than the pinned one.
+    SigningKeyUnknown,
+    /// Signed for a group this client does not listen to.
+    WrongGroup,
+    /// The signature does not verify.
+    BadSignature,
+    /// More signatures to check than the per-server budget allows: not
+    /// checked, not used.
+    VerifyBudget,
 }
 
 impl Rejection {
+    /// Every reason, in declaration order (metrics show each one, at 0
+    /// until it happens).
+    pub const ALL: [Rejection; 18] = [
+        Rejection::Unauthenticated,
+        Rejection::CryptoNak,
+        Rejection::WrongKey,
+        Rejection::UnknownKey,
+        Rejection::BadMac,
+        Rejection::SourceNotAllowed,
+        Rejection::Replay,
+        Rejection::TooEarly,
+        Rejection::PollChanged,
+        Rejection::Unusable,
+        Rejection::Stale,
+        Rejection::BackstepRefuted,
+        Rejection::Unsigned,
+        Rejection::BadSignatureField,
+        Rejection::SigningKeyUnknown,
+        Rejection::WrongGroup,
+        Rejection::BadSignature,
+        Rejection::VerifyBudget,
+    ];
+
     /// Label for counters and status.
     pub fn label(self) -> &'static str {
         match self {
@@ -105,6 +161,12 @@ impl Rejection {
             Rejection::Unusable => "unusable",
             Rejection::Stale => "stale",
             Rejection::BackstepRefuted => "backstep-refuted",
+            Rejection::Unsigned => "unsigned",
+            Rejection::BadSignatureField => "bad-signature-field",
+            Rejection::SigningKeyUnknown => "signing-key-unknown",
+            Rejection::WrongGroup => "wrong-group",
+            Rejection::BadSignature => "bad-signature",
+            Rejection::VerifyBudget => "verify-budget",
         }
     }
 }
@@ -247,6 +309,10 @@ pub struct Association {
     anchor: Option<Anchor>,
     /// `last_transmit` came from a persisted state, not from a packet.
     restored_floor: bool,
+    /// Our clock when the calibration in use was measured.
+    calibrated_at: Option<NtpTimestamp>,
+    /// The calibration in use was measured before a restart.
+    calibration_restored: bool,
     /// Consecutive stale packets.
     stale_run: u32,
     /// A stale packet came since the last accepted one or check: not
@@ -260,8 +326,17 @@ pub struct Association {
     rejected: BTreeMap<Rejection, u64>,
     accepted: u64,
     last_header: Option<Header>,
+    last_key: Option<KeyId>,
     unicast_sent: u64,
+    /// Signature checks left, and when the budget was last refilled.
+    verify_budget: (f64, Option<Duration>),
 }
+
+/// Signature checks per second per server (a broadcast stream needs at
+/// most one a second; the rest is room for loss of the budget to forgeries).
+pub const VERIFY_RATE: f64 = 32.0;
+/// Signature checks that may be spent at once.
+pub const VERIFY_BURST: f64 = 64.0;
 
 impl Association {
     /// A new association in the Listening state.
@@ -278,6 +353,8 @@ impl Association {
             backstep: None,
             anchor: None,
             restored_floor: false,
+            calibrated_at: None,
+            calibration_restored: false,
             stale_run: 0,
             suspect: None,
             reach: 0,
@@ -285,7 +362,9 @@ impl Association {
             rejected: BTreeMap::new(),
             accepted: 0,
             last_header: None,
+            last_key: None,
             unicast_sent: 0,
+            verify_budget: (VERIFY_BURST, None),
         }
     }
 
@@ -339,6 +418,19 @@ impl Association {
         self.last_header.as_ref()
     }
 
+    /// The key the last accepted packet verified with (`None` before one,
+    /// or unauthenticated).
+    pub fn last_key(&self) -> Option<KeyId> {
+        self.last_key
+    }
+
+    /// Replaces the keys its packets may verify with (a reload), keeping
+    /// everything measured: calibration, filter, replay state.
+    pub fn rebind(&mut self, key: Option<KeyId>, more_keys: Vec<KeyId>) {
+        self.spec.key = key;
+        self.spec.more_keys = more_keys;
+    }
+
     /// Packets accepted.
     pub fn accepted(&self) -> u64 {
         self.accepted
@@ -375,14 +467,24 @@ impl Association {
         keys: &KeyStore,
         arrival: Arrival,
         limits: &SampleLimits,
+        groups: &[SocketAddr],
     ) -> Result<Accepted, Rejection> {
         debug_assert_eq!(d.header.mode, Mode::Broadcast);
+        if let Some(pk) = &self.spec.public_key {
+            self.check_signature(pk.clone(), d, groups, arrival.mono)?;
+            if self.spec.key.is_none() {
+                return self.check_authenticated(d, arrival, limits, None);
+            }
+        }
+        let mut verified = None;
         match (
             self.spec.key,
             packet::authenticate(keys, raw, d, Some(self.spec.address)),
         ) {
             (_, PacketAuth::CryptoNak) => return self.reject(Rejection::CryptoNak),
-            (Some(want), PacketAuth::Mac(MacVerdict::Valid(k))) if k == want => {}
+            (Some(_), PacketAuth::Mac(MacVerdict::Valid(k))) if self.spec.accepts(k) => {
+                verified = Some(k);
+            }
             (Some(_), PacketAuth::Mac(MacVerdict::Valid(_))) => {
                 return self.reject(Rejection::WrongKey);
             }
@@ -398,6 +500,47 @@ impl Association {
                 return self.reject(Rejection::SourceNotAllowed);
             }
         }
+        self.check_authenticated(d, arrival, limits, verified)
+    }
+
+    /// The signature checks, cheapest first; the one state change before
+    /// the signature is verified is the budget spent on verifying it.
+    fn check_signature(
+        &mut self,
+        pk: PublicKey,
+        d: &Datagram,
+        groups: &[SocketAddr],
+        now: Duration,
+    ) -> Result<(), Rejection> {
+        let (tokens, at) = self.verify_budget;
+        let refilled = at.map_or(VERIFY_BURST, |at| {
+            (tokens + now.saturating_sub(at).as_secs_f64() * VERIFY_RATE).min(VERIFY_BURST)
+        });
+        if refilled < 1.0 {
+            self.verify_budget = (refilled, Some(now));
+            return self.reject(Rejection::VerifyBudget).map(drop);
+        }
+        self.verify_budget = (refilled - 1.0, Some(now));
+        signed::check_field(&pk, d, groups).or_else(|p| {
+            self.reject(match p {
+                SignatureProblem::Unsigned => Rejection::Unsigned,
+                SignatureProblem::Malformed => Rejection::BadSignatureField,
+                SignatureProblem::UnknownKey => Rejection::SigningKeyUnknown,
+                SignatureProblem::WrongGroup => Rejection::WrongGroup,
+                SignatureProblem::BadSignature => Rejection::BadSignature,
+            })
+            .map(drop)
+        })
+    }
+
+    /// The checks of an authenticated broadcast (MAC or signature verified).
+    fn check_authenticated(
+        &mut self,
+        d: &Datagram,
+        arrival: Arrival,
+        limits: &SampleLimits,
+        verified: Option<KeyId>,
+    ) -> Result<Accepted, Rejection> {
         // Authenticated from here on. Each check compares against state
         // that only authenticated, accepted packets (or checks) have set.
         let h = d.header;
@@ -461,6 +604,7 @@ impl Association {
         self.last_accepted = Some(now);
         self.last_usable = Some(now);
         self.last_header = Some(h);
+        self.last_key = verified;
         self.accepted += 1;
         self.mark_reach(now);
         if let Some(one_way) = self.settled_one_way() {
@@ -591,6 +735,42 @@ impl Association {
     /// Transmit timestamp of the last accepted packet (the replay floor).
     pub fn last_transmit(&self) -> Option<NtpTimestamp> {
         self.last_transmit
+    }
+
+    /// Takes back a calibration measured before a restart at `measured_at`
+    /// (our clock), before anything was heard: the server is tracked from
+    /// its first broadcast with that delay.
+    pub fn restore_calibration(
+        &mut self,
+        one_way: NtpDuration,
+        exchanges: usize,
+        measured_at: NtpTimestamp,
+    ) {
+        if self.calibration.is_none() {
+            self.calibration = Some(Calibration::restored(
+                self.calibration_config,
+                one_way,
+                exchanges,
+            ));
+            self.calibrated_at = Some(measured_at);
+            self.calibration_restored = true;
+        }
+    }
+
+    /// A calibration just finished at `at` (our clock).
+    pub fn calibration_finished(&mut self, at: NtpTimestamp) {
+        self.calibrated_at = Some(at);
+        self.calibration_restored = false;
+    }
+
+    /// When the calibration in use was measured (our clock), if it was.
+    pub fn calibrated_at(&self) -> Option<NtpTimestamp> {
+        self.calibrated_at
+    }
+
+    /// Whether the calibration in use was measured before a restart.
+    pub fn calibration_restored(&self) -> bool {
+        self.calibration_restored
     }
 
     /// Sets the replay floor from a persisted state (before any packet).
@@ -726,30 +906,6 @@ impl Association {
             None => true,
         }
     }
-
-    /// Short description of the calibration result for status.
-    pub fn calibration_summary(&self) -> String {
-        match self.calibration.as_ref().map(Calibration::phase) {
-            None => "waiting for the first authenticated broadcast".into(),
-            Some(Phase::Waiting { attempt: 0, .. }) => "calibration starts shortly".into(),
-            Some(Phase::Waiting { attempt, .. }) => format!("retry {attempt} pending"),
-            Some(Phase::Volley { attempt, sent, .. }) => {
-                format!("volley {}: {sent} requests sent", attempt + 1)
-            }
-            Some(Phase::Calibrated { one_way, exchanges }) => format!(
-                "calibrated: one-way delay {:.3} ms from {exchanges} exchanges",
-                one_way.as_seconds_f64() * 1e3
-            ),
-            Some(Phase::Fallback { one_way, reason }) => format!(
-                "UNCALIBRATED (using {:.3} ms): {reason}",
-                one_way.as_seconds_f64() * 1e3
-            ),
-            Some(Phase::Untrusted { failure }) => format!(
-                "UNTRUSTED: {failure}; its broadcasts are not used (mcast-client recalibrate \
-                 measures again)"
-            ),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -797,7 +953,7 @@ mod tests {
         for t in [0, 64, 128] {
             let (raw, d) = packet(t, true);
             assert!(
-                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits)
+                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits, &[])
                     .is_ok()
             );
         }
@@ -805,7 +961,7 @@ mod tests {
             let t = 128 + 64 * k;
             let (raw, d) = packet(t, false);
             assert_eq!(
-                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits),
+                a.check_broadcast(&raw, &d, &keys, arrive(rx, at(t)), &limits, &[]),
                 Err(Rejection::Unusable)
             );
         }
@@ -820,7 +976,7 @@ mod tests {
         // Usable time again ends the silence.
         let (raw, d) = packet(128 + 64 * 11, true);
         assert!(
-            a.check_broadcast(&raw, &d, &keys, arrive(rx, at(128 + 64 * 11)), &limits)
+            a.check_broadcast(&raw, &d, &keys, arrive(rx, at(128 + 64 * 11)), &limits, &[])
                 .is_ok()
         );
         assert!(!a.is_silent(at(128 + 64 * 11), 8));

@@ -31,7 +31,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcast_proto::{KissCode, NtpDuration};
+use mcast_keys::{KeyId, PacketAuth};
+use mcast_proto::{KissCode, NtpDuration, Unusable};
 
 /// Calibration settings (the `[calibration]` section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub struct CalibrationConfig {
     /// A spot check of each tracked server about once per this period
     /// (at a random time within it); `None`: never.
     pub spot_check: Option<Duration>,
+    /// A persisted calibration younger than this is reused at start (the
+    /// server is tracked from its first broadcast, no volley); zero: never
+    /// reused (`reuse-max-age-s`, default a day).
+    pub reuse_max_age: Duration,
 }
 
 impl Default for CalibrationConfig {
@@ -63,6 +68,7 @@ impl Default for CalibrationConfig {
             retries: 3,
             fallback_delay: Duration::from_millis(4),
             spot_check: None,
+            reuse_max_age: Duration::from_secs(86_400),
         }
     }
 }
@@ -134,55 +140,34 @@ pub enum Failure {
         /// How many were set aside.
         count: u32,
     },
+    /// Replies came and were usable, but no broadcast arrived close
+    /// enough in time to pair with them (interleaved calibration).
+    NoPairableBroadcast,
     /// Replies came, but none was usable (bad MAC, crypto-NAK, unusable time).
     NoUsableReply {
-        /// What was wrong with them.
-        detail: String,
+        /// The distinct problems, the first [`MAX_PROBLEMS`] of them.
+        problems: Vec<ReplyProblem>,
+        /// Distinct problems beyond those.
+        more: u32,
     },
     /// The server said DENY or RSTR: no more unicast to it.
     Refused(KissCode),
 }
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::NoReply {
-                requests,
-                route: None,
-            } => write!(f, "no reply to {requests} requests"),
-            Failure::NoReply {
-                requests,
-                route: Some((server, port)),
-            } => write!(
-                f,
-                "no reply from {server} to {requests} requests sent from port {port}; check \
-                 that UDP replies to that port are allowed"
-            ),
-            Failure::DelayTooLarge { round_trip, bound } => write!(
-                f,
-                "calibrated round trip {:.1} ms exceeds the {:.1} ms bound",
-                round_trip.as_seconds_f64() * 1e3,
-                bound.as_secs_f64() * 1e3
-            ),
-            Failure::SlowerThanUnicast {
-                one_way,
-                round_trip,
-            } => write!(
-                f,
-                "broadcasts arrive {:.3} ms after they were sent, more than the best unicast \
-                 round trip ({:.3} ms) allows: are they held back on the path?",
-                one_way.as_seconds_f64() * 1e3,
-                round_trip.as_seconds_f64() * 1e3
-            ),
-            Failure::StaleBroadcasts { count } => write!(
-                f,
-                "the {count} broadcasts heard disagree with the server's unicast time by more \
-                 than the round-trip bound: a replayed recording?"
-            ),
-            Failure::NoUsableReply { detail } => write!(f, "no usable reply: {detail}"),
-            Failure::Refused(code) => write!(f, "the server refused unicast (KoD {code})"),
-        }
-    }
+/// Why a reply that answered one of our requests could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyProblem {
+    /// A crypto-NAK: the server does not accept the key we sign with.
+    CryptoNak {
+        /// Our key id for it.
+        key: KeyId,
+    },
+    /// No MAC, though the server has a key.
+    Unsigned,
+    /// The MAC did not verify with the server's key.
+    Authentication(PacketAuth),
+    /// Authentic, but not usable as time.
+    UnusableTime(Unusable),
 }
 
 /// Where the calibration stands.
@@ -243,22 +228,6 @@ pub enum FallbackReason {
     Fixed,
 }
 
-impl std::fmt::Display for FallbackReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FallbackReason::Failed {
-                failure,
-                volleys: Some(n),
-            } => write!(f, "{failure} (after {n} volleys)"),
-            FallbackReason::Failed {
-                failure,
-                volleys: None,
-            } => write!(f, "{failure}"),
-            FallbackReason::Fixed => write!(f, "a fixed delay is configured"),
-        }
-    }
-}
-
 /// What the calibration wants done now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -289,7 +258,7 @@ pub struct Calibration {
     exchanges: Vec<Exchange>,
     broadcasts: Vec<BroadcastObservation>,
     replies_this_volley: u32,
-    problems: Vec<String>,
+    problems: Vec<ReplyProblem>,
     /// Distinct problems beyond the ones kept.
     more_problems: u32,
     /// A volley measured a round trip over the bound.
@@ -306,10 +275,7 @@ pub struct Calibration {
 const MAX_BROADCASTS: usize = 16;
 
 /// Most distinct problems with replies kept for the words of a failure.
-const MAX_PROBLEMS: usize = 4;
-
-/// Longest text of one problem kept (a reply's own text may be in it).
-const MAX_PROBLEM_LEN: usize = 160;
+pub const MAX_PROBLEMS: usize = 4;
 
 impl Calibration {
     /// A calibration starting after the first authenticated broadcast at
@@ -352,6 +318,14 @@ impl Calibration {
             one_way,
             reason: FallbackReason::Fixed,
         };
+        c
+    }
+
+    /// A calibration done before a restart, taken back: already
+    /// [`Phase::Calibrated`] with the delay it measured.
+    pub fn restored(config: CalibrationConfig, one_way: NtpDuration, exchanges: usize) -> Self {
+        let mut c = Calibration::new(config, Duration::ZERO, 0);
+        c.phase = Phase::Calibrated { one_way, exchanges };
         c
     }
 
@@ -484,7 +458,7 @@ impl Calibration {
 
     /// Records a reply that matched a request but cannot be used, and why
     /// (bad MAC, crypto-NAK, unsynchronized server ...).
-    pub fn unusable_reply(&mut self, why: String) {
+    pub fn unusable_reply(&mut self, why: ReplyProblem) {
         self.replies_this_volley += 1;
         // Forged replies that echo the cookie can bring any number of
         // different complaints: keep the first few, count the rest.
@@ -543,21 +517,6 @@ impl Calibration {
         };
     }
 
-    /// The problems of this volley's replies in one bounded line.
-    fn problem_text(&self) -> String {
-        let mut text = String::new();
-        for p in &self.problems {
-            if !text.is_empty() {
-                text.push_str("; ");
-            }
-            text.extend(p.chars().take(MAX_PROBLEM_LEN));
-        }
-        if self.more_problems > 0 {
-            text.push_str(&format!("; and {} more", self.more_problems));
-        }
-        text
-    }
-
     fn fallback(&self) -> NtpDuration {
         NtpDuration::from_std(self.config.fallback_delay)
     }
@@ -599,11 +558,10 @@ impl Calibration {
             None if !self.exchanges.is_empty() && self.set_aside > 0 => Failure::StaleBroadcasts {
                 count: self.set_aside,
             },
-            None if !self.exchanges.is_empty() => Failure::NoUsableReply {
-                detail: "no broadcast arrived close enough in time to pair with the replies".into(),
-            },
+            None if !self.exchanges.is_empty() => Failure::NoPairableBroadcast,
             None => Failure::NoUsableReply {
-                detail: self.problem_text(),
+                problems: self.problems.clone(),
+                more: self.more_problems,
             },
         };
         self.set_aside = 0;
@@ -916,8 +874,16 @@ mod tests {
         match c.phase() {
             Phase::Fallback { one_way, reason } => {
                 assert_eq!(*one_way, NtpDuration::from_millis(4));
-                let reason = reason.to_string();
-                assert!(reason.contains("no reply to 6 requests"), "{reason}");
+                assert!(
+                    matches!(
+                        reason,
+                        FallbackReason::Failed {
+                            failure: Failure::NoReply { requests: 6, .. },
+                            volleys: Some(4),
+                        }
+                    ),
+                    "{reason:?}"
+                );
             }
             other => panic!("expected the fallback, got {other:?}"),
         }
@@ -941,8 +907,15 @@ mod tests {
         run_volley(&mut c, 0.0, 1.0, 30.0); // 60 ms round trip > 50 ms
         match c.phase() {
             Phase::Untrusted { failure } => {
-                let reason = failure.to_string();
-                assert!(reason.contains("exceeds the 50.0 ms bound"), "{reason}")
+                assert!(
+                    matches!(
+                        failure,
+                        Failure::DelayTooLarge { round_trip, bound }
+                            if *bound == Duration::from_millis(50)
+                                && (round_trip.as_seconds_f64() - 0.060).abs() < 1e-6
+                    ),
+                    "{failure:?}"
+                )
             }
             other => panic!("expected untrusted, got {other:?}"),
         }

@@ -62,6 +62,8 @@ use std::time::Duration;
 
 use mcast_proto::{NtpDuration, NtpTimestamp};
 
+pub use crate::client::kernel::{KernelState, LeapPending};
+
 /// A frequency in parts per million. Positive: the clock runs fast (gains
 /// time); as a correction, positive makes the clock run faster.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
@@ -104,6 +106,12 @@ pub trait Clock {
     /// Set the frequency correction (absolute, not added to the previous
     /// one). Positive makes the clock run faster.
     fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String>;
+    /// Tell the kernel the clock's state: synchronized or not
+    /// (`STA_UNSYNC`), maximum and estimated error, and a leap second
+    /// pending at the end of the current UTC day (`STA_INS`/`STA_DEL`),
+    /// as `adjtimex` `ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR` does. Other
+    /// status bits are left as they are. Never called in monitor mode.
+    fn set_kernel_state(&mut self, state: KernelState) -> Result<(), String>;
 }
 
 /// What the client may do to the clock (config `clock.mode`).
@@ -160,7 +168,23 @@ pub struct DisciplineConfig {
     pub slew_only: bool,
     /// Fastest slew (default 500 ppm, the kernel's `adjtime` rate).
     pub max_slew_ppm: Ppm,
+    /// With no server selected for longer than this, the kernel is told
+    /// the clock is unsynchronized again (`STA_UNSYNC`; default an hour,
+    /// [`crate::client::kernel::DEFAULT_UNSYNC_AFTER`]).
+    pub unsync_after: Duration,
+    /// Step mode, like ntpd `-g`: until the first clock update after start
+    /// the panic threshold does not apply to offsets up to this; such an
+    /// offset is stepped at once (default a day,
+    /// [`DEFAULT_FIRST_STEP_MAX`]; zero: the panic threshold applies from
+    /// the start). Slew mode never steps, so it is not affected.
+    pub first_step_max: NtpDuration,
 }
+
+/// Default `first_step_max`: a day, enough for an RTC kept in local time
+/// or a host that booted after weeks off; a clock further off is refused
+/// by the panic threshold and left to an operator (`mcast-client
+/// step-now`).
+pub const DEFAULT_FIRST_STEP_MAX: NtpDuration = NtpDuration::from_secs(86_400);
 
 impl Default for DisciplineConfig {
     fn default() -> Self {
@@ -171,6 +195,8 @@ impl Default for DisciplineConfig {
             panic_threshold: NtpDuration::from_secs(1000),
             slew_only: false,
             max_slew_ppm: Ppm(500.0),
+            unsync_after: crate::client::kernel::DEFAULT_UNSYNC_AFTER,
+            first_step_max: DEFAULT_FIRST_STEP_MAX,
         }
     }
 }
@@ -340,6 +366,9 @@ pub struct Discipline {
     /// A step was decided while a slew was in progress: cancel it first.
     cancel_slew_before_step: bool,
     frequency: Ppm,
+    /// The frequency came from a previous run (the driftfile): the first
+    /// update goes to SYNC, not FREQ.
+    frequency_restored: bool,
     /// Loop time constant, seconds.
     tau: f64,
     tau_count: i32,
@@ -357,6 +386,7 @@ impl Discipline {
             slew_until: None,
             cancel_slew_before_step: false,
             frequency: Ppm::ZERO,
+            frequency_restored: false,
             tau: TAU_MIN.as_secs_f64(),
             tau_count: 0,
         }
@@ -381,6 +411,30 @@ impl Discipline {
     /// The frequency correction the loop wants on the clock.
     pub fn frequency(&self) -> Ppm {
         self.frequency
+    }
+
+    /// Starts the loop from a frequency measured by a previous run (ntpd's
+    /// driftfile): the first update sets it on the clock, and the loop goes
+    /// straight to SYNC instead of measuring the frequency again in FREQ.
+    /// Only before the first update; clamped to ±[`MAX_FREQUENCY`]; a value
+    /// that is not finite is ignored. Returns whether it was taken.
+    pub fn restore_frequency(&mut self, ppm: Ppm) -> bool {
+        if self.state != State::Nset || !ppm.0.is_finite() {
+            return false;
+        }
+        self.frequency = Ppm(ppm.0.clamp(-MAX_FREQUENCY.0, MAX_FREQUENCY.0));
+        self.frequency_restored = true;
+        true
+    }
+
+    /// The state after the first update or a step: FREQ, or SYNC when the
+    /// frequency was restored and this is the first update.
+    fn acquiring(&mut self, now: Duration) -> State {
+        if std::mem::take(&mut self.frequency_restored) {
+            State::Sync
+        } else {
+            State::Freq { since: now }
+        }
     }
 
     /// The loop's current time constant τ.
@@ -411,7 +465,11 @@ impl Discipline {
         if self.config.mode == ClockMode::Monitor {
             return Decision::Monitor { offset };
         }
-        if self.config.panic_threshold > NtpDuration::ZERO
+        let first_step = self.state == State::Nset
+            && self.config.mode == ClockMode::Step
+            && offset.abs() <= self.config.first_step_max;
+        if !first_step
+            && self.config.panic_threshold > NtpDuration::ZERO
             && offset.abs() > self.config.panic_threshold
         {
             return Decision::Panic { offset };
@@ -454,7 +512,7 @@ impl Discipline {
             State::Nset => {
                 // The first correction is the whole offset (ntpd: "set the
                 // clock" by slewing), within the slew bound.
-                self.state = State::Freq { since: now };
+                self.state = self.acquiring(now);
                 self.last_update = Some(now);
                 let correction = self.bounded(offset, spacing, SLEW_BUDGET).0;
                 self.slew(offset, correction, now)
@@ -543,11 +601,19 @@ impl Discipline {
         }
     }
 
+    /// An operator's step (`mcast-client step-now`): step by `offset` at
+    /// once, whatever the thresholds, and start over in FREQ as after any
+    /// step. Carried out by [`Discipline::apply`].
+    pub fn step_now(&mut self, offset: NtpDuration, now: Duration) -> Decision {
+        self.before_step = None;
+        self.step(offset, now)
+    }
+
     fn step(&mut self, offset: NtpDuration, now: Duration) -> Decision {
         self.before_step = Some(self.state);
         self.cancel_slew_before_step = self.slew_until.is_some_and(|t| t > now);
         self.slew_until = None;
-        self.state = State::Freq { since: now };
+        self.state = self.acquiring(now);
         self.last_update = Some(now);
         self.tau = TAU_MIN.as_secs_f64();
         self.tau_count = 0;
@@ -703,6 +769,7 @@ mod tests {
         steps: Vec<NtpDuration>,
         slews: Vec<NtpDuration>,
         freqs: Vec<Ppm>,
+        kernel: Vec<KernelState>,
     }
 
     impl FakeClock {
@@ -727,6 +794,10 @@ mod tests {
             self.freqs.push(ppm);
             Ok(())
         }
+        fn set_kernel_state(&mut self, s: KernelState) -> Result<(), String> {
+            self.kernel.push(s);
+            Ok(())
+        }
     }
 
     /// Any call fails the test.
@@ -744,6 +815,9 @@ mod tests {
         }
         fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
             panic!("monitor mode must never set the frequency")
+        }
+        fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
+            panic!("monitor mode must never touch the kernel's clock state")
         }
     }
 
@@ -805,6 +879,9 @@ mod tests {
         }
         fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String> {
             self.correction_ppm = ppm.0;
+            Ok(())
+        }
+        fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
             Ok(())
         }
     }
@@ -936,6 +1013,69 @@ mod tests {
     }
 
     #[test]
+    fn first_update_steps_an_hour_under_first_step_max_and_only_then() {
+        let hour = NtpDuration::from_secs(3600);
+        let mut d = Discipline::new(config(ClockMode::Step));
+        let mut clock = FakeClock::default();
+        let dec = d.update(hour, us(100), secs(0));
+        assert_eq!(dec, Decision::Step { offset: hour });
+        d.apply(&dec, &mut clock).expect("fake clock");
+        assert_eq!(clock.steps, vec![hour]);
+        // After the first update the panic threshold applies again.
+        for k in 1..40 {
+            let dec = d.update(hour, us(100), secs(64 * k));
+            assert_eq!(dec, Decision::Panic { offset: hour });
+        }
+        // Over first-step-max: refused from the start.
+        let mut d = Discipline::new(DisciplineConfig {
+            first_step_max: NtpDuration::from_secs(1800),
+            ..config(ClockMode::Step)
+        });
+        assert_eq!(
+            d.update(hour, us(100), secs(0)),
+            Decision::Panic { offset: hour }
+        );
+        // Slew mode never steps: the panic threshold applies.
+        let mut d = Discipline::new(config(ClockMode::Slew));
+        assert_eq!(
+            d.update(hour, us(100), secs(0)),
+            Decision::Panic { offset: hour }
+        );
+    }
+
+    #[test]
+    fn a_restored_frequency_is_set_at_the_first_update_and_skips_freq() {
+        let mut d = Discipline::new(config(ClockMode::Step));
+        assert!(d.restore_frequency(Ppm(-42.5)));
+        let mut clock = FakeClock::default();
+        let dec = d.update(us(50), us(100), secs(0));
+        assert!(
+            matches!(dec, Decision::Slew { frequency_ppm, .. } if frequency_ppm == Ppm(-42.5)),
+            "{dec:?}"
+        );
+        d.apply(&dec, &mut clock).expect("fake clock");
+        assert_eq!(clock.freqs, vec![Ppm(-42.5)]);
+        assert_eq!(
+            d.state(),
+            LoopState::Sync,
+            "no second frequency measurement"
+        );
+        assert!(
+            !d.restore_frequency(Ppm(1.0)),
+            "only before the first update"
+        );
+        // Without one: FREQ, from zero.
+        let mut d = Discipline::new(config(ClockMode::Step));
+        let dec = d.update(us(50), us(100), secs(0));
+        assert!(matches!(dec, Decision::Slew { frequency_ppm, .. } if frequency_ppm == Ppm::ZERO));
+        assert_eq!(d.state(), LoopState::Freq);
+        let mut d = Discipline::new(config(ClockMode::Step));
+        assert!(!d.restore_frequency(Ppm(f64::NAN)));
+        assert!(d.restore_frequency(Ppm(900.0)));
+        assert_eq!(d.frequency(), MAX_FREQUENCY);
+    }
+
+    #[test]
     fn step_mode_steps_at_startup() {
         let mut d = Discipline::new(config(ClockMode::Step));
         assert_eq!(
@@ -960,6 +1100,9 @@ mod tests {
             fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
                 Ok(())
             }
+            fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
+                Ok(())
+            }
         }
         let mut d = Discipline::new(config(ClockMode::Step));
         let dec = d.update(ms(500), us(100), secs(0));
@@ -975,7 +1118,8 @@ mod tests {
     fn panic_offset_is_refused_and_clock_untouched() {
         let mut d = Discipline::new(config(ClockMode::Step));
         let mut clock = FakeClock::default();
-        let huge = NtpDuration::from_secs(2000);
+        // Over first-step-max too (a day), so refused at start-up.
+        let huge = NtpDuration::from_secs(2 * 86_400);
         let dec = d.update(huge, us(100), secs(0));
         assert_eq!(dec, Decision::Panic { offset: huge });
         d.apply(&dec, &mut clock).expect("fake clock");

@@ -14,10 +14,15 @@ use mcast_proto::{
 
 use crate::client::association::{Anchor, Arrival, Association, CheckOutcome, ServerSpec, State};
 use crate::client::calibration::{
-    self, BroadcastObservation, CalibrationConfig, Exchange, Phase, Step,
+    self, BroadcastObservation, CalibrationConfig, Exchange, Phase, ReplyProblem, Step,
 };
-use crate::client::discipline::{Clock, ClockMode, Decision, Discipline, DisciplineConfig, Ppm};
+use crate::client::discipline::{
+    Clock, ClockMode, Decision, Discipline, DisciplineConfig, LoopState, Ppm,
+};
 use crate::client::filter::{ClockFilter, FilterResult, Sample};
+use crate::client::kernel::{
+    KernelInput, KernelState, KernelTracker, LeapPending, Selected, leap_of,
+};
 use crate::client::select::{Candidate, SelectOutcome, SelectParams, select};
 use crate::exchange::{Exchanges, Kiss, Ticket, kiss};
 
@@ -31,6 +36,11 @@ pub struct CoreConfig {
     pub discover: bool,
     /// Most associations discovery may add.
     pub discover_max: usize,
+    /// The key ids discovery may bind (`None`: any key of the store).
+    pub discover_keys: Option<Vec<KeyId>>,
+    /// The groups (or broadcast addresses) and port this client listens
+    /// on: a signed broadcast must name one of them.
+    pub groups: Vec<SocketAddr>,
     /// Calibration settings.
     pub calibration: CalibrationConfig,
     /// Selection settings.
@@ -55,6 +65,8 @@ impl CoreConfig {
             servers,
             discover: false,
             discover_max: DEFAULT_DISCOVER_MAX,
+            discover_keys: None,
+            groups: Vec::new(),
             calibration: CalibrationConfig::default(),
             select: SelectParams::default(),
             silent_intervals: 8,
@@ -137,6 +149,10 @@ pub enum Action {
     /// the core was given (monitor mode: `Decision::Monitor`, nothing done).
     /// For the shell to report, never to carry out.
     Clock(Decision),
+    /// The kernel clock state just handed to the clock
+    /// ([`Clock::set_kernel_state`]; never in monitor mode). For the shell
+    /// to report, never to carry out.
+    Kernel(KernelState),
     /// Something worth a log line (the shell words it).
     Event(Event),
 }
@@ -175,8 +191,6 @@ pub enum Event {
         local_port: Option<u16>,
         /// The outcome.
         phase: Phase,
-        /// The association's calibration summary (as `status` shows it).
-        summary: String,
     },
     /// A unicast check of `server` starts (a few authenticated requests
     /// with fresh cookies; never polling).
@@ -212,6 +226,29 @@ pub enum Event {
         /// What the clock said.
         error: String,
     },
+}
+
+/// Why `step-now` did not step the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepNowError {
+    /// Monitor mode never touches the clock.
+    Monitor,
+    /// No server is selected: there is no time to step to.
+    NothingSelected,
+    /// The clock refused the step.
+    Clock(String),
+}
+
+/// The keys one configured server is bound to, for
+/// [`ClientCore::rebind_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBinding {
+    /// The server's address.
+    pub address: IpAddr,
+    /// The key that signs calibration requests (the first listed).
+    pub key: Option<KeyId>,
+    /// Further keys its packets may verify with.
+    pub more_keys: Vec<KeyId>,
 }
 
 /// A server whose key a reload would lose.
@@ -532,6 +569,73 @@ impl Adjustments {
     }
 }
 
+/// Why a packet was dropped before it could be tied to a server (the
+/// global `rejected` counters of `status`). Counted, never acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GlobalRejection {
+    /// Did not parse.
+    BadFormat,
+    /// Not mode 5 on a broadcast socket.
+    NotBroadcast,
+    /// From an address that is no configured (or discovered) server.
+    UnknownSource,
+    /// Discovery: signed with a key another address already uses.
+    DiscoveryKeyBound,
+    /// Discovery: the packet verified with a key not in `discover-keys`.
+    DiscoveryKeyNotAllowed,
+    /// Discovery: `discover-max` servers found already.
+    DiscoveryFull,
+    /// A reply on the calibration socket from an address that is no server.
+    ReplyFromUnknownSource,
+    /// Not a mode 4 reply from the server port on the calibration socket.
+    NotAReply,
+    /// A reply that answers no request in flight.
+    BogusOrigin,
+    /// An authentic KoD that does not echo our cookie.
+    BogusKod,
+    /// A KoD not as authentic as a reply must be.
+    UnauthenticatedKod,
+    /// Arrived on another interface than configured (counted by the I/O
+    /// layer through [`ClientCore::count_dropped`]).
+    WrongInterface,
+}
+
+impl GlobalRejection {
+    /// Every reason (metrics show each one, at 0 until it happens).
+    pub const ALL: [GlobalRejection; 12] = [
+        GlobalRejection::BadFormat,
+        GlobalRejection::NotBroadcast,
+        GlobalRejection::UnknownSource,
+        GlobalRejection::DiscoveryKeyBound,
+        GlobalRejection::DiscoveryKeyNotAllowed,
+        GlobalRejection::DiscoveryFull,
+        GlobalRejection::ReplyFromUnknownSource,
+        GlobalRejection::NotAReply,
+        GlobalRejection::BogusOrigin,
+        GlobalRejection::BogusKod,
+        GlobalRejection::UnauthenticatedKod,
+        GlobalRejection::WrongInterface,
+    ];
+
+    /// Label for counters and status.
+    pub fn label(self) -> &'static str {
+        match self {
+            GlobalRejection::BadFormat => "bad-format",
+            GlobalRejection::NotBroadcast => "not-broadcast",
+            GlobalRejection::UnknownSource => "unknown-source",
+            GlobalRejection::DiscoveryKeyBound => "discovery-key-bound",
+            GlobalRejection::DiscoveryKeyNotAllowed => "discovery-key-not-allowed",
+            GlobalRejection::DiscoveryFull => "discovery-full",
+            GlobalRejection::ReplyFromUnknownSource => "reply-from-unknown-source",
+            GlobalRejection::NotAReply => "not-a-reply",
+            GlobalRejection::BogusOrigin => "bogus-origin",
+            GlobalRejection::BogusKod => "bogus-kod",
+            GlobalRejection::UnauthenticatedKod => "unauthenticated-kod",
+            GlobalRejection::WrongInterface => "wrong-interface",
+        }
+    }
+}
+
 /// The client core.
 #[derive(Debug)]
 pub struct ClientCore {
@@ -540,6 +644,8 @@ pub struct ClientCore {
     peers: Vec<Peer>,
     global_rejects: BTreeMap<&'static str, u64>,
     discipline: Discipline,
+    /// What the kernel is told about the clock.
+    kernel: KernelTracker,
     /// Everything we have added to our clock since start, as it takes effect.
     adjustments: Adjustments,
     /// Monotonic time of the last clock decision (when it is carried out).
@@ -551,7 +657,15 @@ pub struct ClientCore {
     discovered: usize,
     /// The last burst (volley or check) number given out.
     next_burst: u64,
+    /// The frequency to persist (restored, or taken at most every
+    /// [`FREQUENCY_SAVE_EVERY`] while the loop is in SYNC) and when it was
+    /// taken.
+    saved_frequency: Option<(Ppm, Duration)>,
 }
+
+/// The persisted frequency is taken at most this often (ntpd writes its
+/// driftfile hourly), and at exit.
+pub const FREQUENCY_SAVE_EVERY: Duration = Duration::from_secs(3600);
 
 impl ClientCore {
     /// A core with one association per configured server, all listening.
@@ -563,6 +677,7 @@ impl ClientCore {
             .map(|s| Peer::new(s.clone(), config.calibration, precision))
             .collect();
         let discipline = Discipline::new(config.discipline);
+        let kernel = KernelTracker::new(config.discipline.unsync_after);
         let adjustments = Adjustments::new(config.discipline.max_slew_ppm.as_rate());
         ClientCore {
             config,
@@ -570,6 +685,7 @@ impl ClientCore {
             peers,
             global_rejects: BTreeMap::new(),
             discipline,
+            kernel,
             adjustments,
             decided_at: Duration::ZERO,
             selection: None,
@@ -577,6 +693,7 @@ impl ClientCore {
             calibration_port: None,
             discovered: 0,
             next_burst: 0,
+            saved_frequency: None,
         }
     }
 
@@ -585,29 +702,62 @@ impl ClientCore {
     /// association is bound to or no longer allow its address: the client
     /// would then send unsigned requests and reject every broadcast.
     pub fn set_keys(&mut self, keys: KeyStore) -> Result<(), Vec<KeyLoss>> {
-        let lost: Vec<KeyLoss> = self
-            .peers
-            .iter()
-            .filter_map(|p| {
-                let spec = p.assoc.spec();
-                let id = spec.key?;
+        self.rebind_keys(keys, &[]).map(|_| ())
+    }
+
+    /// Replaces the keys and the key ids configured servers are bound to
+    /// (SIGHUP after a `keys = [old, new]` edit), keeping what each
+    /// association measured: no recalibration. `bindings` gives, per
+    /// server address, its new `key` (which signs calibration requests)
+    /// and further accepted keys; a server not listed keeps its binding,
+    /// an address no association has is skipped (a new server needs a
+    /// restart). Refused, changing nothing, as [`set_keys`](Self::set_keys)
+    /// is, when any key a server would be bound to is missing from `keys`
+    /// or does not allow its address. Returns how many servers were rebound.
+    pub fn rebind_keys(
+        &mut self,
+        keys: KeyStore,
+        bindings: &[KeyBinding],
+    ) -> Result<usize, Vec<KeyLoss>> {
+        let binding = |spec: &ServerSpec| {
+            bindings
+                .iter()
+                .find(|b| b.address == spec.address)
+                .map_or_else(
+                    || (spec.key, spec.more_keys.clone()),
+                    |b| (b.key, b.more_keys.clone()),
+                )
+        };
+        let mut lost = Vec::new();
+        for p in &self.peers {
+            let spec = p.assoc.spec();
+            let (key, more) = binding(spec);
+            for id in key.into_iter().chain(more) {
                 let why = match keys.get(id) {
                     None => KeyLossReason::Missing,
                     Some(k) if !k.allows(spec.address) => KeyLossReason::AddressNotAllowed,
-                    Some(_) => return None,
+                    Some(_) => continue,
                 };
-                Some(KeyLoss {
+                lost.push(KeyLoss {
                     server: spec.name.clone(),
                     key: id,
                     why,
-                })
-            })
-            .collect();
+                });
+            }
+        }
         if !lost.is_empty() {
             return Err(lost);
         }
+        let mut rebound = 0;
+        for p in &mut self.peers {
+            let (key, more) = binding(p.assoc.spec());
+            if (key, &more) != (p.assoc.spec().key, &p.assoc.spec().more_keys) {
+                p.assoc.rebind(key, more);
+                rebound += 1;
+            }
+        }
         self.keys = keys;
-        Ok(())
+        Ok(rebound)
     }
 
     /// Tells the core which local port calibration requests leave from, so
@@ -631,9 +781,30 @@ impl ClientCore {
         self.selection.as_ref()
     }
 
-    /// The last clock decision.
+    /// The clock mode it was configured with.
+    pub fn clock_mode(&self) -> ClockMode {
+        self.discipline.config().mode
+    }
+
+    /// The last clock decision, if any update was made.
     pub fn last_decision(&self) -> Option<&Decision> {
         self.last_decision.as_ref()
+    }
+
+    /// Synchronized, as readiness (`READY=1`) and `wait-sync` mean it: a
+    /// server is selected and, outside monitor mode, the last clock update
+    /// slewed an offset within the step threshold (after a step, the next
+    /// update says whether the step landed). In monitor mode a selection is
+    /// enough: the clock is not ours to bring close.
+    pub fn synchronized(&self) -> bool {
+        if self.selection.as_ref().and_then(|s| s.offset).is_none() {
+            return false;
+        }
+        match self.last_decision {
+            Some(Decision::Monitor { .. }) => self.config.discipline.mode == ClockMode::Monitor,
+            Some(Decision::Slew { offset, .. }) => offset.abs() <= self.discipline.step_threshold(),
+            _ => false,
+        }
     }
 
     /// Our cumulative clock adjustment at monotonic time `mono`: steps,
@@ -643,8 +814,19 @@ impl ClientCore {
         self.adjustments.at(mono)
     }
 
-    fn count(&mut self, reason: &'static str) {
-        *self.global_rejects.entry(reason).or_insert(0) += 1;
+    fn count(&mut self, reason: GlobalRejection) {
+        *self.global_rejects.entry(reason.label()).or_insert(0) += 1;
+    }
+
+    /// Truechimers selection requires (`selection.min-agreeing`).
+    pub fn min_agreeing(&self) -> usize {
+        self.config.select.min_agreeing.max(1)
+    }
+
+    /// The frequency correction in effect, ppm (0 in monitor mode and until
+    /// the discipline sets one).
+    pub fn frequency_ppm(&self) -> f64 {
+        self.adjustments.frequency * 1e6
     }
 
     /// The kernel's transmit time `at` of the request sent with `ticket`:
@@ -661,9 +843,10 @@ impl ClientCore {
     }
 
     /// Counts a packet the I/O layer dropped before it reached the core
-    /// (for example one that arrived on another interface than configured).
+    /// (for example one that arrived on another interface than configured:
+    /// [`GlobalRejection::WrongInterface`]'s label, `wrong-interface`).
     pub fn count_dropped(&mut self, reason: &'static str) {
-        self.count(reason);
+        *self.global_rejects.entry(reason).or_insert(0) += 1;
     }
 
     fn peer_index(&self, addr: IpAddr) -> Option<usize> {
@@ -681,11 +864,11 @@ impl ClientCore {
         clock: &mut dyn Clock,
     ) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
-            self.count("bad-format");
+            self.count(GlobalRejection::BadFormat);
             return Vec::new();
         };
         if d.header.mode != Mode::Broadcast {
-            self.count("not-broadcast");
+            self.count(GlobalRejection::NotBroadcast);
             return Vec::new();
         }
         let src = inc.source.ip();
@@ -707,10 +890,14 @@ impl ClientCore {
             adjustment,
             frequency: self.adjustments.frequency,
         };
-        let Ok(acc) = peer
-            .assoc
-            .check_broadcast(inc.bytes, &d, &self.keys, arrival, &limits)
-        else {
+        let Ok(acc) = peer.assoc.check_broadcast(
+            inc.bytes,
+            &d,
+            &self.keys,
+            arrival,
+            &limits,
+            &self.config.groups,
+        ) else {
             // Consistent packets behind the replay floor restored from
             // before a restart, and none newer: calibrate, and let its
             // first authenticated reply decide whether to follow them.
@@ -799,7 +986,7 @@ impl ClientCore {
     /// Discovery: a new source signing with a trusted key is bound to it.
     fn discover(&mut self, src: IpAddr, raw: &[u8], d: &Datagram) -> Option<usize> {
         if !self.config.discover {
-            self.count("unknown-source");
+            self.count(GlobalRejection::UnknownSource);
             return None;
         }
         match packet::authenticate(&self.keys, raw, d, Some(src)) {
@@ -807,12 +994,21 @@ impl ClientCore {
                 // One address per key: a second source signing with a key
                 // already in use is the same server's packets relayed from
                 // a spoofed address, never a new server.
-                if self.peers.iter().any(|p| p.assoc.spec().key == Some(key)) {
-                    self.count("discovery-key-bound");
+                if self
+                    .config
+                    .discover_keys
+                    .as_ref()
+                    .is_some_and(|l| !l.contains(&key))
+                {
+                    self.count(GlobalRejection::DiscoveryKeyNotAllowed);
+                    return None;
+                }
+                if self.peers.iter().any(|p| p.assoc.spec().accepts(key)) {
+                    self.count(GlobalRejection::DiscoveryKeyBound);
                     return None;
                 }
                 if self.discovered >= self.config.discover_max {
-                    self.count("discovery-full");
+                    self.count(GlobalRejection::DiscoveryFull);
                     return None;
                 }
                 self.discovered += 1;
@@ -823,7 +1019,7 @@ impl ClientCore {
                 Some(self.peers.len() - 1)
             }
             _ => {
-                self.count("unknown-source");
+                self.count(GlobalRejection::UnknownSource);
                 None
             }
         }
@@ -832,15 +1028,15 @@ impl ClientCore {
     /// A datagram arrived on the calibration socket.
     pub fn on_reply(&mut self, inc: Incoming<'_>, clock: &mut dyn Clock) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
-            self.count("bad-format");
+            self.count(GlobalRejection::BadFormat);
             return Vec::new();
         };
         let Some(idx) = self.peer_index(inc.source.ip()) else {
-            self.count("reply-from-unknown-source");
+            self.count(GlobalRejection::ReplyFromUnknownSource);
             return Vec::new();
         };
         if d.header.mode != Mode::Server || inc.source.port() != self.config.server_port {
-            self.count("not-a-reply");
+            self.count(GlobalRejection::NotAReply);
             return Vec::new();
         }
         let keys = &self.keys;
@@ -852,18 +1048,19 @@ impl ClientCore {
         // forged reply that fails authentication cannot use it up and make
         // the genuine one arrive as `bogus-origin`.
         let Some(out) = peer.exchanges.find(origin) else {
-            self.count("bogus-origin");
+            self.count(GlobalRejection::BogusOrigin);
             return Vec::new();
         };
         let name = peer.assoc.spec().name.clone();
         let want = peer.assoc.spec().key;
+        let accepted: Vec<KeyId> = peer.assoc.spec().keys().collect();
         let Some(cal) = peer.assoc.calibration_mut() else {
             peer.exchanges.complete(origin);
             return Vec::new();
         };
         let auth = packet::authenticate(keys, inc.bytes, &d, Some(inc.source.ip()));
         let ok = match (want, auth) {
-            (Some(k), PacketAuth::Mac(MacVerdict::Valid(got))) => k == got,
+            (Some(_), PacketAuth::Mac(MacVerdict::Valid(got))) => accepted.contains(&got),
             (None, PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_))) => true,
             _ => false,
         };
@@ -878,9 +1075,9 @@ impl ClientCore {
             }
             Kiss::Bogus => {
                 self.count(if ok {
-                    "bogus-kod"
+                    GlobalRejection::BogusKod
                 } else {
-                    "unauthenticated-kod"
+                    GlobalRejection::UnauthenticatedKod
                 });
                 return Vec::new();
             }
@@ -888,18 +1085,16 @@ impl ClientCore {
         }
         if !ok {
             let why = match (auth, want) {
-                (PacketAuth::CryptoNak, Some(k)) => {
-                    format!("the server answered with a crypto-NAK: it does not accept key {k}")
-                }
-                (PacketAuth::NoMac, _) => "the reply was not signed".to_string(),
-                (other, _) => format!("the reply failed authentication ({other})"),
+                (PacketAuth::CryptoNak, Some(key)) => ReplyProblem::CryptoNak { key },
+                (PacketAuth::NoMac, _) => ReplyProblem::Unsigned,
+                (other, _) => ReplyProblem::Authentication(other),
             };
             cal.unusable_reply(why);
             return Vec::new();
         }
         peer.exchanges.complete(origin);
         if let Some(r) = d.header.unusable_reason(&self.config.limits) {
-            cal.unusable_reply(format!("the server's reply is not usable time: {r}"));
+            cal.unusable_reply(ReplyProblem::UnusableTime(r));
             return Vec::new();
         }
         let (offset, delay) =
@@ -1047,13 +1242,13 @@ impl ClientCore {
                 .is_some_and(calibration::Calibration::is_done);
             if done && !was_done {
                 peer.exchanges.clear();
+                peer.assoc.calibration_finished(clock_now);
                 if let Some(c) = peer.assoc.calibration() {
                     actions.push(Action::Event(Event::CalibrationDone {
                         server: peer.assoc.spec().name.clone(),
                         to,
                         local_port,
                         phase: c.phase().clone(),
-                        summary: peer.assoc.calibration_summary(),
                     }));
                 }
             }
@@ -1061,7 +1256,37 @@ impl ClientCore {
         if self.selection.is_some() {
             actions.extend(self.update_clock(mono, false, clock));
         }
+        if self.discipline.state() == LoopState::Sync
+            && self
+                .saved_frequency
+                .is_none_or(|(_, at)| mono.saturating_sub(at) >= FREQUENCY_SAVE_EVERY)
+        {
+            self.saved_frequency = Some((self.discipline.frequency(), mono));
+        }
         actions
+    }
+
+    /// The frequency to persist: at exit the loop's current one when it is
+    /// in SYNC (a settled estimate), otherwise the one last taken (at most
+    /// hourly) or restored; `None` when there is none (monitor mode, or not
+    /// yet in SYNC).
+    pub(crate) fn frequency_to_persist(&self, at_exit: bool) -> Option<Ppm> {
+        if at_exit && self.discipline.state() == LoopState::Sync {
+            return Some(self.discipline.frequency());
+        }
+        self.saved_frequency.map(|(f, _)| f)
+    }
+
+    /// Starts the discipline from a persisted frequency (before the first
+    /// update; not in monitor mode). Returns whether it was taken.
+    pub(crate) fn restore_frequency(&mut self, ppm: Ppm) -> bool {
+        if self.config.discipline.mode == ClockMode::Monitor
+            || !self.discipline.restore_frequency(ppm)
+        {
+            return false;
+        }
+        self.saved_frequency = Some((self.discipline.frequency(), Duration::ZERO));
+        true
     }
 
     /// When the next tick is needed (monotonic), at the latest.
@@ -1092,6 +1317,32 @@ impl ClientCore {
                 "{server} has not been heard yet; it calibrates on its first broadcast"
             )),
         }
+    }
+
+    /// An operator's step (`mcast-client step-now`): steps `clock` by the
+    /// selected offset at once, whatever the step and panic thresholds, and
+    /// returns it. Refused in monitor mode and while nothing is selected.
+    /// Allowed in slew mode too: it is an explicit request. The filters
+    /// start over (their samples were of the old clock), so the next
+    /// updates select from fresh samples.
+    pub fn step_now(
+        &mut self,
+        mono: Duration,
+        clock: &mut dyn Clock,
+    ) -> Result<NtpDuration, StepNowError> {
+        if self.config.discipline.mode == ClockMode::Monitor {
+            return Err(StepNowError::Monitor);
+        }
+        let offset = self
+            .selection
+            .as_ref()
+            .and_then(|s| s.offset)
+            .ok_or(StepNowError::NothingSelected)?;
+        let decision = self.discipline.step_now(offset, mono);
+        self.decided_at = mono;
+        self.last_decision = Some(decision);
+        self.apply(&decision, clock).map_err(StepNowError::Clock)?;
+        Ok(offset)
     }
 
     /// Carries out a clock decision on `clock` and records what was done to
@@ -1161,20 +1412,85 @@ impl ClientCore {
             .collect();
         let outcome = select(&candidates, &self.config.select);
         let mut actions = Vec::new();
+        let monitor = self.config.discipline.mode == ClockMode::Monitor;
+        let mut disciplined = false;
         if fresh && let Some(offset) = outcome.offset {
             let decision = self.discipline.update(offset, outcome.jitter, mono);
             self.decided_at = mono;
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
             // Monitor mode never touches the clock, whatever clock it was given.
-            if self.config.discipline.mode != ClockMode::Monitor
-                && let Err(error) = self.apply(&decision, clock)
-            {
-                actions.push(Action::Event(Event::ClockAdjustmentFailed { error }));
+            if !monitor {
+                match self.apply(&decision, clock) {
+                    Ok(()) => {
+                        disciplined =
+                            matches!(decision, Decision::Slew { .. } | Decision::Step { .. });
+                    }
+                    Err(error) => {
+                        actions.push(Action::Event(Event::ClockAdjustmentFailed { error }));
+                    }
+                }
             }
+        }
+        if !monitor {
+            let selected = self.selected(&outcome, &candidates);
+            actions.extend(self.tell_kernel(mono, disciplined, selected, clock));
         }
         self.selection = Some(outcome);
         actions
+    }
+
+    /// The selection as the kernel state needs it: the system peer's root
+    /// distance and the survivors' leap indicators.
+    fn selected(&self, outcome: &SelectOutcome, candidates: &[Candidate]) -> Option<Selected> {
+        let peer = outcome.system_peer?;
+        let offset = outcome.offset?;
+        let root_distance = candidates.iter().find(|c| c.id == peer)?.root_distance;
+        let leaps: Vec<LeapPending> = outcome
+            .survivors
+            .iter()
+            .filter_map(|i| self.peers.get(*i)?.assoc.last_header())
+            .map(|h| leap_of(h.leap))
+            .collect();
+        Some(Selected {
+            root_distance,
+            offset,
+            jitter: outcome.jitter,
+            servers: outcome.survivors.len(),
+            insert: leaps.iter().filter(|l| **l == LeapPending::Insert).count(),
+            delete: leaps.iter().filter(|l| **l == LeapPending::Delete).count(),
+        })
+    }
+
+    /// Hands the kernel clock state the tracker wants to `clock`, if it
+    /// wants one now (never called in monitor mode).
+    fn tell_kernel(
+        &mut self,
+        mono: Duration,
+        disciplined: bool,
+        selected: Option<Selected>,
+        clock: &mut dyn Clock,
+    ) -> Vec<Action> {
+        let input = KernelInput {
+            mono,
+            utc: clock.now(),
+            disciplined,
+            selected,
+        };
+        let Some(state) = self.kernel.update(&input) else {
+            return Vec::new();
+        };
+        let mut actions = vec![Action::Kernel(state)];
+        if let Err(error) = clock.set_kernel_state(state) {
+            actions.push(Action::Event(Event::ClockAdjustmentFailed { error }));
+        }
+        actions
+    }
+
+    /// The kernel clock state last handed to the clock (`None`: never, as
+    /// in monitor mode).
+    pub fn kernel_state(&self) -> Option<&KernelState> {
+        self.kernel.last()
     }
 
     /// Offset of a server's last sample.
@@ -1207,6 +1523,31 @@ impl ClientCore {
         peer.assoc
             .restore_last_transmit(NtpTimestamp::from_bits(bits));
         true
+    }
+
+    /// Restores one server's calibration measured at `measured_at`: false
+    /// when no configured server has that address and key.
+    pub(crate) fn restore_calibration(
+        &mut self,
+        address: IpAddr,
+        key: Option<u16>,
+        one_way: NtpDuration,
+        exchanges: usize,
+        measured_at: NtpTimestamp,
+    ) -> bool {
+        let Some(peer) = self.peers.iter_mut().find(|p| {
+            p.assoc.spec().address == address && p.assoc.spec().key.map(KeyId::get) == key
+        }) else {
+            return false;
+        };
+        peer.assoc
+            .restore_calibration(one_way, exchanges, measured_at);
+        true
+    }
+
+    /// The calibration settings.
+    pub(crate) fn calibration_config(&self) -> &CalibrationConfig {
+        &self.config.calibration
     }
 
     /// The key a server is bound to.
@@ -1266,6 +1607,8 @@ mod tests {
                 servers: Vec::new(),
                 discover: false,
                 discover_max: DEFAULT_DISCOVER_MAX,
+                discover_keys: None,
+                groups: Vec::new(),
                 calibration: CalibrationConfig::default(),
                 select: SelectParams::default(),
                 silent_intervals: 8,
@@ -1291,6 +1634,12 @@ mod tests {
                 Ok(())
             }
             fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+                Ok(())
+            }
+            fn set_kernel_state(
+                &mut self,
+                _: crate::client::kernel::KernelState,
+            ) -> Result<(), String> {
                 Ok(())
             }
         }

@@ -6,6 +6,7 @@
 //! - [`filter`]: the clock filter of each server (RFC 5905 section 10).
 //! - [`select`]: intersection, clustering and combining (RFC 5905 section 11).
 //! - [`discipline`]: monitor, slew or step, and the frequency estimate.
+//! - [`kernel`]: the kernel's clock state (synchronized, error bounds, leap).
 //! - [`engine`]: [`ClientCore`], the one entry point joining them.
 //! - [`status`]: the plain status struct the shell serializes.
 //! - [`persist`]: what survives a restart (the replay floor per server).
@@ -15,6 +16,7 @@ pub mod calibration;
 pub mod discipline;
 pub mod engine;
 pub mod filter;
+pub mod kernel;
 pub mod persist;
 pub mod select;
 pub mod status;

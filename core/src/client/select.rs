@@ -26,6 +26,7 @@
 //! stratum, then lower id, on ties).
 
 use mcast_proto::NtpDuration;
+use serde::{Deserialize, Serialize};
 
 /// Default minimum number of cluster survivors (RFC 5905 section 11.2.2, `NMIN`).
 pub const NMIN: usize = 3;
@@ -80,7 +81,7 @@ impl Default for SelectParams {
 }
 
 /// The result of one selection round (RFC 5905 section 11.2).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SelectOutcome {
     /// Ids whose interval intersects the majority interval, in input order.
     pub truechimers: Vec<usize>,
@@ -101,8 +102,47 @@ pub struct SelectOutcome {
     /// survivors' offsets around the system peer's; zero when nothing was
     /// selected.
     pub jitter: NtpDuration,
-    /// Why nothing was selected, in words; `None` when something was.
-    pub reason: Option<String>,
+    /// Why nothing was selected; `None` when something was.
+    pub reason: Option<NoSelection>,
+}
+
+/// Why a selection chose nothing (the shell puts it in words).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NoSelection {
+    /// No server has an estimate yet.
+    NoServers,
+    /// Every candidate's root distance is over the limit.
+    AllTooFar {
+        /// Candidates, all too far.
+        candidates: usize,
+        /// The limit, seconds.
+        max_root_distance_s: f64,
+    },
+    /// The intervals of no majority of the usable candidates intersect.
+    NoMajority {
+        /// Most candidates whose intervals share a point.
+        agreeing: usize,
+        /// Usable candidates.
+        usable: usize,
+        /// Candidates left out as too far.
+        too_far: usize,
+        /// The root distance limit, seconds.
+        max_root_distance_s: f64,
+    },
+    /// Fewer truechimers than `min-agreeing`.
+    TooFewAgreeing {
+        /// Truechimers.
+        agreeing: usize,
+        /// `min-agreeing`.
+        needed: usize,
+        /// Candidates left out as too far.
+        too_far: usize,
+        /// The root distance limit, seconds.
+        max_root_distance_s: f64,
+    },
+    /// Clustering left nothing (cannot happen for a non-empty list).
+    NoSurvivors,
 }
 
 /// Intersection endpoint kinds, ordered so that at equal values lower
@@ -119,37 +159,28 @@ pub fn select(cands: &[Candidate], params: &SelectParams) -> SelectOutcome {
         .iter()
         .partition(|c| c.root_distance <= params.max_root_distance);
     out.too_far = far.iter().map(|c| c.id).collect();
-    let far_note = match far.len() {
-        0 => String::new(),
-        1 => format!(
-            "; 1 server too far (root distance over {} s)",
-            params.max_root_distance
-        ),
-        n => format!(
-            "; {n} servers too far (root distance over {} s)",
-            params.max_root_distance
-        ),
-    };
+    let max_root_distance_s = params.max_root_distance.as_seconds_f64();
+    let too_far = far.len();
 
     if usable.is_empty() {
         out.reason = Some(if cands.is_empty() {
-            "no servers to select from".to_owned()
+            NoSelection::NoServers
         } else {
-            format!(
-                "no usable server: all {} too far (root distance over {} s)",
-                cands.len(),
-                params.max_root_distance
-            )
+            NoSelection::AllTooFar {
+                candidates: cands.len(),
+                max_root_distance_s,
+            }
         });
         return out;
     }
 
     let Some((low, high)) = intersection(&usable) else {
-        out.reason = Some(format!(
-            "no majority: {} of {} servers agree{far_note}",
-            max_agreement(&usable),
-            usable.len()
-        ));
+        out.reason = Some(NoSelection::NoMajority {
+            agreeing: max_agreement(&usable),
+            usable: usable.len(),
+            too_far,
+            max_root_distance_s,
+        });
         return out;
     };
 
@@ -161,15 +192,12 @@ pub fn select(cands: &[Candidate], params: &SelectParams) -> SelectOutcome {
 
     let needed = params.min_agreeing.max(1);
     if chimers.len() < needed {
-        let noun = if chimers.len() == 1 {
-            "server agrees"
-        } else {
-            "servers agree"
-        };
-        out.reason = Some(format!(
-            "only {} {noun}, min-agreeing requires {needed}{far_note}",
-            chimers.len()
-        ));
+        out.reason = Some(NoSelection::TooFewAgreeing {
+            agreeing: chimers.len(),
+            needed,
+            too_far,
+            max_root_distance_s,
+        });
         return out;
     }
 
@@ -179,7 +207,7 @@ pub fn select(cands: &[Candidate], params: &SelectParams) -> SelectOutcome {
 
     let Some(&peer) = survivors.first() else {
         // Unreachable: clustering keeps at least one of a non-empty list.
-        out.reason = Some("no survivors after clustering".to_owned());
+        out.reason = Some(NoSelection::NoSurvivors);
         return out;
     };
     let (offset, jitter) = combine(&survivors, peer);
@@ -417,8 +445,13 @@ mod tests {
         assert_eq!(out.system_peer, None);
         assert!(out.survivors.is_empty() && out.truechimers.is_empty());
         assert_eq!(
-            out.reason.as_deref(),
-            Some("no majority: 2 of 4 servers agree"),
+            out.reason,
+            Some(NoSelection::NoMajority {
+                agreeing: 2,
+                usable: 4,
+                too_far: 0,
+                max_root_distance_s: 1.5
+            }),
             "{out:?}"
         );
     }
@@ -434,8 +467,13 @@ mod tests {
         assert_eq!(out.offset, None);
         assert_eq!(out.truechimers, vec![0, 1]);
         assert_eq!(
-            out.reason.as_deref(),
-            Some("only 2 servers agree, min-agreeing requires 3"),
+            out.reason,
+            Some(NoSelection::TooFewAgreeing {
+                agreeing: 2,
+                needed: 3,
+                too_far: 0,
+                max_root_distance_s: 1.5
+            }),
             "{out:?}"
         );
     }
@@ -458,8 +496,11 @@ mod tests {
         assert_eq!(out.too_far, vec![7]);
         assert_eq!(out.offset, None);
         assert_eq!(
-            out.reason.as_deref(),
-            Some("no usable server: all 1 too far (root distance over 1.500000000 s)")
+            out.reason,
+            Some(NoSelection::AllTooFar {
+                candidates: 1,
+                max_root_distance_s: 1.5
+            })
         );
     }
 
@@ -483,15 +524,20 @@ mod tests {
         );
         assert_eq!(out.offset, None);
         assert_eq!(
-            out.reason.as_deref(),
-            Some("no majority: 1 of 2 servers agree")
+            out.reason,
+            Some(NoSelection::NoMajority {
+                agreeing: 1,
+                usable: 2,
+                too_far: 0,
+                max_root_distance_s: 1.5
+            })
         );
     }
 
     #[test]
     fn empty_input_has_a_reason() {
         let out = select(&[], &SelectParams::default());
-        assert_eq!(out.reason.as_deref(), Some("no servers to select from"));
+        assert_eq!(out.reason, Some(NoSelection::NoServers));
     }
 
     #[test]

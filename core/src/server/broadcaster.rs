@@ -6,12 +6,17 @@
 //! never change the poll field while running (they reject a changed poll
 //! for good).
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use mcast_keys::signed::ServerKey;
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, Log2Seconds, Mode, NtpTimestamp};
 
-use crate::server::sync::SyncStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::server::sync::{SyncStatus, Unsync};
 
 /// Settings of one destination's broadcasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +26,8 @@ pub struct BroadcastConfig {
     /// Key every packet is signed with; `None` only when the configuration
     /// explicitly turns authentication off.
     pub key: Option<KeyId>,
+    /// A rollover: the key that signs instead of `key` from a time on.
+    pub next_key: Option<NextKey>,
     /// Interleaved broadcast: origin carries the previous packet's kernel
     /// transmit time (RFC 9769).
     pub interleave: bool,
@@ -30,13 +37,43 @@ pub struct BroadcastConfig {
     pub precision: Log2Seconds,
 }
 
+/// The key that takes over at a time (`next-key`, `next-key-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextKey {
+    /// The key.
+    pub key: KeyId,
+    /// Packets whose transmit timestamp is at or after this are signed with it.
+    pub from: NtpTimestamp,
+}
+
 /// What [`Broadcaster::build`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Build {
     /// The packet is in the output buffer: send it now.
     Send,
     /// Send nothing this time, for this reason (shown in status and logs).
-    Silent(String),
+    Silent(Silence),
+}
+
+/// Why an interval's broadcast was not sent (`kind`; status JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Silence {
+    /// Not synchronized (and `send-when-unsynchronized` is off).
+    NotSynchronized {
+        /// Why.
+        reason: Unsync,
+    },
+    /// The destination's key is no longer in the keys file.
+    KeyMissing {
+        /// Its id.
+        key: u16,
+    },
+    /// The send itself failed (the shell reports this one).
+    SendFailed {
+        /// The system's error.
+        error: String,
+    },
 }
 
 /// Scheduler and packet builder of one destination.
@@ -48,6 +85,10 @@ pub struct Broadcaster {
     previous_kernel_tx: Option<NtpTimestamp>,
     sent: u64,
     silent: u64,
+    last_key: Option<KeyId>,
+    /// The Ed25519 key every packet is also signed with, and the
+    /// destination the signature names.
+    signer: Option<(Arc<ServerKey>, SocketAddr)>,
 }
 
 impl Broadcaster {
@@ -60,7 +101,18 @@ impl Broadcaster {
             previous_kernel_tx: None,
             sent: 0,
             silent: 0,
+            last_key: config.key,
+            signer: None,
         }
+    }
+
+    /// Also signs every packet with `key` for `destination` (the group or
+    /// broadcast address and port it is sent to): the signature field goes
+    /// after the header, the MAC (if any) after the field.
+    #[must_use]
+    pub fn with_signer(mut self, key: Arc<ServerKey>, destination: SocketAddr) -> Self {
+        self.signer = Some((key, destination));
+        self
     }
 
     /// The settings.
@@ -78,6 +130,11 @@ impl Broadcaster {
         self.sent
     }
 
+    /// The key the last packet was signed with (before the first: `key`).
+    pub fn signing_key(&self) -> Option<KeyId> {
+        self.last_key
+    }
+
     /// Intervals skipped because we could not vouch for our time.
     pub fn silent_intervals(&self) -> u64 {
         self.silent
@@ -90,8 +147,9 @@ impl Broadcaster {
     }
 
     /// Builds the packet due now into `out`. `clock` is read once, as late
-    /// as possible, for the transmit timestamp. A missing key is never
-    /// replaced by sending unauthenticated.
+    /// as possible, for the transmit timestamp, which also decides between
+    /// `key` and a `next_key` due. A missing key is never replaced by
+    /// sending unauthenticated (nor by the other key).
     pub fn build(
         &mut self,
         sync: &SyncStatus,
@@ -103,26 +161,32 @@ impl Broadcaster {
         if let SyncStatus::Unsynchronized { reason } = sync
             && !self.config.send_when_unsynchronized
         {
-            return Build::Silent(format!("not synchronized: {reason}"));
+            return Build::Silent(Silence::NotSynchronized {
+                reason: reason.clone(),
+            });
         }
-        let key = match self.config.key {
-            Some(id) => match keys.get(id) {
-                Some(k) => Some(k),
-                None => {
-                    return Build::Silent(format!(
-                        "key {id} is no longer in {}",
-                        keys.path().display()
-                    ));
-                }
-            },
-            None => None,
-        };
         let mut h = sync.fill(Mode::Broadcast, self.config.poll, self.config.precision);
         if self.config.interleave {
             h.origin = self.previous_kernel_tx.unwrap_or(NtpTimestamp::ZERO);
         }
         h.transmit = clock();
-        let d = Datagram::new(h);
+        let id = match self.config.next_key {
+            Some(n) if (h.transmit - n.from).as_nanos() >= 0 => Some(n.key),
+            _ => self.config.key,
+        };
+        let key = match id {
+            Some(id) => match keys.get(id) {
+                Some(k) => Some(k),
+                None => return Build::Silent(Silence::KeyMissing { key: id.get() }),
+            },
+            None => None,
+        };
+        self.last_key = id;
+        let mut d = Datagram::new(h);
+        if let Some((signer, destination)) = &self.signer {
+            d.extensions
+                .push(signer.sign_field(&h.to_bytes(), *destination));
+        }
         match key {
             Some(k) => packet::sign(k, &d, out),
             None => d.write_signed_part(out),

@@ -1,12 +1,17 @@
-//! What `mcast-server status --json` prints: plain structs the shell fills
-//! from the cores and serializes (their field names are the stable JSON of
-//! `status` and the metrics).
+//! What `mcast-server status --json` prints: plain, typed structs the shell
+//! fills from the cores and serializes. Their field names are the stable,
+//! versioned JSON of `status` (schema [`SCHEMA_VERSION`], shared with the
+//! client; docs/status-json.md); figures and identifiers only, the shell
+//! makes the words.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::client::status::SCHEMA_VERSION;
+use crate::server::broadcaster::Silence;
 use crate::server::responder::ResponderCounters;
+use crate::server::sync::Unsync;
 use crate::server::upstream::UpstreamReport;
 
 /// Status of one destination, as `status` shows it.
@@ -20,19 +25,22 @@ pub struct DestinationStatus {
     pub source: IpAddr,
     /// Poll exponent.
     pub poll: i8,
-    /// Key id, if signed.
+    /// Key id the last packet was signed with (before the first: `key`;
+    /// after `next-key-from`: `next-key`), if signed.
     pub key: Option<u16>,
     /// Packets sent.
     pub sent: u64,
     /// Intervals skipped (not synchronized, key missing, send error).
     pub skipped: u64,
     /// Why the last interval was skipped, if it was.
-    pub last_problem: Option<String>,
+    pub last_problem: Option<Silence>,
 }
 
 /// What `mcast-server status --json` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    /// [`SCHEMA_VERSION`] of this document.
+    pub schema: u32,
     /// Program version.
     pub version: String,
     /// Seconds since start.
@@ -40,7 +48,7 @@ pub struct Status {
     /// Whether we vouch for our time.
     pub synchronized: bool,
     /// Why not, when not.
-    pub unsynchronized_reason: Option<String>,
+    pub unsynchronized: Option<Unsync>,
     /// Stratum advertised.
     pub stratum: Option<u8>,
     /// Each destination.
@@ -54,7 +62,6 @@ pub struct Status {
     /// Clients that keep polling by unicast after their calibration volley.
     pub unicast_polling_clients: Vec<PollerStatus>,
     /// The upstream daemon queried, when `kind = "upstream"`.
-    #[serde(default)]
     pub upstream: Option<UpstreamReport>,
 }
 

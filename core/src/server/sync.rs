@@ -1,7 +1,12 @@
 //! What the server says about its own clock: the header fields every
 //! broadcast and reply carries, or why it cannot vouch for its time.
 
+use std::net::SocketAddr;
+
 use mcast_proto::{Header, LeapIndicator, Log2Seconds, Mode, NtpShort, NtpTimestamp, RefId};
+use serde::{Deserialize, Serialize};
+
+use crate::server::upstream::UpstreamProblem;
 
 /// The fields that describe the server's synchronization (RFC 5905
 /// section 7.3 system variables).
@@ -26,10 +31,53 @@ pub struct SystemHeader {
 pub enum SyncStatus {
     /// Synchronized, with these header fields.
     Synchronized(SystemHeader),
-    /// Not synchronized, and why, in words for status and logs.
+    /// Not synchronized, and why.
     Unsynchronized {
         /// Why.
-        reason: String,
+        reason: Unsync,
+    },
+}
+
+/// Why the server cannot vouch for its time (`kind`; status JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Unsync {
+    /// The kernel reports the clock unsynchronized (`STA_UNSYNC` or
+    /// `TIME_ERROR`): nothing disciplines it.
+    KernelUnsynchronized,
+    /// The kernel's time status could not be read.
+    KernelUnreadable {
+        /// The system's error.
+        error: String,
+    },
+    /// The time source lost its reference (simulated sources).
+    ReferenceLost,
+    /// `kind = "upstream"` but the query task is not running.
+    UpstreamNotRunning,
+    /// No usable reply from the upstream yet.
+    UpstreamNoSampleYet {
+        /// The upstream daemon.
+        upstream: SocketAddr,
+        /// The latest problem, if any (none: waiting for the first reply).
+        problem: Option<UpstreamProblem>,
+    },
+    /// The last usable reply is older than `after_s`.
+    UpstreamStale {
+        /// The upstream daemon.
+        upstream: SocketAddr,
+        /// Seconds without a usable reply that make the sample stale.
+        after_s: u64,
+        /// Query intervals that is.
+        intervals: u32,
+        /// The latest problem.
+        problem: UpstreamProblem,
+    },
+    /// The upstream answered with something that is not usable time.
+    UpstreamRefused {
+        /// The upstream daemon.
+        upstream: SocketAddr,
+        /// What it answered.
+        problem: UpstreamProblem,
     },
 }
 

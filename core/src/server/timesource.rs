@@ -5,7 +5,7 @@
 
 use mcast_proto::{LeapIndicator, NtpDuration, NtpShort, NtpTimestamp, RefId};
 
-use crate::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader};
+use crate::server::sync::{MAX_ADVERTISED_STRATUM, SyncStatus, SystemHeader, Unsync};
 
 /// The kernel's view of its synchronization, as adjtimex(2) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +49,7 @@ pub fn local(source: &Advertised, now: NtpTimestamp) -> SyncStatus {
 pub fn kernel(source: &Advertised, k: &KernelSync, now: NtpTimestamp) -> SyncStatus {
     if !k.synchronized {
         return SyncStatus::Unsynchronized {
-            reason: "the kernel reports the clock unsynchronized (STA_UNSYNC or TIME_ERROR); \
-                     is chronyd, ntpd or phc2sys disciplining it?"
-                .into(),
+            reason: Unsync::KernelUnsynchronized,
         };
     }
     SyncStatus::Synchronized(SystemHeader {

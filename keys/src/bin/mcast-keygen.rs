@@ -4,8 +4,10 @@
 
 use clap::Parser as _;
 use mcast_keys::KeyStore;
-use mcast_keys::cli::{Cli, Command, GenerateArgs};
+use mcast_keys::KeyType;
+use mcast_keys::cli::{Cli, Command, GenerateArgs, RotateArgs, SigningKeyArgs};
 use mcast_keys::keygen::{self, KeygenSpec, WriteKeysError};
+use mcast_keys::signed::ServerKey;
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -71,6 +73,40 @@ fn generate(args: &GenerateArgs) -> ExitCode {
     }
 }
 
+fn signing_key(args: &SigningKeyArgs) -> ExitCode {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    if let Err(e) = rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, seed.as_mut()) {
+        return fail(format_args!("no randomness from the system: {e}"));
+    }
+    let key = ServerKey::from_seed(&seed);
+    match keygen::write_keys_file(&args.output, key.to_file_text().as_bytes(), args.force) {
+        Ok(()) => {
+            eprintln!(
+                "mcast-keygen: wrote a signing key to {} (mode 0600)",
+                args.output.display()
+            );
+            println!("{}", key.public().to_line());
+            println!("fingerprint {}", key.public().fingerprint());
+            ExitCode::SUCCESS
+        }
+        Err(e @ WriteKeysError::Exists { .. }) => {
+            fail(format_args!("{e} (use --force to replace it)"))
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn public_key(file: &std::path::Path) -> ExitCode {
+    match ServerKey::load(file) {
+        Ok(key) => {
+            println!("{}", key.public().to_line());
+            println!("fingerprint {}", key.public().fingerprint());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn check(file: &std::path::Path) -> ExitCode {
     match KeyStore::load(file) {
         Ok(store) => {
@@ -88,10 +124,58 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn rotate(args: &RotateArgs) -> ExitCode {
+    let key_type = match mcast_keys::KeyType::from_name(&args.key_type) {
+        Some(t @ (KeyType::Md5 | KeyType::Sha1 | KeyType::Aes128Cmac | KeyType::HmacSha256)) => t,
+        _ => {
+            return fail(format_args!(
+                "--type {}: must be MD5, SHA1, AES128CMAC or HMAC-SHA256",
+                args.key_type
+            ));
+        }
+    };
+    let store = match KeyStore::load(&args.keys) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let id = match keygen::next_free_id(&store) {
+        Ok(id) => id,
+        Err(e) => return fail(e),
+    };
+    let now = keygen::format_utc(std::time::SystemTime::now());
+    let line = match keygen::rotation_line(id, key_type, &now, &mut rand::rngs::SysRng) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = keygen::append_keys_line(&args.keys, &line) {
+        eprintln!("mcast-keygen: {e}");
+        return ExitCode::FAILURE;
+    }
+    // What was written must read back as the key it is meant to be.
+    match KeyStore::load(&args.keys) {
+        Ok(s) if mcast_keys::KeyId::new(id).and_then(|k| s.get(k)).is_some() => {}
+        Ok(_) => return fail(format_args!("key {id} was written but does not read back")),
+        Err(e) => {
+            return fail(format_args!(
+                "the file no longer reads after the append: {e}"
+            ));
+        }
+    }
+    eprintln!(
+        "mcast-keygen: added key {id} ({key_type}) to {}",
+        args.keys.display()
+    );
+    println!("{id}");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Generate(args) => generate(args),
         Command::Check { file } => check(file),
+        Command::SigningKey(args) => signing_key(args),
+        Command::PublicKey { file } => public_key(file),
+        Command::Rotate(args) => rotate(args),
     }
 }

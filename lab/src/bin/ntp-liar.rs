@@ -90,6 +90,7 @@ fn run(args: &Args) -> Result<(), String> {
         BroadcastConfig {
             poll: Log2Seconds(args.poll),
             key: Some(key),
+            next_key: None,
             interleave: false,
             send_when_unsynchronized: false,
             precision,

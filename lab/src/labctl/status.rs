@@ -252,8 +252,8 @@ fn our_server_row(h: &HostRecord, base: Row, wire: &Wire) -> Row {
             } else {
                 (
                     "silent",
-                    s.unsynchronized_reason
-                        .map(|r| format!("; {r}"))
+                    s.unsynchronized
+                        .map(|r| format!("; {}", mcast_server::text::unsync_words(&r)))
                         .unwrap_or_default(),
                 )
             };
@@ -350,11 +350,11 @@ fn our_client_rows(h: &HostRecord, base: &Row, servers: &[Ipv4Addr], wire: &Wire
             Row {
                 t: r.t.to_string(),
                 mode: mode.into(),
-                fallback: r.state == State::Tracking && r.calibration.starts_with("UNCALIBRATED"),
+                fallback: r.state == State::Tracking && r.calibration.is_fallback(),
                 reach: Some(r.reach),
                 unicast_sent: Some(r.unicast_sent),
                 offset_ms: r.offset_ms,
-                note: r.calibration.clone(),
+                note: mcast_client::text::calibration_words(&r.calibration),
                 ..row
             }
         })

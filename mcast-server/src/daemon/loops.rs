@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcast_config::ServerConfig;
-use mcast_core::server::broadcaster::{Broadcaster, Build};
+use mcast_core::server::broadcaster::{Broadcaster, Build, Silence};
 use mcast_core::server::responder::{
     Addressed, Answerer, BatchScratch, Context, Destination, Replies, Request,
 };
@@ -43,8 +43,8 @@ pub(super) async fn sync_loop(
         }
         let s = current_sync(&config, shared.upstream.as_deref());
         let key = match &s {
-            SyncStatus::Synchronized(h) => (true, h.stratum, h.leap.to_bits(), String::new()),
-            SyncStatus::Unsynchronized { reason } => (false, 16, 3, reason.clone()),
+            SyncStatus::Synchronized(h) => (true, h.stratum, h.leap.to_bits(), None),
+            SyncStatus::Unsynchronized { reason } => (false, 16, 3, Some(reason.clone())),
         };
         if last_logged.as_ref() != Some(&key) {
             match &s {
@@ -55,7 +55,7 @@ pub(super) async fn sync_loop(
                     "time source synchronized"
                 ),
                 SyncStatus::Unsynchronized { reason } => {
-                    tracing::warn!("not synchronized: {reason}")
+                    tracing::warn!("not synchronized: {}", crate::text::unsync_words(reason))
                 }
             }
             last_logged = Some(key);
@@ -83,7 +83,9 @@ pub(super) async fn broadcast_loop(
         let problem = match b.build(&sync, &keys, now_ntp, &mut buf) {
             Build::Send => match ep.send_to(&buf, dest).await {
                 Ok(_) => None,
-                Err(e) => Some(format!("send to {dest} failed: {e}")),
+                Err(e) => Some(Silence::SendFailed {
+                    error: e.to_string(),
+                }),
             },
             Build::Silent(why) => Some(why),
         };
@@ -103,12 +105,17 @@ pub(super) async fn broadcast_loop(
             kernel_tx,
         );
         if let Some(p) = &problem {
-            tracing::warn!(destination = %dest, "skipped a broadcast: {p}");
+            tracing::warn!(
+                destination = %dest,
+                "skipped a broadcast: {}",
+                crate::text::silence_words(p, Some(keys.path()))
+            );
         }
         if let Ok(mut list) = shared.destinations.lock()
             && let Some(d) = list.get_mut(index)
         {
             d.sent = b.sent();
+            d.key = b.signing_key().map(|k| k.get());
             d.skipped = b.silent_intervals();
             d.last_problem = problem;
         }

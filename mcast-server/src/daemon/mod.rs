@@ -14,7 +14,9 @@ use std::time::Duration;
 use mcast_config::{ServerConfig, TimeSourceKind};
 use mcast_core::server::ratelimit::Mru;
 use mcast_core::server::responder::{ResponderConfig, ResponderCounters};
-use mcast_core::server::status::{ClientStatus, DestinationStatus, PollerStatus, Status};
+use mcast_core::server::status::{
+    ClientStatus, DestinationStatus, PollerStatus, SCHEMA_VERSION, Status,
+};
 use mcast_core::server::sync::SyncStatus;
 use mcast_keys::KeyStore;
 use mcast_proto::{Log2Seconds, NtpTimestamp};
@@ -138,10 +140,11 @@ impl Shared {
             (mru.len(), top, pollers)
         };
         Status {
+            schema: SCHEMA_VERSION,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: secs(now),
             synchronized: sync.header().is_some(),
-            unsynchronized_reason: match &sync {
+            unsynchronized: match &sync {
                 SyncStatus::Unsynchronized { reason } => Some(reason.clone()),
                 SyncStatus::Synchronized(_) => None,
             },
@@ -271,6 +274,14 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
         "control socket {}",
         config.control_socket.display()
     )))?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io_err(format!("metrics address {addr}")))?,
+        ),
+        None => None,
+    };
     if let Some(user) = &config.user {
         // Every socket is bound: the server needs no capability any more.
         // The process has one thread here (the main runtime runs on this
@@ -339,6 +350,19 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sync_loop(Arc::clone(&shared), config.clone(), upstream));
+    if let Some(listener) = metrics {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        let for_metrics = Arc::clone(&shared);
+        tasks.spawn(mcast_sys::serve_http(
+            listener,
+            "/metrics",
+            crate::metrics::CONTENT_TYPE,
+            mcast_sys::HttpLimits::default(),
+            Arc::new(move || crate::metrics::format_metrics(&for_metrics.status())),
+        ));
+    }
     let for_control = Arc::clone(&shared);
     tasks.spawn(mcast_sys::serve_control(
         control,
@@ -363,7 +387,16 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
 }
 
 async fn wait_for_signals(shared: &Shared, config: &ServerConfig) -> Result<(), DaemonError> {
-    mcast_sys::wait_for_stop(|| match config.load_keys() {
+    mcast_sys::wait_for_stop(|| {
+        crate::cli::reload_log_level(config.file());
+        reload_keys(shared, config);
+    })
+    .await
+    .map_err(io_err("signal handlers"))
+}
+
+fn reload_keys(shared: &Shared, config: &ServerConfig) {
+    match config.load_keys() {
         Ok(k) => {
             tracing::info!(keys = %k.path().display(), count = k.len(), "SIGHUP: keys reloaded");
             if let Ok(mut slot) = shared.keys.write() {
@@ -371,7 +404,5 @@ async fn wait_for_signals(shared: &Shared, config: &ServerConfig) -> Result<(), 
             }
         }
         Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
-    })
-    .await
-    .map_err(io_err("signal handlers"))
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcast_config::{ServerConfig, Unsynchronized};
-use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster};
+use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, NextKey};
 use mcast_core::server::status::DestinationStatus;
 use mcast_proto::Log2Seconds;
 use mcast_sys::{EndpointOptions, UdpEndpoint};
@@ -106,10 +106,14 @@ pub(super) fn open_sender(
         .connect(&dest.into())
         .map_err(io_err(format!("destination[{i}]: connect to {dest}")))?;
     let poll = i8::try_from(d.poll.log2()).unwrap_or(6);
-    let broadcaster = Broadcaster::new(
+    let mut broadcaster = Broadcaster::new(
         BroadcastConfig {
             poll: Log2Seconds(poll),
             key: d.key,
+            next_key: d.next_key.zip(d.next_key_from).map(|(key, from)| NextKey {
+                key,
+                from: mcast_proto::NtpTimestamp::from_system_time(from),
+            }),
             interleave: d.interleave,
             send_when_unsynchronized: config.time_source.unsynchronized
                 == Unsynchronized::SendAlarm,
@@ -117,6 +121,17 @@ pub(super) fn open_sender(
         },
         start,
     );
+    if let Some(key) = config
+        .signing_key(i)
+        .map_err(|e| DaemonError::Config(e.headline()))?
+    {
+        tracing::info!(
+            destination = %dest,
+            fingerprint = %key.public().fingerprint(),
+            "signing broadcasts with Ed25519"
+        );
+        broadcaster = broadcaster.with_signer(Arc::new(key), dest);
+    }
     Ok(Sender {
         index: i,
         local,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mcast_config::{ServerConfig, TimeSourceKind};
-use mcast_core::server::sync::SyncStatus;
+use mcast_core::server::sync::{SyncStatus, Unsync};
 use mcast_core::server::timesource;
 use mcast_core::server::upstream::{Upstream, UpstreamConfig, UpstreamReport, Verdict};
 use mcast_proto::{Log2Seconds, NtpTimestamp};
@@ -47,24 +47,34 @@ pub(super) fn current_sync(config: &ServerConfig, upstream: Option<&UpstreamCell
     match ts.kind {
         TimeSourceKind::Local => timesource::local(&advertised(ts), now_ntp()),
         TimeSourceKind::Kernel => match mcast_sys::kernel_time_status() {
-            Ok(k) => timesource::kernel(
-                &advertised(ts),
-                &timesource::KernelSync {
-                    synchronized: k.synchronized,
-                    maxerror: mcast_proto::NtpDuration::from_std(k.maxerror),
-                    leap: mcast_proto::LeapIndicator::NoWarning,
-                },
-                now_ntp(),
-            ),
+            Ok(k) => timesource::kernel(&advertised(ts), &kernel_sync(&k), now_ntp()),
             Err(e) => SyncStatus::Unsynchronized {
-                reason: format!("cannot read the kernel's time status: {e}"),
+                reason: Unsync::KernelUnreadable {
+                    error: e.to_string(),
+                },
             },
         },
         TimeSourceKind::Upstream => match upstream {
             Some(u) => u.sync(),
             None => SyncStatus::Unsynchronized {
-                reason: "the upstream query task is not running".into(),
+                reason: Unsync::UpstreamNotRunning,
             },
+        },
+    }
+}
+
+/// What a read of the kernel's NTP state (read-only `adjtimex`) means for
+/// the broadcasts: its leap bits become the leap indicator, its maxerror
+/// the root dispersion.
+fn kernel_sync(k: &mcast_sys::KernelTimeStatus) -> timesource::KernelSync {
+    use mcast_proto::LeapIndicator;
+    timesource::KernelSync {
+        synchronized: k.synchronized,
+        maxerror: mcast_proto::NtpDuration::from_std(k.maxerror),
+        leap: match k.leap() {
+            mcast_sys::KernelLeap::None => LeapIndicator::NoWarning,
+            mcast_sys::KernelLeap::Insert => LeapIndicator::AddSecond,
+            mcast_sys::KernelLeap::Delete => LeapIndicator::DeleteSecond,
         },
     }
 }
@@ -130,7 +140,7 @@ impl UpstreamLink {
             _ = tick.tick() => {
                 // An ICMP "port unreachable" for a query is a pending error.
                 if let Ok(Some(e)) = self.ep.socket().take_error() {
-                    self.cell.with(|u, _| u.socket_error(&describe(&e)));
+                    self.cell.with(|u, _| u.socket_error(describe(&e)));
                 }
             }
             () = tokio::time::sleep_until(due) => self.query().await,
@@ -148,12 +158,18 @@ impl UpstreamLink {
                             delay = %s.delay,
                             "upstream reply"
                         ),
-                        Verdict::Refused(why) => tracing::debug!("upstream reply refused: {why}"),
-                        Verdict::Ignored(why) => tracing::debug!("ignored a datagram: {why}"),
+                        Verdict::Refused(why) => tracing::debug!(
+                            "upstream reply refused: {}",
+                            crate::text::upstream_problem_words(meta.source, &why)
+                        ),
+                        Verdict::Ignored(why) => tracing::debug!(
+                            "ignored a datagram: {}",
+                            crate::text::ignored_words(&why)
+                        ),
                     }
                 }
                 Err(e) => {
-                    self.cell.with(|u, _| u.socket_error(&describe(&e)));
+                    self.cell.with(|u, _| u.socket_error(describe(&e)));
                     // Never spin on a socket that keeps failing.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -170,8 +186,7 @@ impl UpstreamLink {
             .with(|u, now| u.query(now, rand::random::<u64>(), t1));
         let to = self.cell.with(|u, _| u.config().address);
         if let Err(e) = self.ep.send_to(&bytes, to).await {
-            let why = format!("sending a query failed: {}", describe(&e));
-            self.cell.with(|u, _| u.socket_error(&why));
+            self.cell.with(|u, _| u.socket_error(describe(&e)));
             return;
         }
         // The oldest queued transmit timestamp the exchange takes as this
@@ -186,5 +201,43 @@ impl UpstreamLink {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcast_proto::{LeapIndicator, NtpShort};
+
+    /// A fake reading (never this host's kernel): `STA_INS` (0x10) and a
+    /// 5 ms maxerror give a leap warning and a 5 ms root dispersion; after
+    /// the leap (`TIME_WAIT`, 4) the warning is gone.
+    #[test]
+    fn kernel_leap_bits_and_maxerror_reach_the_broadcasts() {
+        let reading = |status_bits, state| mcast_sys::KernelTimeStatus {
+            synchronized: true,
+            maxerror: Duration::from_millis(5),
+            esterror: Duration::from_micros(20),
+            status_bits,
+            state,
+        };
+        let header = |k: &mcast_sys::KernelTimeStatus| {
+            let s = timesource::kernel(
+                &timesource::Advertised::default(),
+                &kernel_sync(k),
+                NtpTimestamp::from_unix(1_800_000_000, 0),
+            );
+            *s.header().expect("synchronized")
+        };
+        let h = header(&reading(0x10, 1));
+        assert_eq!(h.leap, LeapIndicator::AddSecond);
+        assert_eq!(
+            h.root_dispersion,
+            NtpShort::from_duration(mcast_proto::NtpDuration::from_millis(5))
+        );
+        assert_eq!(header(&reading(0x10, 3)).leap, LeapIndicator::AddSecond);
+        assert_eq!(header(&reading(0x10, 4)).leap, LeapIndicator::NoWarning);
+        assert_eq!(header(&reading(0x20, 0)).leap, LeapIndicator::DeleteSecond);
+        assert_eq!(header(&reading(0, 0)).leap, LeapIndicator::NoWarning);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mcast_core::client::association::{Association, Rejection, ServerSpec, State};
 use mcast_core::client::calibration::{CalibrationConfig, Failure, Phase};
-use mcast_core::client::discipline::{Clock, ClockMode, Decision, MAX_FREQUENCY, Ppm};
+use mcast_core::client::discipline::{Clock, ClockMode, Decision, KernelState, MAX_FREQUENCY, Ppm};
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
 use mcast_core::client::filter::FilterOutput;
 use mcast_core::client::select::SelectOutcome;
@@ -171,6 +171,10 @@ impl Clock for NullClock {
         Ok(())
     }
     fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
+        self.changes += 1;
+        Ok(())
+    }
+    fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
         self.changes += 1;
         Ok(())
     }
@@ -349,6 +353,8 @@ struct Run<'a> {
     cookies: u64,
     /// Steps decided so far.
     steps: u32,
+    /// A slew or step was decided (the discipline left NSET).
+    adjusted: bool,
     /// The clock the core is given.
     clock: NullClock,
 }
@@ -457,6 +463,7 @@ pub fn client_packet(data: &[u8]) {
         last_send: None,
         cookies: 0,
         steps: 0,
+        adjusted: false,
         clock: NullClock::default(),
     };
     for _ in 0..MAX_EVENTS {
@@ -1173,7 +1180,15 @@ impl Run<'_> {
             );
         };
         let dc = self.config.discipline;
-        let over_panic = dc.panic_threshold > NtpDuration::ZERO && o.abs() > dc.panic_threshold;
+        // Step mode's first clock update may step past the panic threshold,
+        // up to first-step-max (like ntpd -g).
+        let first_step =
+            dc.mode == ClockMode::Step && !self.adjusted && o.abs() <= dc.first_step_max;
+        let over_panic =
+            !first_step && dc.panic_threshold > NtpDuration::ZERO && o.abs() > dc.panic_threshold;
+        if matches!(d, Decision::Step { .. } | Decision::Slew { .. }) {
+            self.adjusted = true;
+        }
         let ok = d.offset() == o
             && match (dc.mode, *d) {
                 (ClockMode::Monitor, Decision::Monitor { .. }) => true,

@@ -103,7 +103,7 @@ fn client(i: u8) -> &'static Client {
 fn sync_status(unsynchronized: bool) -> SyncStatus {
     if unsynchronized {
         SyncStatus::Unsynchronized {
-            reason: "fuzzing".into(),
+            reason: mcast_core::server::sync::Unsync::ReferenceLost,
         }
     } else {
         SyncStatus::Synchronized(SystemHeader {

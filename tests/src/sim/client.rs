@@ -10,7 +10,10 @@ use mcast_core::client::association::ServerSpec;
 use mcast_core::client::association::State;
 use mcast_core::client::calibration::{Calibration, Phase};
 use mcast_core::client::discipline::{ClockMode, Decision, DisciplineConfig};
-use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event as CoreEvent, Incoming};
+use mcast_core::client::engine::{
+    Action, ClientCore, CoreConfig, Event as CoreEvent, Incoming, StepNowError,
+};
+use mcast_core::client::persist::PersistedState;
 use mcast_core::client::status::{ClientStatus, status_of};
 use mcast_keys::KeyStore;
 use mcast_proto::NtpDuration;
@@ -38,6 +41,8 @@ pub enum ClientEvent {
     /// SIGHUP after the keys file was updated: it takes the servers'
     /// current keys.
     ReloadKeys,
+    /// An operator runs `mcast-client step-now`.
+    StepNow,
 }
 
 /// A client in a scenario.
@@ -51,6 +56,12 @@ pub struct ClientSetup {
     pub start: Duration,
     /// What happens to it, in time order.
     pub events: Vec<(Duration, ClientEvent)>,
+    /// `[clock] unsync-after-s`.
+    pub unsync_after: Duration,
+    /// `[clock] first-step-max-s`.
+    pub first_step_max: NtpDuration,
+    /// The state directory's content at start (a previous run's).
+    pub restore: Option<PersistedState>,
 }
 
 impl Default for ClientSetup {
@@ -60,6 +71,9 @@ impl Default for ClientSetup {
             mode: ClockMode::Step,
             start: Duration::ZERO,
             events: Vec::new(),
+            unsync_after: mcast_core::client::kernel::DEFAULT_UNSYNC_AFTER,
+            first_step_max: mcast_core::client::discipline::DEFAULT_FIRST_STEP_MAX,
+            restore: None,
         }
     }
 }
@@ -111,6 +125,10 @@ pub struct ClientTrace {
     pub events: Vec<(Duration, CoreEvent)>,
     /// The `status` the daemon would report at the end.
     pub status: Option<ClientStatus>,
+    /// What each `step-now` did: when, and the step or the refusal.
+    pub step_now: Vec<(Duration, Result<NtpDuration, StepNowError>)>,
+    /// What it would write to its state directory at exit.
+    pub persisted: Option<PersistedState>,
 }
 
 /// Name of a decision kind, for counting.
@@ -134,8 +152,10 @@ pub fn client_config(servers: usize, setup: &ClientSetup) -> CoreConfig {
         .map(|i| ServerSpec {
             address: server_address(i),
             key: server_key_id(i),
+            more_keys: Vec::new(),
             name: format!("server{}", i + 1),
             interleave: false,
+            public_key: None,
         })
         .collect();
     CoreConfig {
@@ -143,6 +163,8 @@ pub fn client_config(servers: usize, setup: &ClientSetup) -> CoreConfig {
         precision: PRECISION,
         discipline: DisciplineConfig {
             mode: setup.mode,
+            unsync_after: setup.unsync_after,
+            first_step_max: setup.first_step_max,
             ..DisciplineConfig::default()
         },
         ..CoreConfig::with_servers(specs)
@@ -197,6 +219,9 @@ impl SimClient {
     pub fn start(&mut self, keys: KeyStore) {
         let mut core = ClientCore::new(self.config.clone(), keys);
         core.set_calibration_port(CALIBRATION_PORT);
+        if let Some(state) = &self.setup.restore {
+            let _ = core.restore(state, self.clock.read());
+        }
         self.core = Some(core);
         self.started = self.clock.mono();
     }
@@ -213,6 +238,17 @@ impl SimClient {
 
     fn mono(&self) -> Duration {
         self.clock.mono().saturating_sub(self.started)
+    }
+
+    /// An operator's `step-now` now.
+    pub fn step_now(&mut self, now: Duration) {
+        self.clock.advance_to(now);
+        let mono = self.mono();
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let result = core.step_now(mono, &mut self.clock);
+        self.trace.step_now.push((now, result));
     }
 
     /// A broadcast arriving on the group socket now.
@@ -288,6 +324,8 @@ impl SimClient {
                     out.push((to, bytes));
                 }
                 Action::Clock(d) => self.trace.decisions.push((now, d)),
+                // Recorded by the simulated clock (ClockOps::kernel).
+                Action::Kernel(_) => {}
                 Action::Event(e) => self.trace.events.push((now, e)),
             }
         }
@@ -332,8 +370,8 @@ impl SimClient {
         self.trace.ops = self.clock.ops().clone();
         if let Some(core) = self.core.as_ref() {
             let mono = self.mono();
-            let mode = format!("{:?}", self.setup.mode).to_lowercase();
-            self.trace.status = Some(status_of(core, mono, mono, &mode));
+            self.trace.status = Some(status_of(core, mono, mono));
+            self.trace.persisted = Some(core.persisted_at_exit());
         }
     }
 }

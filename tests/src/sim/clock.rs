@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use mcast_core::client::discipline::{Clock, Ppm};
+use mcast_core::client::discipline::{Clock, KernelState, Ppm};
 use mcast_proto::{NtpDuration, NtpTimestamp};
 
 use super::random::Stream;
@@ -83,12 +83,15 @@ pub struct ClockOps {
     pub slews: u64,
     /// Frequency corrections set.
     pub frequency_sets: u64,
+    /// Kernel clock states set (synchronized, error bounds, leap): when
+    /// (true time) and what.
+    pub kernel: Vec<(Duration, KernelState)>,
 }
 
 impl ClockOps {
     /// Every call that changed the clock.
     pub fn total(&self) -> u64 {
-        self.steps.len() as u64 + self.slews + self.frequency_sets
+        self.steps.len() as u64 + self.slews + self.frequency_sets + self.kernel.len() as u64
     }
 }
 
@@ -96,6 +99,8 @@ impl ClockOps {
 /// acting at the true time it was last advanced to.
 #[derive(Debug, Clone)]
 pub struct HostClock {
+    /// What the clock reads, error aside, at true time zero.
+    base: NtpTimestamp,
     now: Duration,
     /// Local minus true time, seconds.
     error: f64,
@@ -130,6 +135,7 @@ impl HostClock {
         jumps.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         let step_hours = WANDER_STEP.as_secs_f64() / 3600.0;
         HostClock {
+            base: epoch(),
             now: Duration::ZERO,
             error: model.offset.as_seconds_f64(),
             drift: 0.0,
@@ -143,6 +149,12 @@ impl HostClock {
             rng,
             ops: ClockOps::default(),
         }
+    }
+
+    /// The same clock, with true time zero at `base` instead of [`epoch`].
+    pub fn starting_at(mut self, base: NtpTimestamp) -> Self {
+        self.base = base;
+        self
     }
 
     /// Moves the clock on to true time `t` (never backwards).
@@ -203,7 +215,7 @@ impl HostClock {
     pub fn read(&self) -> NtpTimestamp {
         let elapsed =
             NtpDuration::from_nanos(i64::try_from(self.now.as_nanos()).unwrap_or(i64::MAX));
-        epoch() + elapsed + NtpDuration::from_seconds_f64(self.error)
+        self.base + elapsed + NtpDuration::from_seconds_f64(self.error)
     }
 
     /// What `CLOCK_MONOTONIC` reads now (zero at true time zero).
@@ -259,6 +271,11 @@ impl Clock for HostClock {
     fn set_frequency_ppm(&mut self, ppm: Ppm) -> Result<(), String> {
         self.correction_ppm = ppm.0;
         self.ops.frequency_sets += 1;
+        Ok(())
+    }
+
+    fn set_kernel_state(&mut self, state: KernelState) -> Result<(), String> {
+        self.ops.kernel.push((self.now, state));
         Ok(())
     }
 }

@@ -90,6 +90,8 @@ pub struct SimConfig {
     pub link_overrides: Vec<LinkOverride>,
     /// Replay attackers.
     pub replayers: Vec<Replayer>,
+    /// UTC at true time zero (default [`clock::epoch`], 2027-01-15).
+    pub epoch: mcast_proto::NtpTimestamp,
 }
 
 impl SimConfig {
@@ -105,6 +107,7 @@ impl SimConfig {
             link: LinkModel::lan(),
             link_overrides: Vec::new(),
             replayers: Vec::new(),
+            epoch: clock::epoch(),
         }
     }
 
@@ -205,7 +208,8 @@ impl Sim {
             config,
         };
         for (i, setup) in sim.config.servers.iter().enumerate() {
-            let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, i));
+            let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, i))
+                .starting_at(sim.config.epoch);
             let mut rng = Stream::new(seed, Kind::Server, i);
             let start = setup
                 .start
@@ -221,7 +225,8 @@ impl Sim {
         let n = sim.config.servers.len();
         for (j, setup) in sim.config.clients.iter().enumerate() {
             let core_config = client_config(n, setup);
-            let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, 1000 + j));
+            let clock = HostClock::new(&setup.clock, Stream::new(seed, Kind::Clock, 1000 + j))
+                .starting_at(sim.config.epoch);
             let rng = Stream::new(seed, Kind::Client, j);
             sim.sched.at(setup.start, Event::ClientStart(j));
             schedule_all(&mut sim.sched, &setup.events, |change| {
@@ -335,6 +340,11 @@ impl Sim {
                         && let Some(c) = self.clients.get_mut(client)
                     {
                         c.set_keys(keys);
+                    }
+                }
+                ClientEvent::StepNow => {
+                    if let Some(c) = self.clients.get_mut(client) {
+                        c.step_now(now);
                     }
                 }
             },

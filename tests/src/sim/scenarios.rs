@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use mcast_config::Unsynchronized;
 use mcast_core::client::discipline::ClockMode;
 use mcast_core::client::discipline::Ppm;
 use mcast_proto::NtpDuration;
@@ -150,13 +149,14 @@ pub fn stepout(seed: u64) -> SimConfig {
     c
 }
 
-/// Offsets over the 1000 s panic threshold: client 1 starts 2000 s ahead,
+/// Offsets over the 1000 s panic threshold: client 1 starts 2 days ahead
+/// (over first-step-max, a day, so even its first update is refused),
 /// client 2's clock jumps 2000 s back at 1 h.
 pub fn panic(seed: u64) -> SimConfig {
     let mut c = SimConfig::new(seed, 4, 0, hours(3));
     c.clients = clients(2, 0.0, 0.0);
     if let Some(a) = c.clients.get_mut(0) {
-        a.clock.offset = NtpDuration::from_secs(2000);
+        a.clock.offset = NtpDuration::from_secs(2 * 86_400);
     }
     if let Some(b) = c.clients.get_mut(1) {
         b.clock
@@ -250,9 +250,9 @@ pub fn restart(seed: u64) -> SimConfig {
 pub fn unsynchronized(seed: u64) -> SimConfig {
     let mut c = SimConfig::new(seed, 4, 0, hours(3));
     c.clients = clients(3, 10.0, 0.0);
-    for (i, mode) in [(1, Unsynchronized::Silent), (2, Unsynchronized::SendAlarm)] {
+    for (i, alarm) in [(1, false), (2, true)] {
         if let Some(s) = c.servers.get_mut(i) {
-            s.unsynchronized = mode;
+            s.send_when_unsynchronized = alarm;
             s.events.push((hours(1), ServerEvent::Unsynchronized));
             s.events.push((hours(2), ServerEvent::Synchronized));
         }

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mcast_config::Unsynchronized;
 use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build};
 use mcast_core::server::ratelimit::{Mru, RateLimitConfig};
 use mcast_core::server::responder::{
@@ -15,7 +14,7 @@ use mcast_core::server::responder::{
 use mcast_core::server::sync::SyncStatus;
 use mcast_core::server::timesource;
 use mcast_keys::{KeyId, KeyStore};
-use mcast_proto::{Log2Seconds, NtpDuration, RefId};
+use mcast_proto::{LeapIndicator, Log2Seconds, NtpDuration, RefId};
 
 use super::clock::{ClockModel, HostClock};
 use super::random::Stream;
@@ -45,7 +44,7 @@ pub fn server_key_id(i: usize) -> Option<KeyId> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
     /// Its time source loses synchronization (it goes silent, or sends
-    /// LI=3 with `Unsynchronized::SendAlarm`).
+    /// LI=3 with `send_when_unsynchronized`).
     Unsynchronized,
     /// Its time source is synchronized again.
     Synchronized,
@@ -78,10 +77,14 @@ pub struct ServerSetup {
     /// When the daemon starts; `None`: at a random time within the first
     /// interval.
     pub start: Option<Duration>,
-    /// What it does while unsynchronized.
-    pub unsynchronized: Unsynchronized,
+    /// While unsynchronized it sends broadcasts with the alarm (LI=3,
+    /// stratum 16) instead of falling silent (the core's
+    /// `send_when_unsynchronized`).
+    pub send_when_unsynchronized: bool,
     /// What happens to it, in time order.
     pub events: Vec<(Duration, ServerEvent)>,
+    /// The leap indicator it announces while synchronized.
+    pub leap: LeapIndicator,
 }
 
 impl Default for ServerSetup {
@@ -91,8 +94,9 @@ impl Default for ServerSetup {
             poll: 6,
             stratum: 1,
             start: None,
-            unsynchronized: Unsynchronized::Silent,
+            send_when_unsynchronized: false,
             events: Vec::new(),
+            leap: LeapIndicator::NoWarning,
         }
     }
 }
@@ -179,8 +183,9 @@ impl SimServer {
             BroadcastConfig {
                 poll: Log2Seconds(self.setup.poll),
                 key: server_key_id(index),
+                next_key: None,
                 interleave: false,
-                send_when_unsynchronized: self.setup.unsynchronized == Unsynchronized::SendAlarm,
+                send_when_unsynchronized: self.setup.send_when_unsynchronized,
                 precision: PRECISION,
             },
             Duration::ZERO,
@@ -223,14 +228,20 @@ impl SimServer {
     fn sync(&self) -> SyncStatus {
         if !self.synchronized {
             return SyncStatus::Unsynchronized {
-                reason: "simulated loss of the reference".into(),
+                reason: mcast_core::server::sync::Unsync::ReferenceLost,
             };
         }
         let source = timesource::Advertised {
             stratum: Some(self.setup.stratum),
             refid: Some(RefId(*b"GPS\0")),
         };
-        timesource::local(&source, self.clock.read())
+        match timesource::local(&source, self.clock.read()) {
+            SyncStatus::Synchronized(mut h) => {
+                h.leap = self.setup.leap;
+                SyncStatus::Synchronized(h)
+            }
+            unsynchronized @ SyncStatus::Unsynchronized { .. } => unsynchronized,
+        }
     }
 
     /// The broadcast due now for process `generation`, as the daemon's

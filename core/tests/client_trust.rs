@@ -3,6 +3,8 @@
 //! counted by reason and changes nothing else.
 #![cfg(test)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -10,10 +12,11 @@ use std::time::Duration;
 use mcast_core::client::association::ServerSpec;
 use mcast_core::client::association::State;
 use mcast_core::client::engine::{Action, ClientCore, CoreConfig, Event, Incoming};
+use mcast_keys::signed::ServerKey;
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, LeapIndicator, Log2Seconds, Mode, NtpTimestamp};
-use mcast_tests::packets::{NoClock, epoch, server_header, sign};
-use mcast_tests::vectors;
+use support::packets::{NoClock, deliver_broadcast, epoch, server_header, sign};
+use support::vectors;
 
 const S1: &str = "198.18.0.1:123";
 const S2: &str = "198.18.0.2:123";
@@ -54,32 +57,41 @@ fn bcast(keys: &KeyStore, key: Option<u16>, t: f64, poll: i8) -> Vec<u8> {
     sign(keys, key, h)
 }
 
+/// The cookie of the first calibration request `core` sends on its tick
+/// 6 s after start (clock reading `now`).
+fn first_request_cookie(core: &mut ClientCore, now: NtpTimestamp) -> NtpTimestamp {
+    let request = core
+        .on_tick(
+            Duration::from_secs(6),
+            now,
+            &mut rand::random::<u64>,
+            &mut NoClock,
+        )
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .expect("a calibration request within the 5 s start window");
+    Datagram::parse(&request).expect("request").header.transmit
+}
+
 fn deliver(core: &mut ClientCore, from: &str, bytes: &[u8], t: f64) -> Vec<Action> {
-    let rx = NtpTimestamp::from_unix(1_800_000_000, 0)
-        + mcast_proto::NtpDuration::from_seconds_f64(t + 0.0002);
-    core.on_broadcast(
-        Incoming {
-            bytes,
-            source: from.parse().expect("addr"),
-            rx,
-            mono: Duration::from_secs_f64(t),
-        },
-        7,
-        &mut NoClock,
-    )
+    let rx = epoch() + mcast_proto::NtpDuration::from_seconds_f64(t + 0.0002);
+    deliver_broadcast(core, from, bytes, rx, t)
 }
 
 /// Everything about an association that a packet could change.
 fn snapshot(core: &ClientCore, i: usize) -> String {
     let a = core.associations().nth(i).expect("association");
     format!(
-        "{:?} accepted={} reach={} poll={:?} unicast={} cal={} hdr={:?}",
+        "{:?} accepted={} reach={} poll={:?} unicast={} cal={:?} hdr={:?}",
         a.state(),
         a.accepted(),
         a.reach(),
         a.poll(),
         a.unicast_sent(),
-        a.calibration_summary(),
+        a.calibration().map(|c| c.phase()),
         a.last_header().map(|h| h.transmit)
     )
 }
@@ -307,20 +319,7 @@ fn a_forged_reply_does_not_use_up_the_request_it_echoes() {
     let mut core = core();
     deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
-    let request = core
-        .on_tick(
-            Duration::from_secs(6),
-            now,
-            &mut rand::random::<u64>,
-            &mut NoClock,
-        )
-        .into_iter()
-        .find_map(|a| match a {
-            Action::Send { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .expect("a calibration request within the 5 s start window");
-    let cookie = Datagram::parse(&request).expect("request").header.transmit;
+    let cookie = first_request_cookie(&mut core, now);
     let reply = |key: Option<u16>| {
         let mut h = server_header(Mode::Server);
         h.poll = Log2Seconds(0);
@@ -403,20 +402,7 @@ fn an_unsigned_kiss_o_death_does_not_end_a_keyed_calibration() {
     let mut core = core();
     deliver(&mut core, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
     let now = NtpTimestamp::from_unix(1_800_000_006, 0);
-    let request = core
-        .on_tick(
-            Duration::from_secs(6),
-            now,
-            &mut rand::random::<u64>,
-            &mut NoClock,
-        )
-        .into_iter()
-        .find_map(|a| match a {
-            Action::Send { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .expect("a calibration request within the 5 s start window");
-    let cookie = Datagram::parse(&request).expect("request").header.transmit;
+    let cookie = first_request_cookie(&mut core, now);
     let server = S1.parse::<SocketAddr>().expect("addr");
     fn at(bytes: &[u8], source: SocketAddr, now: NtpTimestamp) -> Incoming<'_> {
         Incoming {
@@ -502,4 +488,250 @@ fn a_reload_that_would_lose_a_servers_key_is_refused() {
     let lost = c.set_keys(elsewhere).expect_err("refused");
     assert_eq!(lost[0].why, KeyLossReason::AddressNotAllowed, "{lost:?}");
     assert!(c.set_keys(lab_keys()).is_ok(), "the same keys reload");
+}
+
+/// `discover-keys` (ntpd's trustedkey): discovery binds only the listed
+/// key ids; a source signing with another key of the store stays unknown.
+#[test]
+fn discovery_binds_only_the_keys_it_is_allowed() {
+    let keys = lab_keys();
+    let mut c = ClientCore::new(
+        CoreConfig {
+            discover: true,
+            discover_keys: Some(vec![KeyId::new(1).expect("key id")]),
+            ..CoreConfig::with_servers(Vec::new())
+        },
+        keys.clone(),
+    );
+    deliver(
+        &mut c,
+        "198.18.0.7:123",
+        &bcast(&keys, Some(5), 0.0, 6),
+        0.0,
+    );
+    assert_eq!(c.associations().count(), 0, "key 5 is not in discover-keys");
+    assert_eq!(
+        c.global_rejects().get("discovery-key-not-allowed"),
+        Some(&1)
+    );
+    deliver(
+        &mut c,
+        "198.18.0.8:123",
+        &bcast(&keys, Some(1), 1.0, 6),
+        1.0,
+    );
+    let ip = "198.18.0.8".parse().expect("ip");
+    assert_eq!(
+        c.key_of(ip),
+        KeyId::new(1),
+        "key 1 is, and binds its source"
+    );
+}
+
+/// A mode-5 packet sent at `t` (poll 6) to `group`, with the signature
+/// field of `signer` (if any), then the MAC of `key` (if any) over both.
+fn signed_bcast(
+    keys: &KeyStore,
+    signer: Option<&ServerKey>,
+    key: Option<u16>,
+    t: f64,
+    group: &str,
+) -> Vec<u8> {
+    let mut h = server_header(Mode::Broadcast);
+    h.poll = Log2Seconds(6);
+    h.transmit = epoch() + mcast_proto::NtpDuration::from_seconds_f64(t);
+    let mut d = Datagram::new(h);
+    if let Some(s) = signer {
+        d.extensions
+            .push(s.sign_field(&h.to_bytes(), group.parse().expect("group")));
+    }
+    match key {
+        Some(id) => {
+            let k = keys
+                .get(KeyId::new(u32::from(id)).expect("id"))
+                .expect("key in the lab keys");
+            let mut out = Vec::new();
+            packet::sign(k, &d, &mut out);
+            out
+        }
+        None => d.to_bytes(),
+    }
+}
+
+fn signed_core(keys: KeyStore, public: &ServerKey, key: Option<u16>) -> ClientCore {
+    let spec = ServerSpec {
+        public_key: Some(public.public().clone()),
+        ..ServerSpec::new(
+            S1.parse::<SocketAddr>().expect("addr").ip(),
+            key.and_then(|k| KeyId::new(u32::from(k))),
+        )
+    };
+    ClientCore::new(
+        CoreConfig {
+            groups: vec![GROUP.parse().expect("group")],
+            ..CoreConfig::with_servers(vec![spec])
+        },
+        keys,
+    )
+}
+
+const GROUP: &str = "224.0.1.1:123";
+const HEADER: usize = mcast_proto::HEADER_LEN;
+
+/// With a public key pinned, only the server's signature makes a packet
+/// authentic: an insider holding the shared MAC key cannot forge it, and a
+/// signature for another group or key, or none, is refused by reason.
+#[test]
+fn a_pinned_public_key_refuses_what_the_shared_key_alone_would_accept() {
+    let keys = lab_keys();
+    let server = ServerKey::from_seed(&[11; 32]);
+    let insider = ServerKey::from_seed(&[12; 32]);
+    for mac in [None, Some(1)] {
+        let mut c = signed_core(keys.clone(), &server, mac);
+        let cases: [(Vec<u8>, &str); 4] = [
+            (signed_bcast(&keys, None, Some(1), 0.0, GROUP), "unsigned"),
+            (
+                signed_bcast(&keys, Some(&insider), Some(1), 1.0, GROUP),
+                "signing-key-unknown",
+            ),
+            (
+                signed_bcast(&keys, Some(&server), Some(1), 2.0, "224.0.1.2:123"),
+                "wrong-group",
+            ),
+            (
+                {
+                    let mut b = signed_bcast(&keys, Some(&server), mac, 3.0, GROUP);
+                    // Flip a bit of the signature itself.
+                    b[HEADER + 60] ^= 1;
+                    if let Some(id) = mac {
+                        // Re-MAC it, as an insider can: only the signature is wrong.
+                        let d = Datagram::parse(&b).expect("parses");
+                        let k = keys
+                            .get(KeyId::new(u32::from(id)).expect("id"))
+                            .expect("key");
+                        let mut out = Vec::new();
+                        packet::sign(k, &Datagram { mac: None, ..d }, &mut out);
+                        b = out;
+                    }
+                    b
+                },
+                "bad-signature",
+            ),
+        ];
+        for (bytes, label) in &cases {
+            deliver(&mut c, S1, bytes, 0.0);
+            assert_eq!(rejected(&c, 0, label), 1, "mac {mac:?}: {label}");
+        }
+        // A garbled field (wrong magic), and one whose length overruns the
+        // packet (never parsed: dropped before any association sees it).
+        let mut garbled = signed_bcast(&keys, Some(&server), None, 3.5, GROUP);
+        garbled[HEADER + 4] ^= 0xff;
+        deliver(&mut c, S1, &garbled, 0.0);
+        assert_eq!(rejected(&c, 0, "bad-signature-field"), 1, "mac {mac:?}");
+        let mut overrun = signed_bcast(&keys, Some(&server), None, 3.6, GROUP);
+        overrun[HEADER + 3] = 200;
+        deliver(&mut c, S1, &overrun, 0.0);
+        assert_eq!(
+            c.global_rejects().get("bad-format"),
+            Some(&1),
+            "mac {mac:?}"
+        );
+        assert_eq!(c.associations().next().expect("one").accepted(), 0);
+        assert_eq!(
+            c.associations().next().expect("one").state(),
+            State::Listening,
+            "nothing forged moved it"
+        );
+        deliver(
+            &mut c,
+            S1,
+            &signed_bcast(&keys, Some(&server), mac, 4.0, GROUP),
+            4.0,
+        );
+        assert_eq!(
+            c.associations().next().expect("one").state(),
+            State::Calibrating,
+            "mac {mac:?}: the genuine signed packet is accepted"
+        );
+    }
+}
+
+/// A flood of forged signatures costs at most the per-server budget of
+/// checks; the rest are refused unchecked and counted.
+#[test]
+fn forged_signatures_beyond_the_budget_are_not_checked() {
+    let keys = lab_keys();
+    let server = ServerKey::from_seed(&[11; 32]);
+    let insider = ServerKey::from_seed(&[12; 32]);
+    let mut c = signed_core(keys.clone(), &server, None);
+    let forged = signed_bcast(&keys, Some(&insider), None, 0.0, GROUP);
+    for _ in 0..200 {
+        deliver(&mut c, S1, &forged, 0.0);
+    }
+    let checked = rejected(&c, 0, "signing-key-unknown");
+    let refused = rejected(&c, 0, "verify-budget");
+    assert_eq!(checked + refused, 200);
+    assert_eq!(
+        checked,
+        mcast_core::client::association::VERIFY_BURST as u64,
+        "a burst of checks, then none until the budget refills"
+    );
+}
+
+/// A rollover: server 1 rebound (a reload, no recalibration) to keys
+/// [1, 2] accepts broadcasts signed with either, still refuses server 2's
+/// key 3, and signs its calibration with the first; a rebinding to a key
+/// the keys file lacks is refused and changes nothing.
+#[test]
+fn a_server_rebound_to_two_keys_accepts_either_and_keeps_its_state() {
+    use mcast_core::client::engine::KeyBinding;
+    let keys = lab_keys();
+    let mut c = core();
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 0.0, 6), 0.0);
+    let accepted = |c: &ClientCore| c.associations().next().map(|a| a.accepted());
+    assert_eq!(accepted(&c), Some(1));
+    let s1 = S1.parse::<SocketAddr>().expect("addr").ip();
+    let binding = |more: u32| KeyBinding {
+        address: s1,
+        key: KeyId::new(1),
+        more_keys: vec![KeyId::new(more).expect("id")],
+    };
+    let lost = c
+        .rebind_keys(lab_keys(), &[binding(999)])
+        .expect_err("key 999 is not in the keys file");
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost.first().map(|l| l.key.get()), Some(999));
+    assert!(
+        c.associations()
+            .next()
+            .is_some_and(|a| a.spec().more_keys.is_empty())
+    );
+
+    let state = c.associations().next().map(|a| a.state());
+    assert_eq!(c.rebind_keys(lab_keys(), &[binding(2)]), Ok(1));
+    assert_eq!(
+        c.associations().next().map(|a| a.state()),
+        state,
+        "no recalibration"
+    );
+    deliver(&mut c, S1, &bcast(&keys, Some(2), 64.0, 6), 64.0);
+    assert_eq!(accepted(&c), Some(2), "the new key verifies");
+    assert_eq!(
+        c.associations()
+            .next()
+            .and_then(|a| a.last_key())
+            .map(KeyId::get),
+        Some(2)
+    );
+    deliver(&mut c, S1, &bcast(&keys, Some(1), 128.0, 6), 128.0);
+    assert_eq!(accepted(&c), Some(3), "the old key still does");
+    deliver(&mut c, S1, &bcast(&keys, Some(3), 192.0, 6), 192.0);
+    assert_eq!(accepted(&c), Some(3));
+    assert_eq!(
+        rejected(&c, 0, "wrong-key"),
+        1,
+        "another server's key still is not"
+    );
+    // The same bindings again (a SIGHUP with nothing edited) rebind nothing.
+    assert_eq!(c.rebind_keys(lab_keys(), &[binding(2)]), Ok(0));
 }

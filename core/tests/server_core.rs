@@ -2,20 +2,23 @@
 //! 4.2.8p15 clients: what a client on the wire would see.
 #![cfg(test)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build};
+use mcast_core::server::broadcaster::{BroadcastConfig, Broadcaster, Build, NextKey, Silence};
 use mcast_core::server::ratelimit::{Mru, RateLimitConfig};
 use mcast_core::server::responder::{
     DropReason, Outcome, ReplyKind, Request, Responder, ResponderConfig,
 };
-use mcast_core::server::sync::{SyncStatus, SystemHeader};
+use mcast_core::server::sync::{SyncStatus, SystemHeader, Unsync};
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
-    Datagram, KissCode, LeapIndicator, Log2Seconds, Mode, NtpShort, NtpTimestamp, RefId,
+    Datagram, KissCode, LeapIndicator, Log2Seconds, Mode, NtpDuration, NtpShort, NtpTimestamp,
+    RefId,
 };
-use mcast_tests::vectors;
+use support::vectors;
 
 fn keys() -> KeyStore {
     KeyStore::load(&vectors::keys_file()).expect("lab keys")
@@ -268,7 +271,7 @@ fn an_unsynchronized_server_replies_with_li3() {
         monotonic: Duration::from_secs(1),
     };
     let unsync = SyncStatus::Unsynchronized {
-        reason: "kernel says STA_UNSYNC".into(),
+        reason: Unsync::KernelUnsynchronized,
     };
     r.handle(&req, &unsync, &keys(), || TX, &mut out);
     let d = Datagram::parse(&out).expect("parses");
@@ -285,6 +288,7 @@ fn bcast(key: u16, interleave: bool, send_unsync: bool) -> Broadcaster {
         BroadcastConfig {
             poll: Log2Seconds(6),
             key: KeyId::new(u32::from(key)),
+            next_key: None,
             interleave,
             send_when_unsynchronized: send_unsync,
             precision: Log2Seconds(-24),
@@ -317,6 +321,35 @@ fn broadcasts_verify_and_carry_the_fields_ntpd_clients_expect() {
     }
 }
 
+/// With a signing key, every broadcast carries the signature field for its
+/// destination, and the MAC covers header and field, so a MAC-only (ntpd)
+/// client and a public-key client both verify the same bytes.
+#[test]
+fn signed_broadcasts_verify_by_signature_and_by_mac() {
+    let store = keys();
+    let signer = std::sync::Arc::new(mcast_keys::signed::ServerKey::from_seed(&[5; 32]));
+    let group: std::net::SocketAddr = "224.0.1.1:123".parse().expect("group");
+    let mut b = bcast(1, false, false).with_signer(std::sync::Arc::clone(&signer), group);
+    let mut out = Vec::new();
+    assert_eq!(b.build(&synced(), &store, || TX, &mut out), Build::Send);
+    let d = Datagram::parse(&out).expect("parses");
+    assert_eq!(d.extensions.len(), 1);
+    assert_eq!(
+        out.len(),
+        mcast_proto::HEADER_LEN + 100 + 4 + 16,
+        "header, the 100-byte field, key id and MD5 digest"
+    );
+    assert_eq!(
+        packet::authenticate(&store, &out, &d, None),
+        PacketAuth::Mac(MacVerdict::Valid(KeyId::new(1).expect("id"))),
+        "the MAC covers the field, as ntpd computes it"
+    );
+    assert_eq!(
+        mcast_keys::signed::check_field(signer.public(), &d, &[group]),
+        Ok(())
+    );
+}
+
 #[test]
 fn the_schedule_is_never_sooner_than_two_to_the_poll() {
     let mut b = bcast(1, false, false);
@@ -342,12 +375,17 @@ fn the_schedule_is_never_sooner_than_two_to_the_poll() {
 fn unsynchronized_means_silence_or_an_alarm_as_configured() {
     let store = keys();
     let unsync = SyncStatus::Unsynchronized {
-        reason: "upstream unreachable".into(),
+        reason: Unsync::UpstreamNotRunning,
     };
     let mut out = Vec::new();
     let mut quiet = bcast(1, false, false);
     match quiet.build(&unsync, &store, || TX, &mut out) {
-        Build::Silent(why) => assert!(why.contains("upstream unreachable"), "{why}"),
+        Build::Silent(why) => assert_eq!(
+            why,
+            Silence::NotSynchronized {
+                reason: Unsync::UpstreamNotRunning
+            }
+        ),
         Build::Send => panic!("an unsynchronized server must stay silent by default"),
     }
     assert!(out.is_empty());
@@ -369,6 +407,54 @@ fn a_missing_key_silences_rather_than_sending_unauthenticated() {
         b.build(&synced(), &store, || TX, &mut out),
         Build::Silent(_)
     ));
+    assert!(out.is_empty());
+}
+
+/// A rollover: packets stamped before `next-key-from` are signed with the
+/// old key, those at or after it with the new one; a new key missing from
+/// the keys file silences the destination rather than falling back.
+#[test]
+fn next_key_signs_from_its_time_on() {
+    let store = keys();
+    let from = TX + NtpDuration::from_seconds_f64(10.0);
+    let rollover = |next: u16| {
+        let mut b = bcast(1, false, false);
+        let mut c = *b.config();
+        c.next_key = Some(NextKey {
+            key: KeyId::new(u32::from(next)).expect("id"),
+            from,
+        });
+        b = Broadcaster::new(c, Duration::from_secs(1));
+        b
+    };
+    let mut b = rollover(2);
+    let signer = |b: &mut Broadcaster, at: NtpTimestamp| {
+        let mut out = Vec::new();
+        assert_eq!(b.build(&synced(), &store, || at, &mut out), Build::Send);
+        let d = Datagram::parse(&out).expect("parses");
+        match packet::authenticate(&store, &out, &d, None) {
+            PacketAuth::Mac(MacVerdict::Valid(k)) => k.get(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(b.signing_key().map(KeyId::get), Some(1));
+    let just_before = from - NtpDuration::from_nanos(1);
+    assert_eq!(signer(&mut b, just_before), 1);
+    assert_eq!(b.signing_key().map(KeyId::get), Some(1));
+    assert_eq!(signer(&mut b, from), 2);
+    assert_eq!(b.signing_key().map(KeyId::get), Some(2));
+    assert_eq!(
+        signer(&mut b, from + NtpDuration::from_seconds_f64(64.0)),
+        2
+    );
+
+    let mut missing = rollover(42);
+    assert_eq!(signer(&mut missing, just_before), 1);
+    let mut out = Vec::new();
+    assert_eq!(
+        missing.build(&synced(), &store, || from, &mut out),
+        Build::Silent(Silence::KeyMissing { key: 42 })
+    );
     assert!(out.is_empty());
 }
 

@@ -6,7 +6,10 @@
     reason = "test support: a fixture that names a missing key fails the test that called it"
 )]
 
-use mcast_core::client::discipline::{Clock, Ppm};
+use std::time::Duration;
+
+use mcast_core::client::discipline::{Clock, KernelState, Ppm};
+use mcast_core::client::engine::{Action, ClientCore, Incoming};
 use mcast_keys::{KeyId, KeyStore, packet};
 use mcast_proto::{Datagram, Header, Log2Seconds, Mode, NtpDuration, NtpTimestamp, RefId};
 
@@ -61,4 +64,35 @@ impl Clock for NoClock {
     fn set_frequency_ppm(&mut self, _: Ppm) -> Result<(), String> {
         Err("a test clock's frequency is never set".into())
     }
+    fn set_kernel_state(&mut self, _: KernelState) -> Result<(), String> {
+        Err("a test clock's kernel state is never set".into())
+    }
+}
+
+/// Hands `core` a broadcast from `source` (an `address:port`) that arrived
+/// when the client's clock read `rx`, `t` seconds after the core started
+/// (monotonic), with a monitor-mode clock; returns the core's actions.
+///
+/// # Panics
+/// If `source` is not an address and port (a broken fixture).
+pub fn deliver_broadcast(
+    core: &mut ClientCore,
+    source: &str,
+    bytes: &[u8],
+    rx: NtpTimestamp,
+    t: f64,
+) -> Vec<Action> {
+    let source = source
+        .parse()
+        .unwrap_or_else(|e| panic!("{source} is no address: {e}"));
+    core.on_broadcast(
+        Incoming {
+            bytes,
+            source,
+            rx,
+            mono: Duration::from_secs_f64(t),
+        },
+        7,
+        &mut NoClock,
+    )
 }

@@ -6,16 +6,19 @@
 //! the victim does: its offset, its state, its counters, its unicast.
 #![cfg(test)]
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mcast_core::client::association::{ServerSpec, State};
 use mcast_core::client::calibration::Phase;
 use mcast_core::client::engine::{Action, CheckReason, ClientCore, CoreConfig, Event, Incoming};
+use mcast_core::client::status::CalibrationStatus;
 use mcast_keys::{KeyId, KeyStore};
 use mcast_proto::{Datagram, Log2Seconds, Mode, NtpDuration, NtpTimestamp};
-use mcast_tests::packets::{NoClock, epoch, server_header, sign};
-use mcast_tests::vectors;
+use support::packets::{NoClock, deliver_broadcast, epoch, server_header, sign};
+use support::vectors;
 
 const SERVER: &str = "198.18.0.1:123";
 /// The path's one-way delay, both ways.
@@ -103,16 +106,7 @@ impl World {
     /// A packet from `from` arriving at true time `t`.
     fn arrive(&mut self, from: &str, bytes: &[u8], t: f64) {
         let rx = self.client_clock(t);
-        let actions = self.core.on_broadcast(
-            Incoming {
-                bytes,
-                source: from.parse().expect("addr"),
-                rx,
-                mono: Duration::from_secs_f64(t),
-            },
-            7,
-            &mut NoClock,
-        );
+        let actions = deliver_broadcast(&mut self.core, from, bytes, rx, t);
         self.take(actions);
     }
 
@@ -126,7 +120,7 @@ impl World {
                     }
                 }
                 Action::Event(e) => self.events.push(e),
-                Action::Clock(_) => {}
+                Action::Clock(_) | Action::Kernel(_) => {}
             }
         }
     }
@@ -244,7 +238,11 @@ fn calibrated(w: &World) -> bool {
 fn a_replayed_recording_never_takes_over_a_tracking_client() {
     let mut w = World::one_server();
     w.quiet(640.0);
-    assert!(calibrated(&w), "{}", w.server().calibration_summary());
+    assert!(
+        calibrated(&w),
+        "{:?}",
+        CalibrationStatus::of_association(w.server())
+    );
     let accepted = w.server().accepted();
     let unicast = w.unicast;
     w.run(640.0 + 20.0 * POLL, &mut |w, t| recorded(w, t, 320.0));
@@ -357,7 +355,11 @@ fn a_replay_at_startup_is_not_tracked_and_calibration_completes() {
         next += 1;
         p.map(|(_, b)| (SERVER.to_string(), b))
     });
-    assert!(calibrated(&w), "{}", w.server().calibration_summary());
+    assert!(
+        calibrated(&w),
+        "{:?}",
+        CalibrationStatus::of_association(w.server())
+    );
     assert_eq!(w.server().state(), State::Tracking);
     assert!(
         w.rejected("stale") >= 1 && w.rejected("replay") >= 10,
@@ -381,13 +383,16 @@ fn a_calibration_over_the_round_trip_bound_is_untrusted_not_the_fallback() {
     assert_eq!(
         w.server().state(),
         State::Untrusted,
-        "{}",
-        w.server().calibration_summary()
+        "{:?}",
+        CalibrationStatus::of_association(w.server())
     );
     assert!(
-        w.server().calibration_summary().contains("UNTRUSTED"),
-        "{}",
-        w.server().calibration_summary()
+        matches!(
+            CalibrationStatus::of_association(w.server()),
+            CalibrationStatus::Untrusted { .. }
+        ),
+        "{:?}",
+        CalibrationStatus::of_association(w.server())
     );
     assert_eq!(w.offset(), None, "never selected");
 }
@@ -485,7 +490,13 @@ fn a_restarted_client_rejects_a_recording_of_its_previous_run() {
     assert_eq!(state.servers.len(), 1, "{state:?}");
     let tape = before.recording.clone();
     let mut after = World::one_server();
-    let restored = after.core.restore(&state).expect("same version");
+    // Our clock at zero: the persisted calibration looks measured in the
+    // future and is measured again; these tests are about the replay floor.
+    let restored = after
+        .core
+        .restore(&state, mcast_proto::NtpTimestamp::ZERO)
+        .expect("same version");
+    assert_eq!(restored.calibrations, 0);
     assert_eq!((restored.servers, restored.ignored), (1, 0));
     after.t = 704.0;
     let mut next = 0;
@@ -496,8 +507,8 @@ fn a_restarted_client_rejects_a_recording_of_its_previous_run() {
     });
     assert!(
         calibrated(&after),
-        "{}",
-        after.server().calibration_summary()
+        "{:?}",
+        CalibrationStatus::of_association(after.server())
     );
     assert!(
         after.rejected("replay") >= 10,
@@ -527,7 +538,13 @@ fn a_restarted_client_follows_a_server_that_went_back_meanwhile() {
     other.key = Some(2);
     state.servers.push(other);
     let mut after = World::one_server();
-    let restored = after.core.restore(&state).expect("same version");
+    // Our clock at zero: the persisted calibration looks measured in the
+    // future and is measured again; these tests are about the replay floor.
+    let restored = after
+        .core
+        .restore(&state, mcast_proto::NtpTimestamp::ZERO)
+        .expect("same version");
+    assert_eq!(restored.calibrations, 0);
     assert_eq!((restored.servers, restored.ignored), (1, 1));
     after.server_off = -3000.0;
     after.t = 704.0;
@@ -535,8 +552,58 @@ fn a_restarted_client_follows_a_server_that_went_back_meanwhile() {
     assert_eq!(after.stepped_back(), 1, "{:?}", after.events);
     assert!(
         calibrated(&after),
-        "{}",
-        after.server().calibration_summary()
+        "{:?}",
+        CalibrationStatus::of_association(after.server())
+    );
+    let off = after.offset().expect("selected");
+    assert!((off + 3000.0).abs() < 0.001, "offset {off} s");
+}
+
+/// The same two restarts with the calibration reused (restored at the
+/// client's clock at restart, well within a day of the measurement): no
+/// volley, the recording is still rejected as replays from the first
+/// packet, and a server that went back 3000 s is followed only after a
+/// unicast check agreed with it.
+#[test]
+fn with_a_reused_calibration_the_recording_is_rejected_and_a_backstep_is_checked() {
+    let mut before = World::one_server();
+    before.quiet(640.0);
+    let state = before.core.persisted();
+    assert!(state.servers[0].calibration.is_some(), "{state:?}");
+    let tape = before.recording.clone();
+    let mut after = World::one_server();
+    let now = after.client_clock(704.0);
+    let restored = after.core.restore(&state, now).expect("same version");
+    assert_eq!((restored.servers, restored.calibrations), (1, 1));
+    after.t = 704.0;
+    let mut next = 0;
+    after.run(704.0 + 15.0 * POLL, &mut |_, _| {
+        let p = tape.get(next).cloned();
+        next += 1;
+        p.map(|(_, b)| (SERVER.to_string(), b))
+    });
+    assert_eq!(after.server().unicast_sent(), 0, "no volley");
+    assert!(
+        after.rejected("replay") >= 10,
+        "{:?}",
+        after.server().rejected()
+    );
+    let off = after.offset().expect("selected");
+    assert!(off.abs() < 0.001, "offset {off} s");
+
+    let mut after = World::one_server();
+    let restored = after
+        .core
+        .restore(&state, after.client_clock(704.0))
+        .expect("same version");
+    assert_eq!(restored.calibrations, 1);
+    after.server_off = -3000.0;
+    after.t = 704.0;
+    after.quiet(704.0 + 15.0 * POLL);
+    assert_eq!(after.stepped_back(), 1, "{:?}", after.events);
+    assert!(
+        after.server().unicast_sent() > 0,
+        "followed back only after a unicast check"
     );
     let off = after.offset().expect("selected");
     assert!((off + 3000.0).abs() < 0.001, "offset {off} s");
