@@ -12,6 +12,7 @@
 //! - [`persist`]: what survives a restart (the replay floor per server).
 
 pub mod association;
+pub mod bound;
 pub mod calibration;
 pub mod discipline;
 pub mod engine;
