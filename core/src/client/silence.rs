@@ -16,14 +16,22 @@ pub enum GroupEvent {
     /// No broadcast since `since` for longer than the configured intervals of
     /// `expected_interval`: log once, re-join the group, raise `check`.
     GroupSilent {
+        /// The last delivery (or the join).
         since: Duration,
+        /// The slowest configured server's poll interval.
         expected_interval: Duration,
     },
     /// Still silent: leave and join the group again (sends an unsolicited
     /// IGMP/MLD report).
-    Rejoin { attempt: u32 },
+    Rejoin {
+        /// 1 for the first re-join of this silence.
+        attempt: u32,
+    },
     /// A broadcast arrived after silence: log once that delivery is back.
-    GroupBack { silent_for: Duration },
+    GroupBack {
+        /// From the last delivery before the silence to this broadcast.
+        silent_for: Duration,
+    },
 }
 
 /// Default number of intervals of the slowest server's poll.
