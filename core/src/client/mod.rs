@@ -10,6 +10,7 @@
 //! - [`engine`]: [`ClientCore`], the one entry point joining them.
 //! - [`status`]: the plain status struct the shell serializes.
 //! - [`persist`]: what survives a restart (the replay floor per server).
+//! - [`silence`]: has the multicast group stopped delivering (issue 17).
 
 pub mod association;
 pub mod bound;
@@ -20,6 +21,7 @@ pub mod filter;
 pub mod kernel;
 pub mod persist;
 pub mod select;
+pub mod silence;
 pub mod status;
 
 pub use engine::{Action, ClientCore, CoreConfig, Incoming};
