@@ -6,6 +6,7 @@
 #![cfg(test)]
 
 use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use mcast_tests::loopback::{LoopbackLab, tool, wait_until};
@@ -18,6 +19,17 @@ impl Drop for FakeDaemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// One fake chronyd at a time: the tests of this file run in parallel, and
+/// the refusal names the first chronyd it finds, which must be the test's
+/// own (another test's may have ended by the time its pid is checked).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn fake_chronyd(dir: &std::path::Path) -> FakeDaemon {
@@ -61,6 +73,7 @@ fn slew_config(lab: &LoopbackLab) -> std::path::PathBuf {
 
 #[test]
 fn slew_mode_refuses_to_start_beside_chronyd_unless_forced() {
+    let _one = one_at_a_time();
     let lab = LoopbackLab::new();
     let conf = slew_config(&lab);
     let fake = fake_chronyd(lab.dir.path());
@@ -73,8 +86,7 @@ fn slew_mode_refuses_to_start_beside_chronyd_unless_forced() {
         .expect("run runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    // The other test of this file runs its own fake chronyd at the same
-    // time: either may be the one named.
+    // Ours, or a real chronyd of this machine.
     let named: u32 = stderr
         .split("refusing to start in slew mode: chronyd (pid ")
         .nth(1)
@@ -110,6 +122,7 @@ fn slew_mode_refuses_to_start_beside_chronyd_unless_forced() {
 
 #[test]
 fn monitor_mode_starts_beside_chronyd() {
+    let _one = one_at_a_time();
     let lab = LoopbackLab::new();
     let _fake = fake_chronyd(lab.dir.path());
     // Monitor mode never touches the clock: no reason to refuse.
