@@ -1,8 +1,11 @@
-//! The Debian package description (`[package.metadata.deb]` in
-//! mcast-server/Cargo.toml), checked without building it: every asset
-//! exists, no keys file is ever installed, every man page and completion is
-//! shipped, and the units are installed but neither enabled nor started.
-//! `scripts/package` builds the real .deb with cargo-deb and inspects it.
+//! The Debian packages' description (`[package.metadata.deb]` in
+//! mcast-server/Cargo.toml: mcast-ntp, and its `client` variant
+//! mcast-ntp-client), checked without building them: every asset exists,
+//! no keys file is ever installed, every man page and completion is shipped
+//! by exactly one package and no file by both, the units are installed but
+//! neither enabled nor started, and only the client declares the
+//! time-daemon relations. `scripts/package` builds the real .debs with
+//! cargo-deb and inspects them.
 #![cfg(test)]
 // Test helpers outside #[test] functions fail the test on purpose.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
@@ -22,9 +25,24 @@ fn deb_metadata() -> toml::Table {
         .clone()
 }
 
-/// (source, destination) of every asset.
-fn assets() -> Vec<(String, String)> {
-    deb_metadata()["assets"]
+/// The two packages' descriptions, as cargo-deb sees them: the base, and
+/// the `client` variant's keys over the base's.
+fn packages() -> [toml::Table; 2] {
+    let base = deb_metadata();
+    let mut client = base.clone();
+    client.remove("variants");
+    let variant = base["variants"]["client"]
+        .as_table()
+        .expect("[package.metadata.deb.variants.client]");
+    for (k, v) in variant {
+        client.insert(k.clone(), v.clone());
+    }
+    [base, client]
+}
+
+/// (source, destination) of every asset of `package`.
+fn assets_of(package: &toml::Table) -> Vec<(String, String)> {
+    package["assets"]
         .as_array()
         .expect("assets")
         .iter()
@@ -38,21 +56,39 @@ fn assets() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Files a source pattern (a path, or `dir/*.ext`) names, relative to the
-/// workspace.
+/// Every asset of both packages.
+fn assets() -> Vec<(String, String)> {
+    packages().iter().flat_map(assets_of).collect()
+}
+
+/// Files a source pattern (a path, or `dir/prefix*suffix`) names, relative
+/// to the crate.
 fn expand(source: &str) -> Vec<PathBuf> {
     let path = server_crate().join(source);
     let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-    match name.strip_prefix('*') {
-        Some(suffix) => {
+    match name.split_once('*') {
+        Some((prefix, suffix)) => {
             let dir = path.parent().unwrap();
             std::fs::read_dir(dir)
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                 .map(|e| e.unwrap().path())
-                .filter(|p| p.to_str().unwrap().ends_with(suffix))
+                .filter(|p| {
+                    let n = p.file_name().unwrap().to_str().unwrap();
+                    n.starts_with(prefix) && n.ends_with(suffix)
+                })
                 .collect()
         }
         None => vec![path],
+    }
+}
+
+/// Where `source` lands: `dest`, or `dest` + the file name when `dest` is
+/// a directory.
+fn installed(source: &Path, dest: &str) -> String {
+    if dest.ends_with('/') {
+        format!("/{dest}{}", source.file_name().unwrap().to_str().unwrap())
+    } else {
+        format!("/{dest}")
     }
 }
 
@@ -115,45 +151,107 @@ fn every_asset_exists_and_no_keys_file_is_installed() {
 }
 
 #[test]
-fn every_man_page_and_completion_is_shipped() {
-    let shipped: Vec<PathBuf> = assets()
+fn every_man_page_and_completion_is_shipped_by_one_package_and_no_file_by_both() {
+    let shipped: Vec<Vec<PathBuf>> = packages()
         .iter()
-        .filter(|(s, _)| !s.starts_with("target/"))
-        .flat_map(|(s, _)| expand(s))
-        .map(|p| p.canonicalize().unwrap())
+        .map(|p| {
+            assets_of(p)
+                .iter()
+                .filter(|(s, _)| !s.starts_with("target/"))
+                .flat_map(|(s, _)| expand(s))
+                .map(|p| p.canonicalize().unwrap())
+                .collect()
+        })
         .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for dir in ["man", "completions"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = entry.unwrap().path().canonicalize().unwrap();
-            assert!(
-                shipped.contains(&p),
-                "{} is not in the package",
-                p.display()
-            );
+            let by = shipped.iter().filter(|s| s.contains(&p)).count();
+            assert_eq!(by, 1, "{} is shipped by {by} packages", p.display());
         }
+    }
+    let [server, client] = packages().map(|p| {
+        assets_of(&p)
+            .iter()
+            .flat_map(|(s, d)| {
+                let files = if s.starts_with("target/") {
+                    vec![PathBuf::from(s)]
+                } else {
+                    expand(s)
+                };
+                files
+                    .into_iter()
+                    .map(|f| installed(&f, d))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    });
+    for f in &server {
+        assert!(
+            !client.contains(f),
+            "{f} is in both packages (dpkg refuses that)"
+        );
     }
 }
 
 #[test]
 fn units_are_installed_but_neither_enabled_nor_started() {
-    let meta = deb_metadata();
-    let units = meta["systemd-units"].as_array().expect("systemd-units");
-    let mut names: Vec<&str> = units
-        .iter()
-        .map(|u| {
-            assert_eq!(u["enable"].as_bool(), Some(false), "{u}");
-            assert_eq!(u["start"].as_bool(), Some(false), "{u}");
-            let dir = server_crate().join(u["unit-scripts"].as_str().unwrap());
-            let name = u["unit-name"].as_str().unwrap();
-            assert!(dir.join(format!("{name}.service")).is_file(), "{name}");
-            name
-        })
-        .collect();
-    names.sort_unstable();
+    let names = packages().map(|meta| {
+        let units = meta["systemd-units"].as_array().expect("systemd-units");
+        let mut names: Vec<String> = units
+            .iter()
+            .map(|u| {
+                assert_eq!(u["enable"].as_bool(), Some(false), "{u}");
+                assert_eq!(u["start"].as_bool(), Some(false), "{u}");
+                let dir = server_crate().join(u["unit-scripts"].as_str().unwrap());
+                let name = u["unit-name"].as_str().unwrap();
+                assert!(dir.join(format!("{name}.service")).is_file(), "{name}");
+                name.to_owned()
+            })
+            .collect();
+        names.sort_unstable();
+        (meta["name"].as_str().unwrap().to_owned(), names)
+    });
     assert_eq!(
         names,
-        ["mcast-client", "mcast-client-wait-sync", "mcast-server"]
+        [
+            ("mcast-ntp".to_owned(), vec!["mcast-server".to_owned()]),
+            (
+                "mcast-ntp-client".to_owned(),
+                vec![
+                    "mcast-client".to_owned(),
+                    "mcast-client-wait-sync".to_owned()
+                ]
+            ),
+        ]
     );
-    assert_eq!(meta["name"].as_str(), Some("mcast-ntp"));
+}
+
+/// The client disciplines the clock: like chrony, ntp and
+/// systemd-timesyncd it provides, conflicts with and replaces
+/// `time-daemon`, so only one runs. The server does not: it runs on hosts
+/// that chrony or ntpd discipline (`[time-source] kind = "kernel"`).
+#[test]
+fn only_the_client_package_declares_the_time_daemon_relations() {
+    let [server, client] = packages();
+    for field in ["provides", "conflicts", "replaces"] {
+        assert_eq!(
+            client.get(field).and_then(|v| v.as_str()),
+            Some("time-daemon"),
+            "mcast-ntp-client {field}"
+        );
+    }
+    for field in ["provides", "conflicts", "replaces", "breaks"] {
+        assert!(server.get(field).is_none(), "mcast-ntp declares {field}");
+    }
+    let bins = |p: &toml::Table| -> Vec<String> {
+        assets_of(p)
+            .into_iter()
+            .filter(|(_, d)| d == "usr/bin/")
+            .map(|(s, _)| s)
+            .collect()
+    };
+    assert_eq!(bins(&client), ["target/release/mcast-client"]);
+    assert!(!bins(&server).iter().any(|b| b.ends_with("mcast-client")));
 }
