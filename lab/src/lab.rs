@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mcast_core::client::status::ClientStatus;
+use mcast_core::client::status::{ClientStatus, ServerStatus};
 use mcast_core::server::status::Status;
 use mcast_keys::{KeyStore, PacketAuth, packet};
 use mcast_proto::{Datagram, Mode};
@@ -284,6 +284,24 @@ impl Daemon {
     pub fn stop(&self) {
         let _ = self.child.stop();
     }
+}
+
+/// The status row of server `addr` in a client's status.
+///
+/// # Panics
+/// When the status lists no such server (the status is in the message).
+pub fn server_row(s: &ClientStatus, addr: Ipv4Addr) -> ServerStatus {
+    s.servers
+        .iter()
+        .find(|r| r.remote == IpAddr::V4(addr))
+        .cloned()
+        .unwrap_or_else(|| panic!("status lists no server {addr}: {s:#?}"))
+}
+
+/// Packets rejected with `label`: those counted on the server's row `r`
+/// plus those the client counted before it knew the server (`s`).
+pub fn rejected(r: &ServerStatus, s: &ClientStatus, label: &str) -> u64 {
+    r.rejected.get(label).copied().unwrap_or(0) + s.rejected.get(label).copied().unwrap_or(0)
 }
 
 /// One of our servers in a lab host, on port 123.

@@ -206,15 +206,9 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     spawn_reply_loops(&shared, &first_pair);
     tasks.spawn(tick_loop(Arc::clone(&shared)));
     if let Some(listener) = metrics {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!("metrics on http://{addr}/metrics");
-        }
         let for_metrics = Arc::clone(&shared);
-        tasks.spawn(mcast_sys::serve_http(
+        tasks.spawn(mcast_sys::serve_metrics(
             listener,
-            "/metrics",
-            crate::metrics::CONTENT_TYPE,
-            mcast_sys::HttpLimits::default(),
             Arc::new(move || control::metrics_text(&for_metrics.core, for_metrics.mono())),
         ));
     }

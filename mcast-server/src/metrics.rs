@@ -28,10 +28,7 @@
 
 use mcast_core::server::responder::ResponderCounters;
 use mcast_core::server::status::{PollerStatus, Status};
-use mcast_sys::prometheus::{self, Exposition, Kind, flag};
-
-/// The content type of [`format_metrics`]'s output.
-pub const CONTENT_TYPE: &str = prometheus::CONTENT_TYPE;
+use mcast_sys::prometheus::{Exposition, Kind, flag};
 
 /// Unicast pollers given a series of their own (the busiest); the others
 /// are summed under `client="other"`.
@@ -341,8 +338,8 @@ mod tests {
         }
     }
 
-    fn parse(text: &str) -> prometheus::Parsed {
-        prometheus::parse(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+    fn parse(text: &str) -> mcast_sys::prometheus::Parsed {
+        mcast_sys::prometheus::parse(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
     }
 
     #[test]

@@ -109,6 +109,23 @@ pub fn http_response(
     response("200 OK", content_type, "", &render(), head_only)
 }
 
+/// Serves `render` as Prometheus text at `/metrics` on `listener`, with the
+/// default limits, after logging the address: the metrics endpoint of both
+/// daemons.
+pub async fn serve_metrics(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("metrics on http://{addr}/metrics");
+    }
+    serve_http(
+        listener,
+        "/metrics",
+        crate::prometheus::CONTENT_TYPE,
+        HttpLimits::default(),
+        render,
+    )
+    .await;
+}
+
 /// Serves `GET path` on `listener` with `render()`'s text until the task is
 /// dropped.
 pub async fn serve_http(

@@ -48,7 +48,7 @@ pub use control::{
     run_daemon_single_threaded, serve_control, serve_control_with_peer, wait_for_stop,
 };
 pub use endpoint::{DEFAULT_TX_TIMESTAMP_WAIT, EndpointOptions, UdpEndpoint};
-pub use http::{HttpLimits, head_end, http_response, serve_http};
+pub use http::{HttpLimits, head_end, http_response, serve_http, serve_metrics};
 pub use iface::{
     interface_addresses, interface_broadcast_addresses, interface_by_index, interface_exists,
     interface_index,

@@ -14,10 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mcast_core::client::association::State;
-use mcast_core::client::status::{ClientStatus, ServerStatus};
+use mcast_core::client::status::ServerStatus;
 use mcast_lab::lab::{
     Attacker, Daemon, GROUP, NTP_PORT, Program, destination, lab_required, local_source, parse_all,
-    stop_capture, wait_for,
+    rejected, server_row as row, stop_capture, wait_for,
 };
 use mcast_lab::netns::{Host, Lan};
 use mcast_proto::Mode;
@@ -61,14 +61,6 @@ fn client_with(
     Daemon::start(Program::Client, host, work, "client", NTP_PORT, &body)
 }
 
-fn row(s: &ClientStatus, addr: Ipv4Addr) -> ServerStatus {
-    s.servers
-        .iter()
-        .find(|r| r.remote == IpAddr::V4(addr))
-        .cloned()
-        .unwrap_or_else(|| panic!("status lists no server {addr}: {s:#?}"))
-}
-
 fn diag(c: &Daemon) -> impl Fn() -> String + '_ {
     move || format!("client status:\n{}\nlog:\n{}", c.status_text(), c.log())
 }
@@ -99,10 +91,6 @@ fn wait_calibration_over(c: &Daemon, addr: Ipv4Addr, timeout: Duration) -> Serve
         },
         diag(c),
     )
-}
-
-fn rejected(r: &ServerStatus, s: &ClientStatus, label: &str) -> u64 {
-    r.rejected.get(label).copied().unwrap_or(0) + s.rejected.get(label).copied().unwrap_or(0)
 }
 
 /// The worst |offset| (selected, and of `addr`'s row) while `attacker`

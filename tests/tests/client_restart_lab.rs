@@ -21,10 +21,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mcast_core::client::association::State;
-use mcast_core::client::status::{CalibrationStatus, ClientStatus, ServerStatus};
+use mcast_core::client::status::CalibrationStatus;
 use mcast_lab::lab::{
     Attacker, Daemon, GROUP, NTP_PORT, Program, destination, lab_required, local_source, parse_all,
-    stop_capture, wait_for,
+    rejected, server_row as row, stop_capture, wait_for,
 };
 use mcast_lab::netns::{Host, Lan, UdpDatagram};
 use mcast_proto::Mode;
@@ -43,19 +43,6 @@ fn client(host: &Host, work: &Path, name: &str, server: Ipv4Addr, state: &Path) 
          [[server]]\naddress = \"{server}\"\nkey = 1\n"
     );
     Daemon::start(Program::Client, host, work, name, NTP_PORT, &body)
-}
-
-fn row(s: &ClientStatus, addr: Ipv4Addr) -> ServerStatus {
-    s.servers
-        .iter()
-        .find(|r| r.remote == IpAddr::V4(addr))
-        .cloned()
-        .unwrap_or_else(|| panic!("status lists no server {addr}: {s:#?}"))
-}
-
-/// Packets rejected as older than the last one accepted (the replay floor).
-fn replays(r: &ServerStatus, s: &ClientStatus) -> u64 {
-    r.rejected.get("replay").copied().unwrap_or(0) + s.rejected.get("replay").copied().unwrap_or(0)
 }
 
 #[test]
@@ -199,9 +186,9 @@ fn a_restarted_client_reuses_its_calibration_and_its_replay_floor() {
         diag()
     );
     assert!(
-        replays(&r, &s) >= replayed.sent.saturating_sub(1),
+        rejected(&r, &s, "replay") >= replayed.sent.saturating_sub(1),
         "{} of {} replayed packets counted as `replay`: {:?}\n{}",
-        replays(&r, &s),
+        rejected(&r, &s, "replay"),
         replayed.sent,
         r.rejected,
         diag()

@@ -17,10 +17,7 @@ use mcast_core::client::association::{Rejection, State};
 use mcast_core::client::discipline::Decision;
 use mcast_core::client::engine::GlobalRejection;
 use mcast_core::client::status::{ClientStatus, ClockModeStatus, ServerStatus};
-use mcast_sys::prometheus::{self, Exposition, Kind, flag};
-
-/// The content type of [`format_metrics`]'s output.
-pub const CONTENT_TYPE: &str = prometheus::CONTENT_TYPE;
+use mcast_sys::prometheus::{Exposition, Kind, flag};
 
 fn secs(ms: Option<f64>) -> Option<f64> {
     ms.map(|v| v / 1e3)

@@ -65,7 +65,7 @@ fn status(servers: Vec<ServerStatus>) -> ClientStatus {
 /// Checks the text against the exposition format (the shared
 /// reader) and gives every sample's value by series.
 fn parse(text: &str) -> BTreeMap<String, f64> {
-    let parsed = prometheus::parse(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let parsed = mcast_sys::prometheus::parse(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     parsed
         .samples
         .into_iter()

@@ -351,15 +351,9 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(sync_loop(Arc::clone(&shared), config.clone(), upstream));
     if let Some(listener) = metrics {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!("metrics on http://{addr}/metrics");
-        }
         let for_metrics = Arc::clone(&shared);
-        tasks.spawn(mcast_sys::serve_http(
+        tasks.spawn(mcast_sys::serve_metrics(
             listener,
-            "/metrics",
-            crate::metrics::CONTENT_TYPE,
-            mcast_sys::HttpLimits::default(),
             Arc::new(move || crate::metrics::format_metrics(&for_metrics.status())),
         ));
     }
