@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mcast_core::client::association::ServerSpec;
 use mcast_core::client::association::State;
+use mcast_core::client::bound::BoundStatus;
 use mcast_core::client::calibration::{Calibration, Phase};
 use mcast_core::client::discipline::{ClockMode, Decision, DisciplineConfig};
 use mcast_core::client::engine::{
@@ -104,6 +105,10 @@ pub struct Sample {
     pub truechimers: u32,
     /// The system peer.
     pub system_peer: Option<usize>,
+    /// The error bound the client would publish now (ClockBound's
+    /// segment), seconds, with its status; `None` while it publishes none
+    /// or the status is unknown.
+    pub bound: Option<(f64, BoundStatus)>,
 }
 
 /// What a client did and how its clock fared.
@@ -353,6 +358,7 @@ impl SimClient {
             return;
         };
         self.clock.advance_to(now);
+        let mono = self.mono();
         let bits = |ids: &[usize]| ids.iter().fold(0u32, |m, i| m | super::metrics::bit(*i));
         let sel = core.selection();
         self.trace.samples.push(Sample {
@@ -362,6 +368,10 @@ impl SimClient {
             falsetickers: sel.map_or(0, |s| bits(&s.falsetickers)),
             truechimers: sel.map_or(0, |s| bits(&s.truechimers)),
             system_peer: sel.and_then(|s| s.system_peer),
+            bound: core.error_bound(mono, self.clock.read()).and_then(|b| {
+                let ns = b.at(mono)?;
+                Some((ns as f64 / 1e9, b.status))
+            }),
         });
     }
 
