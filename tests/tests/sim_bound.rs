@@ -13,7 +13,7 @@ use mcast_tests::sim::{self, scenarios};
 
 /// Most the median bound may be over the median true error (synchronized
 /// samples of all clients). Measured: see BENCHMARKS.md.
-const MAX_MEDIAN_LOOSENESS: f64 = 40.0;
+const MAX_MEDIAN_LOOSENESS: f64 = 50.0;
 
 fn seed() -> u64 {
     std::env::var("SIM_SEED")
