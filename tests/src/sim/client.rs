@@ -26,14 +26,13 @@ use super::server::{NTP_PORT, PRECISION, server_address, server_key_id};
 /// The port clients send calibration requests from.
 pub const CALIBRATION_PORT: u16 = 41230;
 
-/// Address of client `j`: 198.18.1.(j+1).
+/// Address of client `j`: 198.18.1.(j+1) for the first 255, then on
+/// through 198.18.2.0 and up (distinct for 65,000 clients, all in
+/// 198.18.0.0/15; the servers are in 198.18.0.0/24).
 pub fn client_address(j: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        198,
-        18,
-        1,
-        u8::try_from(j + 1).unwrap_or(u8::MAX),
-    ))
+    let k = j + 1;
+    let third = u8::try_from(1 + k / 256).unwrap_or(u8::MAX);
+    IpAddr::V4(Ipv4Addr::new(198, 18, third, (k % 256) as u8))
 }
 
 /// Something that happens to a client at a given time.
