@@ -159,6 +159,21 @@ impl Daemon {
         port: u16,
         body: &str,
     ) -> Daemon {
+        let daemon = Daemon::spawn(program, host, work, name, port, body);
+        daemon.wait_running();
+        daemon
+    }
+
+    /// [`Daemon::start`] without waiting for it to log that it runs (many
+    /// started at once: [`Daemon::wait_running`] each afterwards).
+    pub fn spawn(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        body: &str,
+    ) -> Daemon {
         let config = work.join(format!("{name}.toml"));
         let socket = work.join(format!("{name}.sock"));
         let log = work.join(format!("{name}.log"));
@@ -172,33 +187,39 @@ impl Daemon {
         let child = host
             .spawn(&bin.to_string_lossy(), &args, &log)
             .unwrap_or_else(|e| panic!("start {} in {}: {e}", program.name(), host.name()));
-        let daemon = Daemon {
+        Daemon {
             program,
             host: host.clone(),
             child,
             socket,
             log,
             config,
-        };
+        }
+    }
+
+    /// Waits until it logs that it runs; panics (with its configuration
+    /// and log) if it exits first or takes too long.
+    pub fn wait_running(&self) {
+        let program = self.program;
         let ready = format!("{} running", program.name());
         wait_for(
-            &format!("{} in {} to log {ready:?}", program.name(), host.name()),
+            &format!("{} in {} to log {ready:?}", program.name(), self.host.name()),
             START_TIMEOUT,
             Duration::from_millis(50),
             || {
                 assert!(
-                    daemon.child.is_running(),
-                    "{} in {} exited at start ({:?}) with config\n{text}\nlog:\n{}",
+                    self.child.is_running(),
+                    "{} in {} exited at start ({:?}) with config\n{}\nlog:\n{}",
                     program.name(),
-                    host.name(),
-                    daemon.child.exit_status(),
-                    daemon.log()
+                    self.host.name(),
+                    self.child.exit_status(),
+                    std::fs::read_to_string(&self.config).unwrap_or_default(),
+                    self.log()
                 );
-                daemon.log().contains(&ready).then_some(())
+                self.log().contains(&ready).then_some(())
             },
-            || daemon.log(),
+            || self.log(),
         );
-        daemon
     }
 
     /// The host it runs in.
