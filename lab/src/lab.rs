@@ -203,7 +203,11 @@ impl Daemon {
         let program = self.program;
         let ready = format!("{} running", program.name());
         wait_for(
-            &format!("{} in {} to log {ready:?}", program.name(), self.host.name()),
+            &format!(
+                "{} in {} to log {ready:?}",
+                program.name(),
+                self.host.name()
+            ),
             START_TIMEOUT,
             Duration::from_millis(50),
             || {

@@ -423,57 +423,6 @@ pub fn status_line(s: &ClientStatus) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
-
-    #[test]
-    fn the_panic_line_names_the_command_that_sets_the_clock() {
-        assert!(
-            PANIC_LINE.contains("`mcast-client step-now`"),
-            "{PANIC_LINE}"
-        );
-        // And that command exists.
-        use clap::CommandFactory as _;
-        let cli = crate::cli::Cli::command();
-        assert!(cli.get_subcommands().any(|c| c.get_name() == "step-now"));
-    }
-
-    #[test]
-    fn the_unpaired_warning_names_the_setting_to_check() {
-        let line = event_line(&Event::Unpaired {
-            server: "s1".into(),
-            count: 8,
-        });
-        assert!(line.starts_with("s1: 8 broadcasts"), "{line}");
-        assert!(line.contains("`interleave = true`"), "{line}");
-    }
-
-    #[test]
-    fn no_reply_says_which_port_replies_must_reach() {
-        let line = event_line(&Event::CalibrationDone {
-            server: "s1".into(),
-            to: "198.18.0.1:123".parse().expect("address"),
-            local_port: Some(41230),
-            phase: Phase::Fallback {
-                one_way: mcast_proto::NtpDuration::from_millis(4),
-                reason: FallbackReason::Failed {
-                    failure: Failure::NoReply {
-                        requests: 6,
-                        route: None,
-                    },
-                    volleys: Some(4),
-                },
-            },
-        });
-        assert!(
-            line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),
-            "{line}"
-        );
-    }
-}
-
 /// A ClockBound time as RFC 3339 UTC with nanoseconds.
 fn rfc3339(t: std::time::SystemTime) -> String {
     jiff::Timestamp::try_from(t).map_or_else(|_| "out of range".into(), |t| format!("{t:.9}"))
@@ -529,4 +478,55 @@ pub fn now_json(r: &crate::clockbound::Reading) -> String {
         "max_drift_ppb": r.max_drift_ppb,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
+
+    #[test]
+    fn the_panic_line_names_the_command_that_sets_the_clock() {
+        assert!(
+            PANIC_LINE.contains("`mcast-client step-now`"),
+            "{PANIC_LINE}"
+        );
+        // And that command exists.
+        use clap::CommandFactory as _;
+        let cli = crate::cli::Cli::command();
+        assert!(cli.get_subcommands().any(|c| c.get_name() == "step-now"));
+    }
+
+    #[test]
+    fn the_unpaired_warning_names_the_setting_to_check() {
+        let line = event_line(&Event::Unpaired {
+            server: "s1".into(),
+            count: 8,
+        });
+        assert!(line.starts_with("s1: 8 broadcasts"), "{line}");
+        assert!(line.contains("`interleave = true`"), "{line}");
+    }
+
+    #[test]
+    fn no_reply_says_which_port_replies_must_reach() {
+        let line = event_line(&Event::CalibrationDone {
+            server: "s1".into(),
+            to: "198.18.0.1:123".parse().expect("address"),
+            local_port: Some(41230),
+            phase: Phase::Fallback {
+                one_way: mcast_proto::NtpDuration::from_millis(4),
+                reason: FallbackReason::Failed {
+                    failure: Failure::NoReply {
+                        requests: 6,
+                        route: None,
+                    },
+                    volleys: Some(4),
+                },
+            },
+        });
+        assert!(
+            line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),
+            "{line}"
+        );
+    }
 }

@@ -457,17 +457,27 @@ fn storm(n: usize, poll: i8) -> Result<(), String> {
         d_p99 / 1e3,
         d_max / 1e3
     );
-    println!("| clients (bridge order) | median one-way delay (us) |\n|---|---|");
+    // All hosts share one clock: a client's offset is its error.
+    println!(
+        "| clients (bridge order) | median one-way delay (us) | median offset (us) |\n|---|---|---|"
+    );
     for (k, chunk) in statuses.chunks(tenth).enumerate() {
-        let v: Vec<f64> = chunk
+        let delay: Vec<f64> = chunk
             .iter()
             .filter_map(|s| s.servers.first().and_then(|r| r.one_way_delay_ms))
             .collect();
-        let (median, _, _, _) = summary(&v);
+        let mut offset: Vec<f64> = chunk
+            .iter()
+            .filter_map(|s| s.servers.first().and_then(|r| r.offset_ms))
+            .map(|ms| ms * 1e3)
+            .collect();
+        offset.sort_by(f64::total_cmp);
+        let (median, _, _, _) = summary(&delay);
         println!(
-            "| {}-{} | {median:.1} |",
+            "| {}-{} | {median:.1} | {:+.1} |",
             k * tenth + 1,
-            (k * tenth + chunk.len()).min(n)
+            (k * tenth + chunk.len()).min(n),
+            offset.get(offset.len() / 2).copied().unwrap_or(f64::NAN)
         );
     }
     println!("\npoll {poll}, one server (key 1), one bridge LAN, all clients in monitor mode");
