@@ -94,6 +94,7 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
         server_port: config.port,
         precision,
         discipline: discipline_config(&config.clock),
+        group_silent_intervals: config.group_silent_intervals,
     }
 }
 

@@ -2,6 +2,7 @@
 //! core event (the `check` verdict is [`crate::check`]).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason, StepNowError};
 use mcast_core::client::select::NoSelection;
@@ -76,7 +77,101 @@ pub fn event_line(e: &Event) -> String {
              check disagrees with them: dropped as a replay"
         ),
         Event::ClockAdjustmentFailed { error } => format!("clock adjustment failed: {error}"),
+        Event::GroupSilent { .. } => group_silent_line(e, &[]),
+        Event::GroupBack { .. } => group_back_line(e, &[]),
     }
+}
+
+/// `group 224.0.1.1 on eth0, group ff05::101 on eth1` (or `the group`).
+fn listeners_words(listeners: &[(IpAddr, String)]) -> String {
+    if listeners.is_empty() {
+        return "the group".into();
+    }
+    let each: Vec<String> = listeners
+        .iter()
+        .map(|(g, i)| format!("group {g} on {i}"))
+        .collect();
+    each.join(", ")
+}
+
+/// The likely causes of a silent group, most likely first.
+const GROUP_SILENT_CAUSES: &str = "no IGMP/MLD querier on a switch that snoops IGMP (its \
+     membership ages out a few minutes after the last query), the switch's snooping dropped \
+     the membership, a TTL too small on the servers (`ttl` of their [[destination]]) or a \
+     router in between that does not forward the group, or the wrong interface in [[listen]]";
+
+/// The one log line of a silence ([`Event::GroupSilent`]), naming every
+/// group and interface the client listens on.
+pub fn group_silent_line(e: &Event, listeners: &[(IpAddr, String)]) -> String {
+    let Event::GroupSilent {
+        intervals,
+        silent_for,
+        expected_interval,
+        ..
+    } = e
+    else {
+        return String::new();
+    };
+    format!(
+        "{}: no authenticated broadcast from any server for {} s ({intervals} x the slowest \
+         poll interval, {} s); re-joining the group (a fresh IGMP/MLD report) and reporting \
+         CRITICAL until broadcasts return. Likely causes: {GROUP_SILENT_CAUSES}",
+        listeners_words(listeners),
+        silent_for.as_secs(),
+        expected_interval.as_secs()
+    )
+}
+
+/// The one log line of the group's recovery ([`Event::GroupBack`]).
+pub fn group_back_line(e: &Event, listeners: &[(IpAddr, String)]) -> String {
+    let Event::GroupBack {
+        silent_for,
+        rejoins,
+    } = e
+    else {
+        return String::new();
+    };
+    format!(
+        "{}: authenticated broadcasts are back after {} s of silence ({rejoins} re-join(s))",
+        listeners_words(listeners),
+        silent_for.as_secs()
+    )
+}
+
+/// A re-join that failed (the membership could not be dropped or added).
+pub fn rejoin_failed(group: IpAddr, interface: &str, attempt: u32, error: &str) -> String {
+    format!("re-join {attempt} of group {group} on {interface} failed: {error}")
+}
+
+/// The `check` words of a silent group.
+pub fn group_silent_check(last_delivery_s: f64, silent_after_s: f64, rejoins: u64) -> String {
+    format!(
+        "multicast group silent for {last_delivery_s:.0} s (limit {silent_after_s:.0} s, \
+         {rejoins} re-joins): check the IGMP querier and snooping on the switch, the servers' \
+         TTL and the [[listen]] interface"
+    )
+}
+
+/// `igmp-version`/`mld-version` was applied (or already in force).
+pub fn multicast_version_applied(path: &str, old: &str, new: u8) -> String {
+    if old == new.to_string() {
+        format!("{path} is already {new}")
+    } else {
+        format!("set {path} to {new} (was {old})")
+    }
+}
+
+/// `igmp-version`/`mld-version` could not be applied: the kernel's
+/// default stays; how to set it instead.
+pub fn multicast_version_failed(path: &str, new: u8, error: &str) -> String {
+    let key = path
+        .trim_start_matches("/proc/sys/")
+        .replace('/', ".");
+    format!(
+        "could not write {new} to {path} ({error}); the kernel's version stays. Set it for \
+         the host instead, e.g. `{key} = {new}` in /etc/sysctl.d/60-mcast-ntp.conf (the \
+         packaged unit may not write kernel settings)"
+    )
 }
 
 /// Why a reload was refused: each server it would cut off.

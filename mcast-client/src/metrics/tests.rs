@@ -1,7 +1,7 @@
 //! Unit tests of the client's exposition.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
-use mcast_core::client::status::{CalibrationStatus, DecisionStatus, SCHEMA_VERSION};
+use mcast_core::client::status::{CalibrationStatus, DecisionStatus, GroupStatus, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 
 fn server(name: &str, state: State, tally: char) -> ServerStatus {
@@ -59,6 +59,13 @@ fn status(servers: Vec<ServerStatus>) -> ClientStatus {
         jitter_ms: Some(0.125),
         min_agreeing: Some(1),
         synchronized: true,
+        group: Some(GroupStatus {
+            silent: false,
+            last_delivery_s: 3.0,
+            silent_after_s: 192.0,
+            silences: 0,
+            rejoins: 0,
+        }),
     }
 }
 

@@ -1156,6 +1156,16 @@ impl Run<'_> {
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
                 }
+                Action::Event(Event::GroupSilent { .. }) | Action::Rejoin { .. }
+                    if from_packet =>
+                {
+                    self.fail("a group falls silent only on ticks", format!("{action:?}"));
+                }
+                Action::Event(Event::GroupBack { .. }) if !from_packet => {
+                    self.fail("a group comes back only with a packet", format!("{action:?}"));
+                }
+                // About the group, not a server.
+                Action::Event(Event::GroupSilent { .. } | Event::GroupBack { .. }) => {}
                 Action::Event(e)
                     if !self
                         .core

@@ -327,6 +327,8 @@ impl SimClient {
                 // Recorded by the simulated clock (ClockOps::kernel).
                 Action::Kernel(_) => {}
                 Action::Event(e) => self.trace.events.push((now, e)),
+                // The simulated network has no memberships to renew.
+                Action::Rejoin { .. } => {}
             }
         }
         for (i, a) in core.associations().enumerate() {
