@@ -624,7 +624,11 @@ impl ClientConfig {
         if let Some(v) = l.igmp_version {
             let f = format!("listen[{i}].igmp-version");
             if !(2..=3).contains(&v) {
-                return Err(o.error(&f, v, "must be 2 or 3 (leave it out for the kernel's choice)"));
+                return Err(o.error(
+                    &f,
+                    v,
+                    "must be 2 or 3 (leave it out for the kernel's choice)",
+                ));
             }
             if l.broadcast || !l.group.is_ipv4() {
                 return Err(o.error(
@@ -637,7 +641,11 @@ impl ClientConfig {
         if let Some(v) = l.mld_version {
             let f = format!("listen[{i}].mld-version");
             if !(1..=2).contains(&v) {
-                return Err(o.error(&f, v, "must be 1 or 2 (leave it out for the kernel's choice)"));
+                return Err(o.error(
+                    &f,
+                    v,
+                    "must be 1 or 2 (leave it out for the kernel's choice)",
+                ));
             }
             if !l.group.is_ipv6() {
                 return Err(o.error(

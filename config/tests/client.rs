@@ -661,9 +661,9 @@ fn group_silence_and_igmp_version_are_checked_with_file_line_and_field() {
     assert_eq!(e.field.as_deref(), Some("listen[0].igmp-version"));
     assert_eq!(e.line, Some(line_of(&v4, "igmp-version")), "{e}");
     assert!(
-        e.to_string()
-            .contains("client.toml")
-            && e.to_string().contains("listen[0].igmp-version = 4: must be 2 or 3"),
+        e.to_string().contains("client.toml")
+            && e.to_string()
+                .contains("listen[0].igmp-version = 4: must be 2 or 3"),
         "{e}"
     );
     let on_v6 = v2.replace(
@@ -671,15 +671,13 @@ fn group_silence_and_igmp_version_are_checked_with_file_line_and_field() {
         "group = \"ff05::101\"\ninterface = \"bond0\"",
     );
     let e = parse_err(&on_v6);
-    assert!(
-        e.to_string().contains("IPv4 multicast groups only"),
-        "{e}"
-    );
-    let mld = MINIMAL.replace(
-        "interface = \"bond0\"",
-        "group = \"ff05::101\"\ninterface = \"bond0\"\nmld-version = 1",
-    )
-    .replace("198.18.0.1", "fd00::1");
+    assert!(e.to_string().contains("IPv4 multicast groups only"), "{e}");
+    let mld = MINIMAL
+        .replace(
+            "interface = \"bond0\"",
+            "group = \"ff05::101\"\ninterface = \"bond0\"\nmld-version = 1",
+        )
+        .replace("198.18.0.1", "fd00::1");
     assert_eq!(parse(&mld).unwrap().listen[0].mld_version, Some(1));
     let mld_on_v4 = MINIMAL.replace(
         "interface = \"bond0\"",

@@ -105,12 +105,22 @@ fn forged_and_replayed_packets_do_not_hide_a_silent_group_which_is_rejoined_and_
         .filter(|(_, a)| matches!(a, Action::Event(Event::GroupSilent { .. })))
         .collect();
     assert_eq!(silent.len(), 1, "said once: {seen:?}");
-    let (at, Action::Event(Event::GroupSilent { intervals, since, silent_for, expected_interval })) =
-        silent[0]
+    let (
+        at,
+        Action::Event(Event::GroupSilent {
+            intervals,
+            since,
+            silent_for,
+            expected_interval,
+        }),
+    ) = silent[0]
     else {
         unreachable!()
     };
-    assert_eq!(*at, 46.5, "first tick more than 6 s after the last genuine packet at 40 s");
+    assert_eq!(
+        *at, 46.5,
+        "first tick more than 6 s after the last genuine packet at 40 s"
+    );
     assert_eq!(*intervals, 3);
     assert_eq!(*since, Duration::from_secs(40));
     assert_eq!(*silent_for, Duration::from_secs_f64(6.5));

@@ -151,7 +151,7 @@ The table, one row per server (as ntpq -p):
   jitter  of its offsets (all ms)
 Below the table, per server: state, calibration result (or why it failed),
 unicast packets sent (constant after calibration) and rejections by reason.
---json gives the same as documented in docs/status-json.md (schema 1).";
+--json gives the same as documented in docs/status-json.md (schema 2).";
 
 const LISTEN_HELP: &str = "Example:\n  \
     mcast-client listen --group 224.0.1.1 --interface bond0 --keys /etc/mcast-ntp/ntp.keys \

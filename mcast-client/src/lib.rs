@@ -17,6 +17,7 @@ pub mod clock;
 pub mod coexist;
 pub mod control;
 pub mod daemon;
+pub mod igmp;
 pub mod import_ntp_conf;
 mod listen;
 pub mod metrics;

@@ -164,9 +164,14 @@ pub fn multicast_version_applied(path: &str, old: &str, new: u8) -> String {
 /// `igmp-version`/`mld-version` could not be applied: the kernel's
 /// default stays; how to set it instead.
 pub fn multicast_version_failed(path: &str, new: u8, error: &str) -> String {
-    let key = path
+    // sysctl's name: components joined by dots, a dot within one (a VLAN
+    // interface such as bond0.100) written as a slash.
+    let key: Vec<String> = path
         .trim_start_matches("/proc/sys/")
-        .replace('/', ".");
+        .split('/')
+        .map(|c| c.replace('.', "/"))
+        .collect();
+    let key = key.join(".");
     format!(
         "could not write {new} to {path} ({error}); the kernel's version stays. Set it for \
          the host instead, e.g. `{key} = {new}` in /etc/sysctl.d/60-mcast-ntp.conf (the \

@@ -21,8 +21,8 @@ use mcast_core::client::association::State;
 use mcast_core::client::discipline::Decision;
 use mcast_core::client::select::NoSelection;
 use mcast_core::client::status::{
-    CalibrationStatus, ClientStatus, ClockModeStatus, DecisionStatus, FailureStatus,
-    GroupStatus, ReplyProblemStatus, SCHEMA_VERSION, ServerStatus,
+    CalibrationStatus, ClientStatus, ClockModeStatus, DecisionStatus, FailureStatus, GroupStatus,
+    ReplyProblemStatus, SCHEMA_VERSION, ServerStatus,
 };
 use mcast_core::server::broadcaster::Silence;
 use mcast_core::server::responder::ResponderCounters;

@@ -1042,12 +1042,7 @@ impl ClientCore {
         })
     }
 
-    fn broadcast(
-        &mut self,
-        inc: Incoming<'_>,
-        random: u32,
-        clock: &mut dyn Clock,
-    ) -> Vec<Action> {
+    fn broadcast(&mut self, inc: Incoming<'_>, random: u32, clock: &mut dyn Clock) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
             self.count(GlobalRejection::BadFormat);
             return Vec::new();

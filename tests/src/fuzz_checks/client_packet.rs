@@ -1156,13 +1156,14 @@ impl Run<'_> {
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
                 }
-                Action::Event(Event::GroupSilent { .. }) | Action::Rejoin { .. }
-                    if from_packet =>
-                {
+                Action::Event(Event::GroupSilent { .. }) | Action::Rejoin { .. } if from_packet => {
                     self.fail("a group falls silent only on ticks", format!("{action:?}"));
                 }
                 Action::Event(Event::GroupBack { .. }) if !from_packet => {
-                    self.fail("a group comes back only with a packet", format!("{action:?}"));
+                    self.fail(
+                        "a group comes back only with a packet",
+                        format!("{action:?}"),
+                    );
                 }
                 // About the group, not a server.
                 Action::Event(Event::GroupSilent { .. } | Event::GroupBack { .. }) => {}
