@@ -260,13 +260,7 @@ fn a_client_behind_a_snooping_switch_notices_the_lost_querier_rejoins_and_recove
     assert_eq!(code, 0, "check OK while delivering: {line}\n{}", diag());
 
     // (b) The querier is lost.
-    ok(
-        h3.exec(
-            "ip",
-            &["link", "set", "brq", "type", "bridge", "mcast_querier", "0"],
-        ),
-        "querier off",
-    );
+    set_querier(&h3, false);
     let lost = Instant::now();
     let silent = wait_for(
         "the client to report the group silent",
