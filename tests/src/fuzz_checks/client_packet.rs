@@ -732,9 +732,15 @@ impl Run<'_> {
                 format!("association of {src} counted nothing"),
             );
         };
-        if !actions.is_empty() || after.selection != before.selection {
+        // An authentic broadcast that is never time still shows the group
+        // delivers: it may end a group silence, and nothing else.
+        let other = actions.iter().any(|a| {
+            !(reason == Rejection::Unusable
+                && matches!(a, Action::Event(Event::GroupBack { .. })))
+        });
+        if other || after.selection != before.selection {
             self.fail(
-                "a rejected broadcast yields no action",
+                "a rejected broadcast yields no action (an unusable one: only the group's return)",
                 format!("rejected as {reason:?}, actions {actions:?}"),
             );
         }
