@@ -143,6 +143,22 @@ pub fn rejoin_failed(group: IpAddr, interface: &str, attempt: u32, error: &str) 
     format!("re-join {attempt} of group {group} on {interface} failed: {error}")
 }
 
+/// The `status` line of the group, once it has ever been silent.
+pub fn group_words(g: &mcast_core::client::status::GroupStatus) -> String {
+    if g.silent {
+        format!(
+            "group SILENT: no authenticated broadcast for {:.0} s (limit {:.0} s); re-joined {} \
+             time(s) so far; see the log for the likely causes",
+            g.last_delivery_s, g.silent_after_s, g.rejoins
+        )
+    } else {
+        format!(
+            "group delivering; silent {} time(s) since start, {} re-join(s)",
+            g.silences, g.rejoins
+        )
+    }
+}
+
 /// The `check` words of a silent group.
 pub fn group_silent_check(last_delivery_s: f64, silent_after_s: f64, rejoins: u64) -> String {
     format!(
@@ -451,6 +467,9 @@ pub fn format_status(s: &ClientStatus) -> String {
     }
     if let Some(d) = &s.decision {
         let _ = writeln!(o, "last clock decision: {}", decision_words(d));
+    }
+    if let Some(g) = s.group.filter(|g| g.silent || g.silences > 0) {
+        let _ = writeln!(o, "{}", group_words(&g));
     }
     if !s.rejected.is_empty() {
         let list = s

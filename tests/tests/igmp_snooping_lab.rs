@@ -287,6 +287,8 @@ fn a_client_behind_a_snooping_switch_notices_the_lost_querier_rejoins_and_recove
         code == 2 && line.contains("multicast group silent"),
         "check CRITICAL naming the silent group, got {code}: {line}"
     );
+    let text = c.status_text();
+    assert!(text.contains("group SILENT"), "status says so:\n{text}");
     let log = c.log();
     let said = log
         .matches("no authenticated broadcast from any server")

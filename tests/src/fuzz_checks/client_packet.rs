@@ -735,8 +735,7 @@ impl Run<'_> {
         // An authentic broadcast that is never time still shows the group
         // delivers: it may end a group silence, and nothing else.
         let other = actions.iter().any(|a| {
-            !(reason == Rejection::Unusable
-                && matches!(a, Action::Event(Event::GroupBack { .. })))
+            !(reason == Rejection::Unusable && matches!(a, Action::Event(Event::GroupBack { .. })))
         });
         if other || after.selection != before.selection {
             self.fail(
