@@ -112,6 +112,7 @@ fn forged_and_replayed_packets_do_not_hide_a_silent_group_which_is_rejoined_and_
             since,
             silent_for,
             expected_interval,
+            ignored,
         }),
     ) = silent[0]
     else {
@@ -125,6 +126,7 @@ fn forged_and_replayed_packets_do_not_hide_a_silent_group_which_is_rejoined_and_
     assert_eq!(*since, Duration::from_secs(40));
     assert_eq!(*silent_for, Duration::from_secs_f64(6.5));
     assert_eq!(*expected_interval, Duration::from_secs(2));
+    assert_eq!(*ignored, 18, "3 junk datagrams a second from 41 s to 46 s");
     let rejoins: Vec<(f64, u32)> = seen
         .iter()
         .filter_map(|(t, a)| match a {

@@ -107,15 +107,26 @@ pub fn group_silent_line(e: &Event, listeners: &[(IpAddr, String)]) -> String {
         intervals,
         silent_for,
         expected_interval,
+        ignored,
         ..
     } = e
     else {
         return String::new();
     };
+    let causes = if *ignored > 0 {
+        format!(
+            "{ignored} datagram(s) did arrive meanwhile but none was an authentic, new \
+             broadcast of a configured server, so the path works: check the servers' keys \
+             (status: rejected by reason), or a host replaying or forging packets. Otherwise: \
+             {GROUP_SILENT_CAUSES}"
+        )
+    } else {
+        format!("nothing arrived at all. Likely causes: {GROUP_SILENT_CAUSES}")
+    };
     format!(
         "{}: no authenticated broadcast from any server for {} s ({intervals} x the slowest \
          poll interval, {} s); re-joining the group (a fresh IGMP/MLD report) and reporting \
-         CRITICAL until broadcasts return. Likely causes: {GROUP_SILENT_CAUSES}",
+         CRITICAL until broadcasts return; {causes}",
         listeners_words(listeners),
         silent_for.as_secs(),
         expected_interval.as_secs()
@@ -589,6 +600,50 @@ mod tests {
         assert!(
             line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn a_silent_group_names_its_groups_and_tells_nothing_arriving_from_failing_keys() {
+        let silent = |ignored| Event::GroupSilent {
+            intervals: 3,
+            since: std::time::Duration::from_secs(10),
+            silent_for: std::time::Duration::from_secs(200),
+            expected_interval: std::time::Duration::from_secs(64),
+            ignored,
+        };
+        let joined = [
+            ("224.0.1.1".parse().unwrap(), "bond0".to_string()),
+            ("ff05::101".parse().unwrap(), "bond1".to_string()),
+        ];
+        let nothing = group_silent_line(&silent(0), &joined);
+        assert!(
+            nothing.starts_with(
+                "group 224.0.1.1 on bond0, group ff05::101 on bond1: no authenticated broadcast \
+                 from any server for 200 s (3 x the slowest poll interval, 64 s)"
+            ),
+            "{nothing}"
+        );
+        assert!(nothing.contains("nothing arrived at all"), "{nothing}");
+        for cause in ["querier", "snooping", "TTL", "interface"] {
+            assert!(nothing.contains(cause), "{cause}: {nothing}");
+        }
+        let junk = group_silent_line(&silent(42), &joined);
+        assert!(
+            junk.contains("42 datagram(s) did arrive") && junk.contains("keys"),
+            "{junk}"
+        );
+        let back = group_back_line(
+            &Event::GroupBack {
+                silent_for: std::time::Duration::from_secs(300),
+                rejoins: 2,
+            },
+            &joined[..1],
+        );
+        assert_eq!(
+            back,
+            "group 224.0.1.1 on bond0: authenticated broadcasts are back after 300 s of silence \
+             (2 re-join(s))"
         );
     }
 }

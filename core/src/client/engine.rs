@@ -256,6 +256,11 @@ pub enum Event {
         silent_for: Duration,
         /// The slowest server's poll interval it was judged by.
         expected_interval: Duration,
+        /// Datagrams that did reach the group socket since the last
+        /// delivery but did not count (unauthenticated, another key,
+        /// replayed, unknown source, malformed): when not 0 the path works
+        /// and keys or a forger are the likelier cause.
+        ignored: u64,
     },
     /// An authenticated broadcast arrived after a silence. Said once.
     GroupBack {
@@ -714,6 +719,8 @@ struct GroupState {
     rejoins: u64,
     /// Re-joins of the silence under way.
     rejoins_now: u32,
+    /// Datagrams since the last delivery that did not count as one.
+    ignored: u64,
 }
 
 /// The group's delivery as `status` shows it ([`ClientCore::group`]).
@@ -946,6 +953,9 @@ impl ClientCore {
         let mut actions = self.broadcast(inc, random, clock);
         if self.newest_acceptance() != before {
             actions.extend(self.group_delivered(inc.mono));
+        } else {
+            let g = self.group_state(inc.mono);
+            g.ignored = g.ignored.saturating_add(1);
         }
         actions
     }
@@ -976,12 +986,14 @@ impl ClientCore {
             silences: 0,
             rejoins: 0,
             rejoins_now: 0,
+            ignored: 0,
         })
     }
 
     /// The group delivered an authenticated broadcast at `now`.
     fn group_delivered(&mut self, now: Duration) -> Vec<Action> {
         let g = self.group_state(now);
+        g.ignored = 0;
         match g.watch.on_broadcast(now) {
             Some(GroupEvent::GroupBack { silent_for }) => {
                 let rejoins = std::mem::take(&mut g.rejoins_now);
@@ -1014,6 +1026,7 @@ impl ClientCore {
                         since,
                         silent_for: now.saturating_sub(since),
                         expected_interval,
+                        ignored: g.ignored,
                     }));
                 }
                 Some(GroupEvent::Rejoin { attempt }) => {
