@@ -13,6 +13,7 @@ use mcast_proto::{
 };
 
 use crate::client::association::{Anchor, Arrival, Association, CheckOutcome, ServerSpec, State};
+use crate::client::bound::{BoundConfig, BoundTracker, Clocks, ErrorBound, PeerTerms, Update};
 use crate::client::calibration::{
     self, BroadcastObservation, CalibrationConfig, Exchange, Phase, ReplyProblem, Step,
 };
@@ -60,6 +61,8 @@ pub struct CoreConfig {
     /// broadcast from any server after which the group is reported silent
     /// and re-joined (`group-silent-intervals`).
     pub group_silent_intervals: u32,
+    /// The error bound published to applications.
+    pub bound: BoundConfig,
 }
 
 impl CoreConfig {
@@ -80,6 +83,7 @@ impl CoreConfig {
             precision: Log2Seconds(-20),
             discipline: DisciplineConfig::default(),
             group_silent_intervals: DEFAULT_SILENT_AFTER_INTERVALS,
+            bound: BoundConfig::default(),
         }
     }
 }
@@ -689,6 +693,8 @@ pub struct ClientCore {
     discipline: Discipline,
     /// What the kernel is told about the clock.
     kernel: KernelTracker,
+    /// The error bound published to applications.
+    bound: BoundTracker,
     /// Everything we have added to our clock since start, as it takes effect.
     adjustments: Adjustments,
     /// Monotonic time of the last clock decision (when it is carried out).
@@ -756,6 +762,7 @@ impl ClientCore {
             .collect();
         let discipline = Discipline::new(config.discipline);
         let kernel = KernelTracker::new(config.discipline.unsync_after);
+        let bound = BoundTracker::new(config.bound);
         let adjustments = Adjustments::new(config.discipline.max_slew_ppm.as_rate());
         ClientCore {
             config,
@@ -764,6 +771,7 @@ impl ClientCore {
             global_rejects: BTreeMap::new(),
             discipline,
             kernel,
+            bound,
             adjustments,
             decided_at: Duration::ZERO,
             selection: None,
@@ -1535,8 +1543,94 @@ impl ClientCore {
         let decision = self.discipline.step_now(offset, mono);
         self.decided_at = mono;
         self.last_decision = Some(decision);
+        let before = clock.now();
         self.apply(&decision, clock).map_err(StepNowError::Clock)?;
+        if let Some(selection) = self.selection.clone() {
+            self.note_bound(mono, (before, clock.now()), &decision, true, &selection);
+        }
         Ok(offset)
+    }
+
+    /// Hands a clock decision to the error bound, with the system peer's
+    /// part of it. `applied`: the clock was changed as decided (or, in
+    /// monitor mode, nothing was to be).
+    fn note_bound(
+        &mut self,
+        mono: Duration,
+        (before, after): (NtpTimestamp, NtpTimestamp),
+        decision: &Decision,
+        applied: bool,
+        selection: &SelectOutcome,
+    ) {
+        let Some(p) = selection.system_peer.and_then(|i| self.peers.get(i)) else {
+            return;
+        };
+        let survivors = || {
+            selection
+                .survivors
+                .iter()
+                .filter_map(|i| self.peers.get(*i))
+        };
+        let combined = selection.offset.unwrap_or(p.filter.offset());
+        let Some(h) = p.assoc.last_header() else {
+            return;
+        };
+        let terms = PeerTerms {
+            root_delay: h.root_delay.to_duration(),
+            root_dispersion: h.root_dispersion.to_duration(),
+            dispersion: p.filter.dispersion(mono),
+            jitter: p.filter.jitter(),
+            // Without a delay in use (never, while tracking) the whole
+            // round trip of the sample.
+            calibration: p
+                .assoc
+                .calibration()
+                .and_then(calibration::Calibration::uncertainty)
+                .unwrap_or_else(|| p.filter.delay().abs()),
+            // True time is in a truechimer's interval, which may be any
+            // survivor's: the combined offset may be this far from it.
+            spread: survivors()
+                .map(|s| (s.filter.offset() - combined).abs())
+                .max()
+                .unwrap_or(NtpDuration::ZERO),
+        };
+        let update = match *decision {
+            Decision::Monitor { offset } => Update::Measured { offset },
+            Decision::Slew { offset, .. } if applied => Update::Measured { offset },
+            Decision::Step { .. } if applied => Update::Stepped,
+            other => Update::Ignored {
+                offset: other.offset(),
+            },
+        };
+        let clocks = Clocks {
+            mono,
+            before,
+            after,
+            frequency_known: self.discipline.state() == LoopState::Sync,
+            monitor: self.config.discipline.mode == ClockMode::Monitor,
+        };
+        // The oldest sample the combined offset rests on.
+        let sample_at = survivors()
+            .filter_map(|s| s.filter.last_update())
+            .min()
+            .unwrap_or(mono);
+        self.bound.update(clocks, sample_at, update, terms);
+    }
+
+    /// The bound on the system clock's error at monotonic time `mono`, when
+    /// the system clock reads `now`, as published to applications (`None`
+    /// before the first clock update).
+    pub fn error_bound(&self, mono: Duration, now: NtpTimestamp) -> Option<ErrorBound> {
+        let selected = self
+            .selection
+            .as_ref()
+            .is_some_and(|s| s.system_peer.is_some());
+        self.bound.at(
+            mono,
+            now,
+            self.adjustments.slewed(mono),
+            selected && self.synchronized(),
+        )
     }
 
     /// Carries out a clock decision on `clock` and records what was done to
@@ -1614,9 +1708,12 @@ impl ClientCore {
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
             // Monitor mode never touches the clock, whatever clock it was given.
+            let mut applied = monitor;
+            let before = clock.now();
             if !monitor {
                 match self.apply(&decision, clock) {
                     Ok(()) => {
+                        applied = true;
                         disciplined =
                             matches!(decision, Decision::Slew { .. } | Decision::Step { .. });
                     }
@@ -1625,6 +1722,7 @@ impl ClientCore {
                     }
                 }
             }
+            self.note_bound(mono, (before, clock.now()), &decision, applied, &outcome);
         }
         if !monitor {
             let selected = self.selected(&outcome, &candidates);
@@ -1814,6 +1912,7 @@ mod tests {
                     ..DisciplineConfig::default()
                 },
                 group_silent_intervals: 3,
+                bound: BoundConfig::default(),
             },
             KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store"),
         );
