@@ -150,9 +150,11 @@ pub struct Server {
     pub interleave: bool,
     /// The server's Ed25519 public key (`public-key = "ed25519:<hex>"`, as
     /// `mcast-keygen signing-key` prints it): every broadcast must carry a
-    /// valid signature from it, whatever its MAC says. For now it needs
-    /// `key` too (the MAC must verify as well, and authenticates the
-    /// calibration replies, which are not signed yet).
+    /// valid signature from it, whatever its MAC says, and so must every
+    /// calibration reply (the requests carry no MAC, only a random cookie
+    /// and the key's fingerprint). Alone it needs no secret on the client;
+    /// with `key` beside it (a migration from shared keys) the MAC must
+    /// verify as well.
     #[serde(default, deserialize_with = "units::opt_public_key")]
     pub public_key: Option<PublicKey>,
 }
@@ -685,19 +687,11 @@ impl ClientConfig {
             }
             match (s.signing_key(), s.authentication) {
                 (Some(_), true) | (None, false) => {}
-                (None, true) if s.public_key.is_some() => {
-                    // The broadcasts would be authentic, but the calibration
-                    // replies are not signed yet: a forged reply could
-                    // skew the delay. Until they are, the MAC key is needed.
-                    return Err(o.labelled(
-                        &format!("server[{i}]"),
-                        format!("server {a}"),
-                        "public-key needs key as well for now: its broadcasts are checked by \
-                         signature, but calibration replies are authenticated by the MAC key \
-                         only (signed replies are not implemented yet)",
-                        ConfigErrorKind::Invalid,
-                    ));
-                }
+                // The public key alone authenticates broadcasts and the
+                // calibration replies (signed by the server, no shared
+                // secret on this host); `key` beside it is the migration
+                // path (signed and MAC'd).
+                (None, true) if s.public_key.is_some() => {}
                 (None, true) => {
                     return Err(o.labelled(
                         &format!("server[{i}]"),

@@ -512,6 +512,29 @@ impl Association {
         groups: &[SocketAddr],
         now: Duration,
     ) -> Result<(), Rejection> {
+        self.spend_verify(now)?;
+        signed::check_field(&pk, d, groups).or_else(|p| self.signature_rejected(p))
+    }
+
+    /// The signature of a calibration (or check) reply from this server,
+    /// when it has a public key: [`signed::check_reply`], after the same
+    /// per-server verification budget broadcasts spend. The caller has
+    /// matched the reply's origin against an outstanding cookie already.
+    /// A failure is counted by reason (the broadcasts' vocabulary) and
+    /// changes nothing else; `Ok` without a public key.
+    ///
+    /// # Errors
+    /// The reason the reply is not signed by the pinned key.
+    pub fn check_reply_signature(&mut self, d: &Datagram, now: Duration) -> Result<(), Rejection> {
+        let Some(pk) = self.spec.public_key.clone() else {
+            return Ok(());
+        };
+        self.spend_verify(now)?;
+        signed::check_reply(&pk, d).or_else(|p| self.signature_rejected(p))
+    }
+
+    /// Spends one verification of the per-server budget.
+    fn spend_verify(&mut self, now: Duration) -> Result<(), Rejection> {
         let (tokens, at) = self.verify_budget;
         let refilled = at.map_or(VERIFY_BURST, |at| {
             (tokens + now.saturating_sub(at).as_secs_f64() * VERIFY_RATE).min(VERIFY_BURST)
@@ -521,16 +544,18 @@ impl Association {
             return self.reject(Rejection::VerifyBudget).map(drop);
         }
         self.verify_budget = (refilled - 1.0, Some(now));
-        signed::check_field(&pk, d, groups).or_else(|p| {
-            self.reject(match p {
-                SignatureProblem::Unsigned => Rejection::Unsigned,
-                SignatureProblem::Malformed => Rejection::BadSignatureField,
-                SignatureProblem::UnknownKey => Rejection::SigningKeyUnknown,
-                SignatureProblem::WrongGroup => Rejection::WrongGroup,
-                SignatureProblem::BadSignature => Rejection::BadSignature,
-            })
-            .map(drop)
+        Ok(())
+    }
+
+    fn signature_rejected(&mut self, p: SignatureProblem) -> Result<(), Rejection> {
+        self.reject(match p {
+            SignatureProblem::Unsigned => Rejection::Unsigned,
+            SignatureProblem::Malformed => Rejection::BadSignatureField,
+            SignatureProblem::UnknownKey => Rejection::SigningKeyUnknown,
+            SignatureProblem::WrongGroup => Rejection::WrongGroup,
+            SignatureProblem::BadSignature => Rejection::BadSignature,
         })
+        .map(drop)
     }
 
     /// The checks of an authenticated broadcast (MAC or signature verified).
