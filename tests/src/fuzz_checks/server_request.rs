@@ -254,6 +254,11 @@ fn delta(before: &ResponderCounters, after: &ResponderCounters) -> Option<Respon
         unverified_limited: after
             .unverified_limited
             .checked_sub(before.unverified_limited)?,
+        signed_sent: after.signed_sent.checked_sub(before.signed_sent)?,
+        sign_budget: after.sign_budget.checked_sub(before.sign_budget)?,
+        sign_key_unknown: after
+            .sign_key_unknown
+            .checked_sub(before.sign_key_unknown)?,
     })
 }
 
