@@ -108,12 +108,13 @@ fn deliver_reply(core: &mut ClientCore, bytes: &[u8]) {
     );
 }
 
+/// Makes a signature field for a reply header.
+type FieldMaker<'a> = &'a dyn Fn(&[u8; HEADER_LEN]) -> mcast_proto::ExtensionField;
+
 /// A reply as our responder would build it for `cookie`: the header, then
-/// the signature field `field` makes from it (if any), then the MAC.
-fn reply(
-    cookie: NtpTimestamp,
-    field: Option<&dyn Fn(&[u8; HEADER_LEN]) -> mcast_proto::ExtensionField>,
-) -> Datagram {
+/// the signature field `field` makes from it (if any); [`wire`] adds the
+/// MAC.
+fn reply(cookie: NtpTimestamp, field: Option<FieldMaker<'_>>) -> Datagram {
     let mut h = server_header(Mode::Server);
     h.poll = Log2Seconds(6);
     h.origin = cookie;
