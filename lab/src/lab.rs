@@ -481,7 +481,7 @@ impl Attacker {
         let a = Attacker { child, log };
         let sniffs = matches!(
             args.first().map(String::as_str),
-            Some("replay" | "kod" | "clone" | "insider-reply")
+            Some("replay" | "kod" | "clone" | "insider-reply" | "regroup")
         );
         if sniffs {
             wait_for(

@@ -214,3 +214,67 @@ fn a_public_key_only_client_calibrates_and_refuses_an_insiders_forged_replies() 
         diag(&c),
     );
 }
+
+/// A signed broadcast recorded from group A (224.0.1.1, where our server
+/// sends) and re-sent at once, byte for byte and from the server's address,
+/// into group B (224.0.1.2), where the client listens and knows the server
+/// by its public key: every one is refused as `wrong-group` (its signature
+/// names A) and nothing changes: no broadcast accepted, no calibration, no
+/// unicast sent.
+#[test]
+fn a_signed_broadcast_replayed_into_another_group_is_refused_as_wrong_group() {
+    lab_required("a_signed_broadcast_replayed_into_another_group_is_refused_as_wrong_group");
+    let work = tempfile::tempdir().expect("temp dir");
+    let lan = Lan::new(3).expect("build a 3-host LAN");
+    let (h1, h2, h3) = (lan.host(1), lan.host(2), lan.host(3));
+    let group_b = Ipv4Addr::new(224, 0, 1, 2);
+    let signer = ServerKey::from_seed(&[42; 32]);
+    let _server = signed_server(&h1, work.path(), &signer, GROUP);
+    let c = public_key_client(&h2, work.path(), h1.addr(), &signer, group_b);
+    let attacker = Attacker::start(
+        &h3,
+        work.path(),
+        "regroup",
+        &args(&[
+            "regroup",
+            "--server",
+            &h1.addr().to_string(),
+            "--from-group",
+            &GROUP.to_string(),
+            "--to-group",
+            &group_b.to_string(),
+            "--count",
+            "3",
+            "--duration-s",
+            "40",
+        ]),
+    );
+    let sent = attacker.finish(Duration::from_secs(50));
+    assert_eq!(
+        sent.sent, 3,
+        "three broadcasts moved into group B: {sent:?}"
+    );
+    let s = wait_for(
+        "the client to count the three replays",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            let s = c.client_status();
+            let r = row(&s, h1.addr());
+            (rejected(&r, &s, "wrong-group") == sent.sent).then_some(s)
+        },
+        diag(&c),
+    );
+    let r = row(&s, h1.addr());
+    assert_eq!(
+        r.rejected.values().sum::<u64>(),
+        sent.sent,
+        "refused as wrong-group and nothing else: {:?}",
+        r.rejected
+    );
+    assert_eq!(
+        (r.state, r.accepted, r.unicast_sent, r.offset_ms),
+        (State::Listening, 0, 0, None),
+        "no state change: {r:?}"
+    );
+}

