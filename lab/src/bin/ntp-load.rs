@@ -362,7 +362,7 @@ impl Requests {
             });
             let ok = carries
                 && (!self.verify
-                    || n % VERIFY_EVERY != 0
+                    || !n.is_multiple_of(VERIFY_EVERY)
                     || mcast_keys::signed::check_reply(pk, &d).is_ok());
             if !ok {
                 tally.invalid += 1;
