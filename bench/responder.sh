@@ -347,7 +347,7 @@ if want mcast-server; then
   WORKERS_OF_RUN=$WORKERS
   # A signing key for the Ed25519 runs (mode 0600, in the run directory).
   SIGNING=$RUN/bench.ed25519
-  PUBLIC=$("$BIN/mcast-keygen" signing-key -o "$SIGNING" | head -n 1)
+  PUBLIC=$("$BIN/mcast-keygen" signing-key -o "$SIGNING" | sed -n 1p)
   for auth in none md5 aes-cmac ed25519 ed25519-md5; do
     port_free "$PORT" || die "port $PORT is in use"
     # ed25519 requests carry no MAC: require-auth = true shows that signed

@@ -427,8 +427,30 @@ impl ClientConfig {
 
     /// Loads the keys file this configuration names; errors point at the
     /// `keys` line.
+    ///
+    /// A client whose servers are all pinned by `public-key` alone (none
+    /// has `key`/`keys`, no discovery) holds no shared secret and needs no
+    /// keys file: when the file does not exist it gets an empty store. A
+    /// file that exists is read (and must be valid) all the same.
     pub fn load_keys(&self) -> Result<KeyStore, ConfigError> {
+        if !self.needs_keys() && !self.keys.exists() {
+            return KeyStore::from_keys(&self.keys, []).map_err(|e| {
+                let mut err = self.origin.error(
+                    "keys",
+                    format!("{:?}", self.keys.display().to_string()),
+                    format!("cannot use the keys file: {e}"),
+                );
+                err.kind = ConfigErrorKind::Keys;
+                err
+            });
+        }
         common::load_keys(&self.origin, &self.keys)
+    }
+
+    /// Whether any server (or discovery) authenticates with a key of the
+    /// keys file.
+    fn needs_keys(&self) -> bool {
+        self.discover || self.servers.iter().any(|s| s.signing_key().is_some())
     }
 
     /// Checks that every server's key exists in `keys` and that the keys

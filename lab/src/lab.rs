@@ -159,13 +159,25 @@ impl Daemon {
         port: u16,
         body: &str,
     ) -> Daemon {
+        Daemon::start_with_keys(program, host, work, name, port, &keys_file(), body)
+    }
+
+    /// As [`Daemon::start`], with `keys` as its keys file (a client that
+    /// pins its servers by public key alone may name one that does not
+    /// exist: it holds no shared secret).
+    pub fn start_with_keys(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        keys: &Path,
+        body: &str,
+    ) -> Daemon {
         let config = work.join(format!("{name}.toml"));
         let socket = work.join(format!("{name}.sock"));
         let log = work.join(format!("{name}.log"));
-        let text = format!(
-            "keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}",
-            keys = keys_file()
-        );
+        let text = format!("keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}");
         std::fs::write(&config, &text).expect("write daemon config");
         let bin = program.bin();
         let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];

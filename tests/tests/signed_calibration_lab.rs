@@ -51,7 +51,8 @@ fn signed_server(host: &Host, work: &Path, signer: &ServerKey, group: Ipv4Addr) 
 }
 
 /// A monitor-mode client listening to `group` that knows `server` by its
-/// public key only: its `[[server]]` has no `key`.
+/// public key only: its `[[server]]` has no `key`, and its keys file does
+/// not exist (it holds no shared secret at all).
 fn public_key_client(
     host: &Host,
     work: &Path,
@@ -66,7 +67,16 @@ fn public_key_client(
          [[server]]\naddress = \"{server}\"\npublic-key = \"{}\"\n",
         signer.public().to_line()
     );
-    Daemon::start(Program::Client, host, work, "client", NTP_PORT, &body)
+    let no_keys = work.join("client-has-no.keys");
+    Daemon::start_with_keys(
+        Program::Client,
+        host,
+        work,
+        "client",
+        NTP_PORT,
+        &no_keys,
+        &body,
+    )
 }
 
 fn diag(c: &Daemon) -> impl Fn() -> String + '_ {
