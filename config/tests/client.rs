@@ -583,7 +583,10 @@ fn a_public_key_is_parsed_alone_or_beside_the_mac_key() {
     assert_eq!(store.iter().count(), 0);
     let keyed = format!("keys = {:?}\n{with_key}", missing.display().to_string());
     let c = ClientConfig::parse(&keyed, &dir.path().join("client.toml")).expect("valid");
-    assert!(c.load_keys().is_err(), "a server with key needs the keys file");
+    assert!(
+        c.load_keys().is_err(),
+        "a server with key needs the keys file"
+    );
     let garbled = MINIMAL.replace("key = 3", "key = 3\npublic-key = \"ed25519:1234\"");
     let e = parse_err(&garbled);
     assert_eq!(e.kind, ConfigErrorKind::Schema);

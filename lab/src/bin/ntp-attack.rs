@@ -17,6 +17,7 @@ use mcast_lab::attack::{
     transmit,
 };
 use mcast_lab::netns::read_pcap_udp;
+use mcast_proto::ExtensionField;
 
 /// Keyless attacker of the namespace lab.
 #[derive(Parser, Debug)]
@@ -163,8 +164,10 @@ enum Mode {
     /// server's address with a reply that echoes the cookie, carries a
     /// valid MAC and times `--shift-ms` off. It cannot make the server's
     /// signature, so the replies take turns: no signature field, a field
-    /// signed by its own Ed25519 key, and a field with the server's
-    /// fingerprint (`--public-key`) and a garbage signature.
+    /// with its own key's fingerprint, and one with the server's
+    /// (`--public-key`); both fields carry a signature made once in advance
+    /// for another header, so no reply waits for a signature and each
+    /// leaves before the server's genuine one.
     InsiderReply {
         #[command(flatten)]
         limits: Limits,
@@ -458,10 +461,10 @@ fn forged_signed_reply(
     shift_ms: i64,
     turn: u64,
     server_fp: mcast_keys::signed::Fingerprint,
-    own: &mcast_keys::signed::ServerKey,
+    own: &ExtensionField,
     key: &mcast_keys::Key,
 ) -> Option<Vec<u8>> {
-    use mcast_proto::{Datagram, ExtensionField, Header, Mode as NtpMode, NtpTimestamp, RefId};
+    use mcast_proto::{Datagram, Header, Mode as NtpMode, NtpTimestamp, RefId};
     let req = Datagram::parse(request).ok()?;
     let shift = mcast_proto::NtpDuration::from_seconds_f64(shift_ms as f64 / 1000.0);
     let now = NtpTimestamp::from_bits(mcast_lab::attack::ntp_now()) + shift;
@@ -475,19 +478,25 @@ fn forged_signed_reply(
     h.receive = now;
     h.transmit = now;
     let mut d = Datagram::new(h);
+    // The field of a reply signed by our own key once, in advance, its
+    // signature left as it is: no signing per reply, so the forgery is out
+    // before the server's genuine (signed) reply. The client refuses it on
+    // the fingerprint (ours) or, relabelled with the server's, on the
+    // signature: either way before anything else.
+    let field = |fp: Option<mcast_keys::signed::Fingerprint>| {
+        let mut value = own.value.clone();
+        if let (Some(fp), Some(at)) = (fp, value.get_mut(4..12)) {
+            at.copy_from_slice(&fp.0);
+        }
+        ExtensionField {
+            field_type: mcast_keys::signed::FIELD_TYPE,
+            value,
+        }
+    };
     match turn % 3 {
         0 => {}
-        1 => d.extensions.push(own.sign_reply_field(&h.to_bytes())),
-        _ => {
-            let mut value = own.sign_reply_field(&h.to_bytes()).value;
-            if let Some(fp) = value.get_mut(4..12) {
-                fp.copy_from_slice(&server_fp.0);
-            }
-            d.extensions.push(ExtensionField {
-                field_type: mcast_keys::signed::FIELD_TYPE,
-                value,
-            });
-        }
+        1 => d.extensions.push(field(None)),
+        _ => d.extensions.push(field(Some(server_fp))),
     }
     let mut out = Vec::new();
     mcast_keys::packet::sign(key, &d, &mut out);
@@ -509,7 +518,11 @@ fn insider_reply(
     let server_fp = mcast_keys::signed::PublicKey::parse(public_key)
         .map_err(|e| e.to_string())?
         .fingerprint();
-    let own = mcast_keys::signed::ServerKey::from_seed(&[0x1e; 32]);
+    let own = mcast_keys::signed::ServerKey::from_seed(&[0x1e; 32]).sign_reply_field(
+        &mcast_proto::Datagram::new(mcast_proto::Header::new(mcast_proto::Mode::Server))
+            .header
+            .to_bytes(),
+    );
     let b = bounds(l)?;
     let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
     let spoof = io("raw socket", Spoofer::new())?;
