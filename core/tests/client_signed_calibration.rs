@@ -291,3 +291,58 @@ fn forged_calibration_replies_are_refused_by_reason_and_change_nothing() {
         );
     }
 }
+
+/// A volley whose only replies are unsigned (a server that does not sign,
+/// such as ntpd, behind a client that pins a public key) ends in the
+/// fallback with words that say why: no usable reply, the signature
+/// refused as `unsigned`, not "no reply".
+#[test]
+fn a_volley_of_unsigned_replies_fails_saying_the_replies_were_unsigned() {
+    use mcast_core::client::association::Rejection;
+    use mcast_core::client::calibration::{
+        CalibrationConfig, Failure, FallbackReason, Phase, ReplyProblem,
+    };
+    let server = ServerKey::from_seed(&[31; 32]);
+    let spec = ServerSpec {
+        public_key: Some(server.public().clone()),
+        ..ServerSpec::new(server_ip(), None)
+    };
+    let mut core = ClientCore::new(
+        CoreConfig {
+            groups: vec![GROUP.parse().expect("group")],
+            calibration: CalibrationConfig {
+                requests: 1,
+                retries: 0,
+                ..CalibrationConfig::default()
+            },
+            ..CoreConfig::with_servers(vec![spec])
+        },
+        lab_keys(),
+    );
+    start(&mut core, &server, None);
+    let request = first_request(&mut core);
+    let cookie = Datagram::parse(&request).expect("request").header.transmit;
+    deliver_reply(&mut core, &wire(&reply(cookie, None), None));
+    core.on_tick(
+        Duration::from_secs(60),
+        epoch() + NtpDuration::from_secs(60),
+        &mut || 7,
+        &mut NoClock,
+    );
+    let a = core.associations().next().expect("association");
+    match a.calibration().map(|c| c.phase()) {
+        Some(Phase::Fallback {
+            reason:
+                FallbackReason::Failed {
+                    failure: Failure::NoUsableReply { problems, .. },
+                    ..
+                },
+            ..
+        }) => assert_eq!(
+            problems,
+            &vec![ReplyProblem::Signature(Rejection::Unsigned)],
+            "the words name the refused signature"
+        ),
+        other => panic!("expected the fallback for unusable replies, got {other:?}"),
+    }
+}

@@ -1071,9 +1071,13 @@ impl ClientCore {
         // A server with a public key: the reply's signature, checked only
         // now that its origin is one of our cookies, decides before
         // anything else (its MAC, its kiss code). A failure is counted by
-        // reason on the association and changes nothing: the request
-        // stays outstanding for the genuine reply.
-        if peer.assoc.check_reply_signature(&d, inc.mono).is_err() {
+        // reason on the association and noted for the words of a failed
+        // volley, like a bad MAC; nothing else changes: the request stays
+        // outstanding for the genuine reply.
+        if let Err(why) = peer.assoc.check_reply_signature(&d, inc.mono) {
+            if let Some(cal) = peer.assoc.calibration_mut() {
+                cal.unusable_reply(ReplyProblem::Signature(why));
+            }
             return Vec::new();
         }
         let Some(cal) = peer.assoc.calibration_mut() else {
