@@ -34,8 +34,9 @@ pub struct ServerSpec {
     /// Its address (the source address of its broadcasts).
     pub address: IpAddr,
     /// The key its packets must be signed with, the first of its `keys`
-    /// (calibration requests are signed with it); `None` only when
-    /// authentication is explicitly off for it.
+    /// (calibration requests are signed with it); `None` when
+    /// authentication is explicitly off for it, or when `public_key` alone
+    /// authenticates it.
     pub key: Option<KeyId>,
     /// Further keys its packets may verify with (a key rollover: the
     /// others of `keys = [old, new]`).
@@ -48,7 +49,9 @@ pub struct ServerSpec {
     /// field. Set by configuration only, never inferred from packets.
     pub interleave: bool,
     /// The server's Ed25519 public key (`public-key`): when set, a packet
-    /// without a valid signature from it is rejected whatever its MAC says.
+    /// without a valid signature from it is rejected whatever its MAC says,
+    /// and so is a calibration reply (its requests ask for signed replies
+    /// with [`mcast_keys::signed::request_field`]).
     pub public_key: Option<PublicKey>,
 }
 
