@@ -2,7 +2,8 @@
 # client.sh - mcast-client's memory and CPU while tracking one server on
 # loopback, with every daemon feature on: state directory (replay floor,
 # calibration, frequency), sd_notify with a watchdog (a test NOTIFY_SOCKET),
-# metrics scraped every 5 s. Monitor mode, without CAP_SYS_TIME, traffic on
+# metrics scraped every 5 s, the ClockBound error-bound segment written
+# every second ([clock-bound]). Monitor mode, without CAP_SYS_TIME, traffic on
 # lo only; the server broadcasts every 2 s (poll 1), 15x the default rate.
 #
 #   bench/client.sh [SECONDS]     # default 300; needs a release build
@@ -41,6 +42,9 @@ interface = "lo"
 [[server]]
 address = "127.0.0.1"
 key = 3
+[clock-bound]
+enabled = true
+path = "$dir/shm0"
 TOML
 caps=(setpriv --bounding-set=-sys_time --inh-caps=-sys_time)
 "${caps[@]}" "$bin/mcast-server" run -c "$dir/server.toml" 2>/dev/null &
@@ -67,5 +71,6 @@ rss=$(awk '/VmRSS/ {print $2}' "/proc/$client/status")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$client/status")
 "$bin/mcast-client" status --json --socket "$dir/client.sock" | python3 -c \
   'import json,sys; s=json.load(sys.stdin); print("synchronized:", s.get("synchronized"), "unicast_sent:", s["servers"][0]["unicast_sent"])'
+"$bin/mcast-client" now --path "$dir/shm0" | sed 's/^/  /'
 awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$secs" -v rss="$rss" -v hwm="$hwm" 'BEGIN {
   printf "client over %d s: CPU %.2f s (%.3f %%), VmRSS %d kB, VmHWM %d kB\n", s, t/hz, 100*t/hz/s, rss, hwm }'

@@ -31,6 +31,9 @@ _mcast__client() {
             mcast__client,listen)
                 cmd="mcast__client__subcmd__listen"
                 ;;
+            mcast__client,now)
+                cmd="mcast__client__subcmd__now"
+                ;;
             mcast__client,recalibrate)
                 cmd="mcast__client__subcmd__recalibrate"
                 ;;
@@ -53,7 +56,7 @@ _mcast__client() {
 
     case "${cmd}" in
         mcast__client)
-            opts="-h -V --help --version run check-config status check wait-sync step-now recalibrate listen analyze import-ntp-conf"
+            opts="-h -V --help --version run check-config status check wait-sync step-now now recalibrate listen analyze import-ntp-conf"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,6 +241,32 @@ _mcast__client() {
                     return 0
                     ;;
                 --timeout-s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mcast__subcmd__client__subcmd__now)
+            opts="-c -h --config --path --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --path)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "status" -
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "check" -d 'Monitoring-plugin check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "wait-sync" -d 'Wait until the running client is synchronized: exit 0, or 1 on --timeout'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "step-now" -d 'Step the clock once to the selected time (past the panic threshold)'
+complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "now" -d 'Print earliest and latest true time now, from the published error bound (ClockBound)'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "recalibrate" -d 'Rerun the calibration volley for one server'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "listen" -d 'Diagnostic: join a group and print every packet heard and its verdict'
 complete -c mcast-client -n "__fish_mcast_client_needs_command" -f -a "analyze" -d 'Summarise the NTP traffic in a tcpdump capture (pcap or pcapng)'
@@ -63,6 +64,10 @@ complete -c mcast-client -n "__fish_mcast_client_using_subcommand wait-sync" -s 
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -s c -l config -d 'Configuration file whose control socket to use' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand step-now" -s h -l help -d 'Print help'
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand now" -s c -l config -d 'Configuration file whose [clock-bound] path to read' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand now" -l path -d 'The segment (overrides the configuration\'s; with it no configuration is read)' -r -F
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand now" -l json -d 'Print one JSON object instead of lines of text'
+complete -c mcast-client -n "__fish_mcast_client_using_subcommand now" -s h -l help -d 'Print help'
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -s c -l config -d 'Configuration file whose control socket to use' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -l socket -d 'Control socket (overrides the configuration\'s)' -r -F
 complete -c mcast-client -n "__fish_mcast_client_using_subcommand recalibrate" -s h -l help -d 'Print help'

@@ -73,6 +73,10 @@ pub struct ClientConfig {
     /// `[clock]`: what the client may do to the system clock.
     #[serde(default)]
     pub clock: Clock,
+    /// `[clock-bound]`: the bound on the clock's error, published for
+    /// applications in AWS ClockBound's shared-memory format.
+    #[serde(default)]
+    pub clock_bound: ClockBound,
     /// Unix socket of the control interface (`control-socket`, default
     /// `/run/mcast-ntp/client.sock`); relative paths as for `keys`.
     #[serde(default = "default_control_socket")]
@@ -261,6 +265,49 @@ impl Default for Selection {
     }
 }
 
+/// Default segment of `[clock-bound]`: where ClockBound's own daemon
+/// writes it, so its client libraries find it unchanged.
+pub const DEFAULT_CLOCK_BOUND_PATH: &str = "/var/run/clockbound/shm0";
+
+/// `[clock-bound]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClockBound {
+    /// Publish the bound (`enabled`, default false).
+    pub enabled: bool,
+    /// The segment file (`path`, default `/var/run/clockbound/shm0`,
+    /// ClockBound's protocol v2 path; relative paths as for `keys`). Its
+    /// folder must exist and be writable by `user`; nothing else may write
+    /// to it (stop ClockBound's own daemon).
+    pub path: PathBuf,
+    /// Worst drift of this host's oscillator once the frequency is known,
+    /// in ppm (`max-drift-ppm`, 1..=500, default 15): the rate the bound
+    /// grows at between updates.
+    #[serde(
+        rename = "max-drift-ppm",
+        deserialize_with = "units::ranged::<_, u32, 1, 500>"
+    )]
+    pub max_drift_ppm: u32,
+    /// How long a bound stays usable if the client stops updating it
+    /// (`void-after-s`, 2..=3600, default 60).
+    #[serde(
+        rename = "void-after-s",
+        deserialize_with = "units::ranged::<_, u32, 2, 3600>"
+    )]
+    pub void_after_s: u32,
+}
+
+impl Default for ClockBound {
+    fn default() -> Self {
+        ClockBound {
+            enabled: false,
+            path: PathBuf::from(DEFAULT_CLOCK_BOUND_PATH),
+            max_drift_ppm: 15,
+            void_after_s: 60,
+        }
+    }
+}
+
 /// What the client may do to the system clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -369,6 +416,7 @@ impl ClientConfig {
         config.origin = origin;
         config.keys = common::resolve(path, &config.keys);
         config.control_socket = common::resolve(path, &config.control_socket);
+        config.clock_bound.path = common::resolve(path, &config.clock_bound.path);
         config.operations_socket = config
             .operations_socket
             .as_ref()

@@ -35,8 +35,8 @@ mod server;
 mod units;
 
 pub use client::{
-    Calibration, ClientConfig, Clock, ClockMode, DEFAULT_CLIENT_CONTROL_SOCKET, Listen, Selection,
-    Server, operations_socket_for,
+    Calibration, ClientConfig, Clock, ClockBound, ClockMode, DEFAULT_CLIENT_CONTROL_SOCKET,
+    DEFAULT_CLOCK_BOUND_PATH, Listen, Selection, Server, operations_socket_for,
 };
 pub use common::{DEFAULT_GROUP_V4, DEFAULT_KEYS, DEFAULT_PORT, EXAMPLES_DIR, Host, LogLevel};
 pub use error::{ConfigError, ConfigErrorKind, Excerpt};

@@ -648,3 +648,37 @@ fn a_server_may_list_several_keys_the_first_signing() {
         e.headline()
     );
 }
+
+#[test]
+fn clock_bound_is_off_by_default_and_its_limits_are_named() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.clock_bound.enabled);
+    assert_eq!(
+        c.clock_bound.path,
+        std::path::PathBuf::from(mcast_config::DEFAULT_CLOCK_BOUND_PATH)
+    );
+    assert_eq!(
+        (c.clock_bound.max_drift_ppm, c.clock_bound.void_after_s),
+        (15, 60)
+    );
+    let on =
+        format!("keys = \"k.keys\"\n{MINIMAL}\n[clock-bound]\nenabled = true\npath = \"shm0\"\n");
+    let c = parse(&on).unwrap();
+    // Resolved against the configuration's folder, as `keys` is.
+    assert!(c.clock_bound.enabled && c.clock_bound.path.ends_with("shm0"));
+    assert_eq!(c.clock_bound.path.parent(), c.keys.parent());
+    let drift = format!("{MINIMAL}\n[clock-bound]\nmax-drift-ppm = 0\n");
+    let e = parse_err(&drift);
+    assert!(
+        e.to_string()
+            .contains("clock-bound.max-drift-ppm = 0: must be 1..500"),
+        "{e}"
+    );
+    let void = format!("{MINIMAL}\n\n[clock-bound]\nvoid-after-s = 7200\n");
+    let e = parse_err(&void);
+    assert!(
+        e.to_string().contains("clock-bound.void-after-s = 7200"),
+        "{e}"
+    );
+    assert!(e.line.is_some(), "{e}");
+}

@@ -92,6 +92,9 @@ pub enum Command {
     /// Step the clock once to the selected time (past the panic threshold).
     #[command(after_help = crate::sync_cli::STEP_NOW_HELP)]
     StepNow(SocketArgs),
+    /// Print earliest and latest true time now, from the published error bound (ClockBound).
+    #[command(after_help = NOW_HELP)]
+    Now(NowArgs),
     /// Rerun the calibration volley for one server.
     #[command(after_help = "Example:\n  mcast-client recalibrate 198.18.0.1")]
     Recalibrate(RecalibrateArgs),
@@ -213,6 +216,31 @@ pub struct SocketArgs {
     /// Control socket (overrides the configuration's).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+}
+
+const NOW_HELP: &str = "\
+    Reads the error-bound segment the running client publishes with [clock-bound] enabled \
+    (AWS ClockBound's protocol v2; its client libraries read the same file), takes the system \
+    clock and the monotonic clock, and prints the interval that holds true time: \
+    earliest = now - bound, latest = now + bound, the bound grown at the published drift \
+    since it was written.\n\n\
+    Exit status: 0 when the bound is usable (synchronized, or free running with a bound that \
+    grows), 1 when it is unknown or void or the segment cannot be read, 2 for a bad \
+    configuration.\n\n\
+    Example:\n  mcast-client now\n  mcast-client now --path /run/clockbound/shm0 --json";
+
+/// Options of `now`.
+#[derive(Debug, Args)]
+pub struct NowArgs {
+    /// Configuration file whose [clock-bound] path to read.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The segment (overrides the configuration's; with it no configuration is read).
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Print one JSON object instead of lines of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `status`.
@@ -395,6 +423,7 @@ pub fn execute(cli: &Cli) -> ExitCode {
         Command::Check(args) => check(args),
         Command::WaitSync(args) => crate::sync_cli::wait_sync(args),
         Command::StepNow(args) => crate::sync_cli::step_now(args),
+        Command::Now(args) => now(args),
         Command::Recalibrate(args) => recalibrate(args),
         Command::Listen(args) => crate::listen::listen(args),
         Command::Analyze(args) => analyze(args),
@@ -461,6 +490,44 @@ fn check(args: &CheckArgs) -> ExitCode {
     };
     println!("MCAST-NTP {text}");
     ExitCode::from(code)
+}
+
+fn now(args: &NowArgs) -> ExitCode {
+    let path = match &args.path {
+        Some(p) => p.clone(),
+        None => match ClientConfig::load(&args.config) {
+            Ok(c) => c.clock_bound.path.clone(),
+            Err(e) => return config_error(&e),
+        },
+    };
+    let contents = crate::clockbound::read(&path);
+    // The system clock first, then the monotonic one, as ClockBound's
+    // reader does: a delay between them only widens the interval.
+    let real = mcast_sys::RealClock::now();
+    let mono = mcast_sys::RealClock::monotonic_now();
+    let reading = contents.map(|c| crate::clockbound::Reading::at(&c, real, mono));
+    match reading {
+        Ok(r) => {
+            if args.json {
+                println!("{}", crate::text::now_json(&r));
+            } else {
+                print!("{}", crate::text::now_lines(&r));
+            }
+            if r.bound_ns.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "mcast-client: cannot read the error bound from {}: {e}; is the client running \
+                 with [clock-bound] enabled = true?",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The operations socket beside the control socket `at` names.

@@ -44,6 +44,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
 
 struct Shared {
     start: Instant,
+    /// `CLOCK_MONOTONIC` read just before `start` (for ClockBound's
+    /// segment, whose times are on that clock).
+    mono_base: Duration,
     core: Mutex<ClientCore>,
     clock_mode: ConfigClockMode,
     /// The calibration sockets (a fresh port per burst unless fixed).
@@ -162,8 +165,21 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
     let local_port = cal.is_fixed().then_some(first_pair.port);
 
     let mode_name = format!("{:?}", config.clock.mode).to_lowercase();
+    let bound_writer = match config.clock_bound.enabled {
+        true => Some(
+            crate::clockbound::Writer::create(&config.clock_bound.path).map_err(io_err(
+                format!(
+                    "ClockBound segment {} ([clock-bound] path)",
+                    config.clock_bound.path.display()
+                ),
+            ))?,
+        ),
+        false => None,
+    };
+    let mono_base = mcast_sys::RealClock::monotonic_now();
     let shared = Arc::new(Shared {
         start: Instant::now(),
+        mono_base,
         core: Mutex::new(core),
         clock_mode: config.clock.mode,
         cal,
@@ -237,6 +253,10 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
 
     if let Some(dir) = state_dir.clone() {
         tasks.spawn(persist_loop(Arc::clone(&shared), dir));
+    }
+    if let Some(writer) = bound_writer {
+        let validity = Duration::from_secs(u64::from(config.clock_bound.void_after_s));
+        tasks.spawn(bound_loop(Arc::clone(&shared), writer, validity));
     }
 
     let result = wait_for_signals(&shared, &config).await;
@@ -468,6 +488,34 @@ async fn reply_loop(shared: Arc<Shared>, pair: Arc<CalPair>, sock: Arc<CalSocket
         // A reply can produce a clock decision (the volley's samples feed
         // the filter), carried out by the core. Replies never ask to send.
         execute(&shared, actions).await;
+    }
+}
+
+/// Publishes the error bound in ClockBound's segment every second (its
+/// readers take a segment older than 5 s for a stopped daemon).
+async fn bound_loop(
+    shared: Arc<Shared>,
+    mut writer: crate::clockbound::Writer,
+    validity: Duration,
+) {
+    let mut failing = false;
+    loop {
+        let mono = shared.mono();
+        let bound = match shared.core.lock() {
+            Ok(core) => core.error_bound(mono, now_ntp()),
+            Err(_) => return,
+        };
+        let contents =
+            crate::clockbound::Contents::of(bound.as_ref(), shared.mono_base, mono, validity);
+        match writer.write(&contents) {
+            Err(error) if !failing => {
+                tracing::warn!(%error, "cannot write the ClockBound segment");
+                failing = true;
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -14,6 +14,7 @@ pub mod calsock;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod clockbound;
 pub mod coexist;
 pub mod control;
 pub mod daemon;

@@ -4,6 +4,7 @@
 use mcast_config::{ClientConfig, ClockMode as ConfigClockMode};
 use mcast_core::client::CoreConfig;
 use mcast_core::client::association::ServerSpec;
+use mcast_core::client::bound::BoundConfig;
 use mcast_core::client::calibration::CalibrationConfig;
 use mcast_core::client::discipline::{ClockMode, DisciplineConfig, Ppm};
 use mcast_core::client::engine::KeyBinding;
@@ -94,6 +95,10 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
         server_port: config.port,
         precision,
         discipline: discipline_config(&config.clock),
+        bound: BoundConfig {
+            max_drift_ppb: config.clock_bound.max_drift_ppm.saturating_mul(1000),
+            validity: Duration::from_secs(u64::from(config.clock_bound.void_after_s)),
+        },
     }
 }
 

@@ -473,3 +473,60 @@ mod tests {
         );
     }
 }
+
+/// A ClockBound time as RFC 3339 UTC with nanoseconds.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map_or_else(|_| "out of range".into(), |t| format!("{t:.9}"))
+}
+
+fn bound_status_word(s: mcast_core::client::bound::BoundStatus) -> &'static str {
+    use mcast_core::client::bound::BoundStatus;
+    match s {
+        BoundStatus::Unknown => "unknown",
+        BoundStatus::Synchronized => "synchronized",
+        BoundStatus::FreeRunning => "free-running",
+    }
+}
+
+/// `mcast-client now`, as lines.
+pub fn now_lines(r: &crate::clockbound::Reading) -> String {
+    let mut out = String::new();
+    match r.interval() {
+        Some((earliest, latest)) => {
+            let _ = writeln!(out, "earliest  {}", rfc3339(earliest));
+            let _ = writeln!(out, "latest    {}", rfc3339(latest));
+            let _ = writeln!(
+                out,
+                "bound     {:.3} ms (written {:.1} s ago, growing at {:.1} ppm)",
+                r.bound_ns.unwrap_or(0) as f64 / 1e6,
+                r.age.as_secs_f64(),
+                f64::from(r.max_drift_ppb) / 1e3
+            );
+        }
+        None => {
+            let _ = writeln!(out, "now       {}", rfc3339(r.now));
+            let _ = writeln!(out, "bound     none: the time cannot be bounded");
+        }
+    }
+    let _ = writeln!(out, "status    {}", bound_status_word(r.status));
+    out
+}
+
+/// `mcast-client now --json`.
+pub fn now_json(r: &crate::clockbound::Reading) -> String {
+    let nanos = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    };
+    let interval = r.interval();
+    serde_json::json!({
+        "now_ns": nanos(r.now).to_string(),
+        "earliest_ns": interval.map(|(e, _)| nanos(e).to_string()),
+        "latest_ns": interval.map(|(_, l)| nanos(l).to_string()),
+        "bound_ns": r.bound_ns,
+        "status": bound_status_word(r.status),
+        "age_s": r.age.as_secs_f64(),
+        "max_drift_ppb": r.max_drift_ppb,
+    })
+    .to_string()
+}

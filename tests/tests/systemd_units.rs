@@ -98,7 +98,10 @@ fn check_common(unit: &Unit, program: &str, config: &str, socket: &str) {
     assert_eq!(one(unit, s, "Restart"), "on-failure");
     // The control socket's folder is the runtime directory (writable under
     // ProtectSystem=strict), and it is the configuration's default.
-    let runtime = one(unit, s, "RuntimeDirectory");
+    let runtime = one(unit, s, "RuntimeDirectory")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default();
     assert_eq!(
         Path::new(socket).parent(),
         Some(Path::new("/run").join(runtime).as_path()),
@@ -152,6 +155,15 @@ fn client_unit_is_hardened_and_keeps_net_bind_service_and_sys_time() {
     // from the tick loop.
     assert_eq!(one(&unit, "Service", "Type"), "notify");
     assert_eq!(one(&unit, "Service", "WatchdogSec"), "30s");
+    // [clock-bound]'s default segment folder is writable under
+    // ProtectSystem=strict.
+    let runtime = words(&unit, "Service", "RuntimeDirectory");
+    let segment_dir = std::path::Path::new(mcast_config::DEFAULT_CLOCK_BOUND_PATH)
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .expect("a folder");
+    assert!(runtime.contains(segment_dir), "{runtime:?}");
     // The coexistence check reads other users' /proc/PID/comm.
     assert_eq!(one(&unit, "Service", "ProtectProc"), "default");
     // Exit 2 (bad configuration, another time daemon) is not retried.

@@ -377,6 +377,21 @@ impl Calibration {
         }
     }
 
+    /// How far the one-way delay in use may be from the true one, for the
+    /// error bound of [`crate::client::bound`]: a one-way delay lies between
+    /// zero and the round trip, so with the smallest round trip measured δ
+    /// and the estimate d the error is at most max(d, δ − d). Without
+    /// exchanges (a fixed, restored or fallback delay) the path is taken to
+    /// be no more asymmetric than all one way: d. `None` until a delay is
+    /// in use.
+    pub fn uncertainty(&self) -> Option<NtpDuration> {
+        let d = self.one_way_delay()?;
+        let Some(min_rtt) = self.exchanges.iter().map(|e| e.delay).min() else {
+            return Some(d.abs());
+        };
+        Some(d.abs().max((min_rtt - d).abs()))
+    }
+
     /// Keeps only the broadcasts `keep` approves of (those that agree with
     /// an authenticated measurement).
     pub fn retain_broadcasts(&mut self, keep: impl Fn(&BroadcastObservation) -> bool) {

@@ -14,6 +14,7 @@ use mcast_proto::{
 };
 
 use crate::client::association::{Anchor, Arrival, Association, CheckOutcome, ServerSpec, State};
+use crate::client::bound::{BoundConfig, BoundTracker, Clocks, ErrorBound, PeerTerms, Update};
 use crate::client::calibration::{
     self, BroadcastObservation, CalibrationConfig, Exchange, Phase, ReplyProblem, Step,
 };
@@ -56,6 +57,8 @@ pub struct CoreConfig {
     pub precision: Log2Seconds,
     /// Clock discipline settings.
     pub discipline: DisciplineConfig,
+    /// The error bound published to applications.
+    pub bound: BoundConfig,
 }
 
 impl CoreConfig {
@@ -75,6 +78,7 @@ impl CoreConfig {
             server_port: 123,
             precision: Log2Seconds(-20),
             discipline: DisciplineConfig::default(),
+            bound: BoundConfig::default(),
         }
     }
 }
@@ -656,6 +660,8 @@ pub struct ClientCore {
     discipline: Discipline,
     /// What the kernel is told about the clock.
     kernel: KernelTracker,
+    /// The error bound published to applications.
+    bound: BoundTracker,
     /// Everything we have added to our clock since start, as it takes effect.
     adjustments: Adjustments,
     /// Monotonic time of the last clock decision (when it is carried out).
@@ -688,6 +694,7 @@ impl ClientCore {
             .collect();
         let discipline = Discipline::new(config.discipline);
         let kernel = KernelTracker::new(config.discipline.unsync_after);
+        let bound = BoundTracker::new(config.bound);
         let adjustments = Adjustments::new(config.discipline.max_slew_ppm.as_rate());
         ClientCore {
             config,
@@ -696,6 +703,7 @@ impl ClientCore {
             global_rejects: BTreeMap::new(),
             discipline,
             kernel,
+            bound,
             adjustments,
             decided_at: Duration::ZERO,
             selection: None,
@@ -1373,8 +1381,94 @@ impl ClientCore {
         let decision = self.discipline.step_now(offset, mono);
         self.decided_at = mono;
         self.last_decision = Some(decision);
+        let before = clock.now();
         self.apply(&decision, clock).map_err(StepNowError::Clock)?;
+        if let Some(selection) = self.selection.clone() {
+            self.note_bound(mono, (before, clock.now()), &decision, true, &selection);
+        }
         Ok(offset)
+    }
+
+    /// Hands a clock decision to the error bound, with the system peer's
+    /// part of it. `applied`: the clock was changed as decided (or, in
+    /// monitor mode, nothing was to be).
+    fn note_bound(
+        &mut self,
+        mono: Duration,
+        (before, after): (NtpTimestamp, NtpTimestamp),
+        decision: &Decision,
+        applied: bool,
+        selection: &SelectOutcome,
+    ) {
+        let Some(p) = selection.system_peer.and_then(|i| self.peers.get(i)) else {
+            return;
+        };
+        let survivors = || {
+            selection
+                .survivors
+                .iter()
+                .filter_map(|i| self.peers.get(*i))
+        };
+        let combined = selection.offset.unwrap_or(p.filter.offset());
+        let Some(h) = p.assoc.last_header() else {
+            return;
+        };
+        let terms = PeerTerms {
+            root_delay: h.root_delay.to_duration(),
+            root_dispersion: h.root_dispersion.to_duration(),
+            dispersion: p.filter.dispersion(mono),
+            jitter: p.filter.jitter(),
+            // Without a delay in use (never, while tracking) the whole
+            // round trip of the sample.
+            calibration: p
+                .assoc
+                .calibration()
+                .and_then(calibration::Calibration::uncertainty)
+                .unwrap_or_else(|| p.filter.delay().abs()),
+            // True time is in a truechimer's interval, which may be any
+            // survivor's: the combined offset may be this far from it.
+            spread: survivors()
+                .map(|s| (s.filter.offset() - combined).abs())
+                .max()
+                .unwrap_or(NtpDuration::ZERO),
+        };
+        let update = match *decision {
+            Decision::Monitor { offset } => Update::Measured { offset },
+            Decision::Slew { offset, .. } if applied => Update::Measured { offset },
+            Decision::Step { .. } if applied => Update::Stepped,
+            other => Update::Ignored {
+                offset: other.offset(),
+            },
+        };
+        let clocks = Clocks {
+            mono,
+            before,
+            after,
+            frequency_known: self.discipline.state() == LoopState::Sync,
+            monitor: self.config.discipline.mode == ClockMode::Monitor,
+        };
+        // The oldest sample the combined offset rests on.
+        let sample_at = survivors()
+            .filter_map(|s| s.filter.last_update())
+            .min()
+            .unwrap_or(mono);
+        self.bound.update(clocks, sample_at, update, terms);
+    }
+
+    /// The bound on the system clock's error at monotonic time `mono`, when
+    /// the system clock reads `now`, as published to applications (`None`
+    /// before the first clock update).
+    pub fn error_bound(&self, mono: Duration, now: NtpTimestamp) -> Option<ErrorBound> {
+        let selected = self
+            .selection
+            .as_ref()
+            .is_some_and(|s| s.system_peer.is_some());
+        self.bound.at(
+            mono,
+            now,
+            self.adjustments.slewed(mono),
+            selected && self.synchronized(),
+        )
     }
 
     /// Carries out a clock decision on `clock` and records what was done to
@@ -1452,9 +1546,12 @@ impl ClientCore {
             self.last_decision = Some(decision);
             actions.push(Action::Clock(decision));
             // Monitor mode never touches the clock, whatever clock it was given.
+            let mut applied = monitor;
+            let before = clock.now();
             if !monitor {
                 match self.apply(&decision, clock) {
                     Ok(()) => {
+                        applied = true;
                         disciplined =
                             matches!(decision, Decision::Slew { .. } | Decision::Step { .. });
                     }
@@ -1463,6 +1560,7 @@ impl ClientCore {
                     }
                 }
             }
+            self.note_bound(mono, (before, clock.now()), &decision, applied, &outcome);
         }
         if !monitor {
             let selected = self.selected(&outcome, &candidates);
@@ -1651,6 +1749,7 @@ mod tests {
                     mode: crate::client::discipline::ClockMode::Step,
                     ..DisciplineConfig::default()
                 },
+                bound: BoundConfig::default(),
             },
             KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store"),
         );

@@ -35,12 +35,25 @@ struct Args {
     /// Period of the timeline, in seconds.
     #[arg(long, default_value_t = 300)]
     every: u64,
+    /// Aggregate figures only (no line per client): for the scale runs.
+    #[arg(long)]
+    brief: bool,
+}
+
+/// This process's CPU time (user + system), from /proc/self/stat.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
-        for s in scenarios::all() {
+        for s in scenarios::all().into_iter().chain(scenarios::scale()) {
             println!("{:<18} {}", s.name, s.about);
         }
         return ExitCode::SUCCESS;
@@ -78,7 +91,11 @@ fn main() -> ExitCode {
         config.servers.len(),
         config.clients.len()
     );
-    print!("{}", report.summary(scenario.measure_from));
+    if args.brief {
+        print!("{}", report.scale_summary(scenario.measure_from));
+    } else {
+        print!("{}", report.summary(scenario.measure_from));
+    }
     if let Some(n) = args.client
         && let Some(c) = report.clients.get(n.saturating_sub(1))
     {
@@ -98,6 +115,10 @@ fn main() -> ExitCode {
             c.timeline(config.servers.len(), Duration::from_secs(args.every.max(1)))
         );
     }
-    println!("wall time {:.2} s", wall.as_secs_f64());
+    println!(
+        "wall time {:.2} s, CPU time {:.2} s",
+        wall.as_secs_f64(),
+        cpu_time().map_or(f64::NAN, |d| d.as_secs_f64())
+    );
     ExitCode::SUCCESS
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mcast_core::client::association::ServerSpec;
 use mcast_core::client::association::State;
+use mcast_core::client::bound::BoundStatus;
 use mcast_core::client::calibration::{Calibration, Phase};
 use mcast_core::client::discipline::{ClockMode, Decision, DisciplineConfig};
 use mcast_core::client::engine::{
@@ -25,14 +26,13 @@ use super::server::{NTP_PORT, PRECISION, server_address, server_key_id};
 /// The port clients send calibration requests from.
 pub const CALIBRATION_PORT: u16 = 41230;
 
-/// Address of client `j`: 198.18.1.(j+1).
+/// Address of client `j`: 198.18.1.(j+1) for the first 255, then on
+/// through 198.18.2.0 and up (distinct for 65,000 clients, all in
+/// 198.18.0.0/15; the servers are in 198.18.0.0/24).
 pub fn client_address(j: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        198,
-        18,
-        1,
-        u8::try_from(j + 1).unwrap_or(u8::MAX),
-    ))
+    let k = j + 1;
+    let third = u8::try_from(1 + k / 256).unwrap_or(u8::MAX);
+    IpAddr::V4(Ipv4Addr::new(198, 18, third, (k % 256) as u8))
 }
 
 /// Something that happens to a client at a given time.
@@ -104,6 +104,10 @@ pub struct Sample {
     pub truechimers: u32,
     /// The system peer.
     pub system_peer: Option<usize>,
+    /// The error bound the client would publish now (ClockBound's
+    /// segment), seconds, with its status; `None` while it publishes none
+    /// or the status is unknown.
+    pub bound: Option<(f64, BoundStatus)>,
 }
 
 /// What a client did and how its clock fared.
@@ -353,6 +357,7 @@ impl SimClient {
             return;
         };
         self.clock.advance_to(now);
+        let mono = self.mono();
         let bits = |ids: &[usize]| ids.iter().fold(0u32, |m, i| m | super::metrics::bit(*i));
         let sel = core.selection();
         self.trace.samples.push(Sample {
@@ -362,6 +367,10 @@ impl SimClient {
             falsetickers: sel.map_or(0, |s| bits(&s.falsetickers)),
             truechimers: sel.map_or(0, |s| bits(&s.truechimers)),
             system_peer: sel.and_then(|s| s.system_peer),
+            bound: core.error_bound(mono, self.clock.read()).and_then(|b| {
+                let ns = b.at(mono)?;
+                Some((ns as f64 / 1e9, b.status))
+            }),
         });
     }
 

@@ -347,4 +347,100 @@ impl Report {
         }
         o
     }
+
+    /// The figures of a scale run, without a line per client: how
+    /// calibration went for every client, the clock error, and each
+    /// server's load.
+    pub fn scale_summary(&self, from: Duration) -> String {
+        fn pct(v: &mut [f64], p: f64) -> f64 {
+            v.sort_by(f64::total_cmp);
+            if v.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((v.len() - 1) as f64 * p).round() as usize;
+            v.get(i).copied().unwrap_or(f64::NAN)
+        }
+        let mut o = String::new();
+        let n = self.clients.len();
+        let (mut calibrated, mut fallback, mut never) = (0usize, 0usize, 0usize);
+        let mut tracking_s = Vec::new();
+        let mut one_way_us = Vec::new();
+        for c in &self.clients {
+            for r in &c.calibrations {
+                match r {
+                    Some(r) if r.fallback => fallback += 1,
+                    Some(r) => {
+                        calibrated += 1;
+                        tracking_s.push(r.at.as_secs_f64());
+                        if let Some(d) = r.one_way {
+                            one_way_us.push(d.as_seconds_f64() * 1e6);
+                        }
+                    }
+                    None => never += 1,
+                }
+            }
+        }
+        let unicast: usize = self.clients.iter().map(|c| c.unicast.len()).sum();
+        let most = self
+            .clients
+            .iter()
+            .map(|c| c.unicast.len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "{n} clients x {} servers, simulated {:.1} h",
+            self.servers.len(),
+            self.duration.as_secs_f64() / 3600.0
+        );
+        let _ = writeln!(
+            o,
+            "calibrations: {calibrated} calibrated, {fallback} on the fallback delay, {never} never finished"
+        );
+        let _ = writeln!(
+            o,
+            "tracking from (s after the common start): median {:.1}, p99 {:.1}, max {:.1}",
+            pct(&mut tracking_s.clone(), 0.5),
+            pct(&mut tracking_s.clone(), 0.99),
+            pct(&mut tracking_s, 1.0)
+        );
+        let _ = writeln!(
+            o,
+            "calibrated one-way delay (us): min {:.1}, median {:.1}, p99 {:.1}, max {:.1}",
+            pct(&mut one_way_us.clone(), 0.0),
+            pct(&mut one_way_us.clone(), 0.5),
+            pct(&mut one_way_us.clone(), 0.99),
+            pct(&mut one_way_us, 1.0)
+        );
+        let _ = writeln!(
+            o,
+            "unicast requests: {unicast} in all ({:.2} per client and server, at most {most} by one client); {} after calibration",
+            unicast as f64 / (n * self.servers.len()).max(1) as f64,
+            self.unicast_after_calibration()
+        );
+        let all = self.stats(from, self.duration);
+        let _ = writeln!(
+            o,
+            "clock error from {:.0} s: RMS {:.1} us, max {:.1} us over {} samples; {} steps",
+            from.as_secs_f64(),
+            all.rms_us,
+            all.max_us,
+            all.samples,
+            self.steps()
+        );
+        for (i, s) in self.servers.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "server {}: {} broadcasts; {} requests, peak {} per second; {} replies, {} KoD, {} rate-limited",
+                i + 1,
+                s.broadcasts,
+                s.responder.received,
+                s.peak_requests_per_second(),
+                s.responder.replies_sent,
+                s.responder.kod_sent,
+                s.responder.rate_limited
+            );
+        }
+        o
+    }
 }

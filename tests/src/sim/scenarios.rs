@@ -367,7 +367,51 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
-/// The scenario called `name`.
+/// `n` clients, 4 servers, an hour, every client started at the same
+/// instant (a mass reboot: every calibration volley at once) on the busy
+/// LAN; sampled every minute.
+pub fn fleet(seed: u64, n: usize) -> SimConfig {
+    let mut c = SimConfig::new(seed, 4, 0, hours(1));
+    c.clients = clients(n, 5.0, 0.0)
+        .into_iter()
+        .map(|setup| ClientSetup {
+            start: Duration::ZERO,
+            ..setup
+        })
+        .collect();
+    c.link = busy_lan();
+    c.sample_every = Duration::from_secs(60);
+    c
+}
+
+fn fleet_10k(seed: u64) -> SimConfig {
+    fleet(seed, 10_000)
+}
+
+fn fleet_1k(seed: u64) -> SimConfig {
+    fleet(seed, 1_000)
+}
+
+/// Scale runs: too big for the test suite, run by `ntp-sim` for
+/// BENCHMARKS.md and SCALING.md.
+pub fn scale() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "fleet-10k",
+            about: "10,000 clients and 4 servers for an hour, all started at once",
+            build: fleet_10k,
+            measure_from: mins(30),
+        },
+        Scenario {
+            name: "fleet-1k",
+            about: "1,000 clients and 4 servers for an hour, all started at once",
+            build: fleet_1k,
+            measure_from: mins(30),
+        },
+    ]
+}
+
+/// The scenario called `name` (the test suite's or a scale run).
 pub fn by_name(name: &str) -> Option<Scenario> {
-    all().into_iter().find(|s| s.name == name)
+    all().into_iter().chain(scale()).find(|s| s.name == name)
 }

@@ -112,6 +112,15 @@ pub struct ServerTrace {
     pub responder: ResponderCounters,
     /// Restarts.
     pub restarts: u32,
+    /// Requests received in each second of true time (index: second).
+    pub requests_by_second: Vec<u32>,
+}
+
+impl ServerTrace {
+    /// The most requests received in any one second.
+    pub fn peak_requests_per_second(&self) -> u32 {
+        self.requests_by_second.iter().copied().max().unwrap_or(0)
+    }
 }
 
 /// One run of the daemon (restarts begin a new one).
@@ -286,6 +295,16 @@ impl SimServer {
     /// back, if any (the daemon's responder loop).
     pub fn request(&mut self, now: Duration, bytes: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
         self.clock.advance_to(now);
+        let second = usize::try_from(now.as_secs()).unwrap_or(usize::MAX);
+        if second < 1 << 24 {
+            let per = &mut self.trace.requests_by_second;
+            if per.len() <= second {
+                per.resize(second + 1, 0);
+            }
+            if let Some(n) = per.get_mut(second) {
+                *n += 1;
+            }
+        }
         let sync = self.sync();
         let p = self.process.as_ref()?;
         let monotonic = self.process_mono(p);
