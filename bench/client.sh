@@ -8,6 +8,7 @@
 #
 #   bench/client.sh [SECONDS]     # default 300; needs a release build
 #   BIN=path/to/release bench/client.sh   # another build, for comparison
+#   CLOCK_BOUND=false bench/client.sh     # without the ClockBound segment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-300}
@@ -43,7 +44,7 @@ interface = "lo"
 address = "127.0.0.1"
 key = 3
 [clock-bound]
-enabled = true
+enabled = ${CLOCK_BOUND:-true}
 path = "$dir/shm0"
 TOML
 caps=(setpriv --bounding-set=-sys_time --inh-caps=-sys_time)
@@ -71,6 +72,6 @@ rss=$(awk '/VmRSS/ {print $2}' "/proc/$client/status")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$client/status")
 "$bin/mcast-client" status --json --socket "$dir/client.sock" | python3 -c \
   'import json,sys; s=json.load(sys.stdin); print("synchronized:", s.get("synchronized"), "unicast_sent:", s["servers"][0]["unicast_sent"])'
-"$bin/mcast-client" now --path "$dir/shm0" | sed 's/^/  /'
+"$bin/mcast-client" now --path "$dir/shm0" | sed 's/^/  /' || true
 awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$secs" -v rss="$rss" -v hwm="$hwm" 'BEGIN {
   printf "client over %d s: CPU %.2f s (%.3f %%), VmRSS %d kB, VmHWM %d kB\n", s, t/hz, 100*t/hz/s, rss, hwm }'

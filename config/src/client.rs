@@ -22,6 +22,10 @@ fn default_discover_max() -> usize {
     8
 }
 
+fn default_group_silent_intervals() -> u32 {
+    3
+}
+
 /// Default control socket of the client.
 pub const DEFAULT_CLIENT_CONTROL_SOCKET: &str = "/run/mcast-ntp/client.sock";
 
@@ -105,6 +109,16 @@ pub struct ClientConfig {
     /// changed value. `RUST_LOG`, when set, overrides it.
     #[serde(default)]
     pub log_level: common::LogLevel,
+    /// No authenticated broadcast from any server for this many of the
+    /// slowest server's poll intervals and the group is silent: the client
+    /// logs it once with the likely causes, re-joins on a backoff (a fresh
+    /// IGMP/MLD report) and `check` is CRITICAL until broadcasts return
+    /// (`group-silent-intervals`, 2..=1000, default 3).
+    #[serde(
+        default = "default_group_silent_intervals",
+        deserialize_with = "units::ranged::<_, u32, 2, 1000>"
+    )]
+    pub group_silent_intervals: u32,
     #[serde(skip)]
     origin: Origin,
 }
@@ -124,6 +138,18 @@ pub struct Listen {
     /// (`broadcast`, default false).
     #[serde(default)]
     pub broadcast: bool,
+    /// IPv4 groups: the IGMP version the interface speaks (`igmp-version`,
+    /// 2 or 3); unset (the default) leaves the kernel's choice. Set, the
+    /// client writes it to `/proc/sys/net/ipv4/conf/<interface>/force_igmp_version`
+    /// at start (root or CAP_NET_ADMIN, and kernel settings writable: meant
+    /// for a client in its own network namespace or container); where it
+    /// cannot, it warns and names the sysctl to set instead.
+    #[serde(default)]
+    pub igmp_version: Option<u8>,
+    /// IPv6 groups: the MLD version (`mld-version`, 1 or 2), as
+    /// `igmp-version` through `/proc/sys/net/ipv6/conf/<interface>/force_mld_version`.
+    #[serde(default)]
+    pub mld_version: Option<u8>,
 }
 
 /// One `[[server]]`: a server whose broadcasts are trusted.
@@ -667,6 +693,40 @@ impl ClientConfig {
         let o = &self.origin;
         common::check_interface(o, &format!("listen[{i}].interface"), &l.interface)?;
         let field = format!("listen[{i}].group");
+        if let Some(v) = l.igmp_version {
+            let f = format!("listen[{i}].igmp-version");
+            if !(2..=3).contains(&v) {
+                return Err(o.error(
+                    &f,
+                    v,
+                    "must be 2 or 3 (leave it out for the kernel's choice)",
+                ));
+            }
+            if l.broadcast || !l.group.is_ipv4() {
+                return Err(o.error(
+                    &f,
+                    v,
+                    "applies to IPv4 multicast groups only (IPv6 groups: mld-version)",
+                ));
+            }
+        }
+        if let Some(v) = l.mld_version {
+            let f = format!("listen[{i}].mld-version");
+            if !(1..=2).contains(&v) {
+                return Err(o.error(
+                    &f,
+                    v,
+                    "must be 1 or 2 (leave it out for the kernel's choice)",
+                ));
+            }
+            if !l.group.is_ipv6() {
+                return Err(o.error(
+                    &f,
+                    v,
+                    "applies to IPv6 groups only (IPv4 groups: igmp-version)",
+                ));
+            }
+        }
         match (l.group, l.broadcast) {
             (g, false) if g.is_multicast() => Ok(()),
             (g, false) => Err(o.error(

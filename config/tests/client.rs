@@ -650,6 +650,59 @@ fn a_server_may_list_several_keys_the_first_signing() {
 }
 
 #[test]
+fn group_silence_and_igmp_version_are_checked_with_file_line_and_field() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.group_silent_intervals, 3, "the default");
+    assert_eq!(c.listen[0].igmp_version, None, "the kernel's choice");
+    assert_eq!(c.listen[0].mld_version, None);
+    let set = format!("group-silent-intervals = 5\n{MINIMAL}");
+    assert_eq!(parse(&set).unwrap().group_silent_intervals, 5);
+    let one = format!("group-silent-intervals = 1\n{MINIMAL}");
+    let e = parse_err(&one);
+    assert_eq!(e.line, Some(1), "{e}");
+    assert!(
+        e.to_string()
+            .contains("group-silent-intervals = 1: must be 2..1000"),
+        "{e}"
+    );
+
+    let v2 = MINIMAL.replace(
+        "interface = \"bond0\"",
+        "interface = \"bond0\"\nigmp-version = 2",
+    );
+    assert_eq!(parse(&v2).unwrap().listen[0].igmp_version, Some(2));
+    let v4 = v2.replace("igmp-version = 2", "igmp-version = 4");
+    let e = parse_err(&v4);
+    assert_eq!(e.field.as_deref(), Some("listen[0].igmp-version"));
+    assert_eq!(e.line, Some(line_of(&v4, "igmp-version")), "{e}");
+    assert!(
+        e.to_string().contains("client.toml")
+            && e.to_string()
+                .contains("listen[0].igmp-version = 4: must be 2 or 3"),
+        "{e}"
+    );
+    let on_v6 = v2.replace(
+        "interface = \"bond0\"",
+        "group = \"ff05::101\"\ninterface = \"bond0\"",
+    );
+    let e = parse_err(&on_v6);
+    assert!(e.to_string().contains("IPv4 multicast groups only"), "{e}");
+    let mld = MINIMAL
+        .replace(
+            "interface = \"bond0\"",
+            "group = \"ff05::101\"\ninterface = \"bond0\"\nmld-version = 1",
+        )
+        .replace("198.18.0.1", "fd00::1");
+    assert_eq!(parse(&mld).unwrap().listen[0].mld_version, Some(1));
+    let mld_on_v4 = MINIMAL.replace(
+        "interface = \"bond0\"",
+        "interface = \"bond0\"\nmld-version = 2",
+    );
+    let e = parse_err(&mld_on_v4);
+    assert_eq!(e.field.as_deref(), Some("listen[0].mld-version"));
+}
+
+#[test]
 fn clock_bound_is_off_by_default_and_its_limits_are_named() {
     let c = parse(MINIMAL).unwrap();
     assert!(!c.clock_bound.enabled);

@@ -100,7 +100,7 @@ fn run(client_interleave: bool, server_interleaves: bool, lost: &[u32]) -> Run {
                         _ => None,
                     }));
                 }
-                Action::Clock(_) | Action::Kernel(_) => {}
+                Action::Clock(_) | Action::Kernel(_) | Action::Rejoin { .. } => {}
             }
         }
     };

@@ -120,7 +120,7 @@ impl World {
                     }
                 }
                 Action::Event(e) => self.events.push(e),
-                Action::Clock(_) | Action::Kernel(_) => {}
+                Action::Clock(_) | Action::Kernel(_) | Action::Rejoin { .. } => {}
             }
         }
     }

@@ -159,13 +159,43 @@ impl Daemon {
         port: u16,
         body: &str,
     ) -> Daemon {
-        Daemon::start_with_keys(program, host, work, name, port, &keys_file(), body)
+        let daemon = Daemon::spawn(program, host, work, name, port, body);
+        daemon.wait_running();
+        daemon
     }
 
     /// As [`Daemon::start`], with `keys` as its keys file (a client that
     /// pins its servers by public key alone may name one that does not
     /// exist: it holds no shared secret).
     pub fn start_with_keys(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        keys: &Path,
+        body: &str,
+    ) -> Daemon {
+        let daemon = Daemon::spawn_with_keys(program, host, work, name, port, keys, body);
+        daemon.wait_running();
+        daemon
+    }
+
+    /// [`Daemon::start`] without waiting for it to log that it runs (many
+    /// started at once: [`Daemon::wait_running`] each afterwards).
+    pub fn spawn(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        body: &str,
+    ) -> Daemon {
+        Daemon::spawn_with_keys(program, host, work, name, port, &keys_file(), body)
+    }
+
+    /// [`Daemon::spawn`] with `keys` as its keys file.
+    pub fn spawn_with_keys(
         program: Program,
         host: &Host,
         work: &Path,
@@ -184,33 +214,43 @@ impl Daemon {
         let child = host
             .spawn(&bin.to_string_lossy(), &args, &log)
             .unwrap_or_else(|e| panic!("start {} in {}: {e}", program.name(), host.name()));
-        let daemon = Daemon {
+        Daemon {
             program,
             host: host.clone(),
             child,
             socket,
             log,
             config,
-        };
+        }
+    }
+
+    /// Waits until it logs that it runs; panics (with its configuration
+    /// and log) if it exits first or takes too long.
+    pub fn wait_running(&self) {
+        let program = self.program;
         let ready = format!("{} running", program.name());
         wait_for(
-            &format!("{} in {} to log {ready:?}", program.name(), host.name()),
+            &format!(
+                "{} in {} to log {ready:?}",
+                program.name(),
+                self.host.name()
+            ),
             START_TIMEOUT,
             Duration::from_millis(50),
             || {
                 assert!(
-                    daemon.child.is_running(),
-                    "{} in {} exited at start ({:?}) with config\n{text}\nlog:\n{}",
+                    self.child.is_running(),
+                    "{} in {} exited at start ({:?}) with config\n{}\nlog:\n{}",
                     program.name(),
-                    host.name(),
-                    daemon.child.exit_status(),
-                    daemon.log()
+                    self.host.name(),
+                    self.child.exit_status(),
+                    std::fs::read_to_string(&self.config).unwrap_or_default(),
+                    self.log()
                 );
-                daemon.log().contains(&ready).then_some(())
+                self.log().contains(&ready).then_some(())
             },
-            || daemon.log(),
+            || self.log(),
         );
-        daemon
     }
 
     /// The host it runs in.

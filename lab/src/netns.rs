@@ -390,6 +390,42 @@ impl Lan {
         .map(drop)
     }
 
+    /// Sets options of the switch bridge: `ip link set br0 type bridge
+    /// ARGS` (multicast snooping and its querier and timers:
+    /// `mcast_snooping 1`, `mcast_querier 1`, `mcast_query_interval 200`,
+    /// `mcast_membership_interval 600`; intervals in centiseconds).
+    pub fn bridge_set(&self, args: &[&str]) -> io::Result<()> {
+        let sw = self.shared.switch_ns.as_str();
+        let mut all = vec!["-n", sw, "link", "set", "br0", "type", "bridge"];
+        all.extend_from_slice(args);
+        run_ip(&all).map(drop)
+    }
+
+    /// Runs iproute2's `bridge ARGS` in the switch namespace (`mdb show`,
+    /// `mdb add dev br0 port p3 grp 224.0.1.1 permanent`, `link set dev p2
+    /// mcast_flood off`) and gives its stdout.
+    pub fn bridge_tool(&self, args: &[&str]) -> io::Result<String> {
+        let out = ns_command(&self.shared.switch_ns, "bridge")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(io::Error::other(format!(
+                "bridge {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// `ip -d link show br0` in the switch namespace: the bridge's
+    /// options as the kernel has them.
+    pub fn bridge_details(&self) -> io::Result<String> {
+        run_ip(&["-n", &self.shared.switch_ns, "-d", "link", "show", "br0"])
+    }
+
     /// Starts `tcpdump` on the bridge `br0` in the switch namespace, which
     /// sees every host's traffic (unicast included: tcpdump makes the
     /// bridge promiscuous), for UDP port `port`, into `path`.

@@ -27,21 +27,28 @@ pub struct Interval {
     pub status: i32,
 }
 
-fn ne_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
+/// `N` bytes of `b` at `at`.
+fn field<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N], String> {
+    b.get(at..at + N)
+        .and_then(|f| f.try_into().ok())
+        .ok_or_else(|| format!("no field at byte {at}"))
 }
 
-fn ne_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+fn ne_u16(b: &[u8], at: usize) -> Result<u16, String> {
+    field(b, at).map(u16::from_ne_bytes)
 }
 
-fn ne_i64(b: &[u8], at: usize) -> i64 {
-    i64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+fn ne_u32(b: &[u8], at: usize) -> Result<u32, String> {
+    field(b, at).map(u32::from_ne_bytes)
+}
+
+fn ne_i64(b: &[u8], at: usize) -> Result<i64, String> {
+    field(b, at).map(i64::from_ne_bytes)
 }
 
 /// A timespec at `at` (seconds, nanoseconds) as nanoseconds.
-fn timespec_ns(b: &[u8], at: usize) -> i128 {
-    i128::from(ne_i64(b, at)) * 1_000_000_000 + i128::from(ne_i64(b, at + 8))
+fn timespec_ns(b: &[u8], at: usize) -> Result<i128, String> {
+    Ok(i128::from(ne_i64(b, at)?) * 1_000_000_000 + i128::from(ne_i64(b, at + 8)?))
 }
 
 /// The interval from the segment at `path`, for the system clock reading
@@ -53,13 +60,13 @@ pub fn read_interval(path: &str, real_ns: i128, mono_ns: i128) -> Result<Interva
     for _ in 0..1000 {
         file.read_exact_at(&mut seg, 0)
             .map_err(|e| format!("{path}: {e}"))?;
-        if [ne_u32(&seg, 0), ne_u32(&seg, 4)] != [0x414D_5A4E, 0x4342_0200] {
+        if [ne_u32(&seg, 0)?, ne_u32(&seg, 4)?] != [0x414D_5A4E, 0x4342_0200] {
             return Err("not a ClockBound segment".into());
         }
-        if ne_u32(&seg, 8) < 80 || ne_u16(&seg, 12) != 2 {
+        if ne_u32(&seg, 8)? < 80 || ne_u16(&seg, 12)? != 2 {
             return Err("not a protocol v2 segment (or not written yet)".into());
         }
-        let generation = ne_u16(&seg, 14);
+        let generation = ne_u16(&seg, 14)?;
         let mut again = [0u8; 2];
         file.read_exact_at(&mut again, 14)
             .map_err(|e| format!("{path}: {e}"))?;
@@ -68,11 +75,11 @@ pub fn read_interval(path: &str, real_ns: i128, mono_ns: i128) -> Result<Interva
             std::thread::yield_now();
             continue;
         }
-        let as_of = timespec_ns(&seg, 16);
-        let void_after = timespec_ns(&seg, 32);
-        let bound = i128::from(ne_i64(&seg, 48));
-        let max_drift_ppb = i128::from(ne_u32(&seg, 64));
-        let published = i32::from_ne_bytes(seg[68..72].try_into().expect("4 bytes"));
+        let as_of = timespec_ns(&seg, 16)?;
+        let void_after = timespec_ns(&seg, 32)?;
+        let bound = i128::from(ne_i64(&seg, 48)?);
+        let max_drift_ppb = i128::from(ne_u32(&seg, 64)?);
+        let published = i32::from_ne_bytes(field(&seg, 68)?);
         let status = if published == 0 || mono_ns > void_after {
             0
         } else if published == 1 && mono_ns > as_of + 5_000_000_000 {
@@ -92,9 +99,9 @@ pub fn read_interval(path: &str, real_ns: i128, mono_ns: i128) -> Result<Interva
     Err("the segment changed on every read".into())
 }
 
-fn clock_ns(id: nix::time::ClockId) -> i128 {
-    let t = nix::time::clock_gettime(id).expect("clock_gettime");
-    i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
+fn clock_ns(id: nix::time::ClockId) -> Result<i128, String> {
+    let t = nix::time::clock_gettime(id).map_err(|e| format!("clock_gettime: {e}"))?;
+    Ok(i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
 }
 
 #[allow(dead_code)]
@@ -102,9 +109,11 @@ fn main() {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let real = clock_ns(nix::time::ClockId::CLOCK_REALTIME);
-    let mono = clock_ns(nix::time::ClockId::CLOCK_MONOTONIC);
-    match read_interval(&path, real, mono) {
+    let interval = clock_ns(nix::time::ClockId::CLOCK_REALTIME).and_then(|real| {
+        let mono = clock_ns(nix::time::ClockId::CLOCK_MONOTONIC)?;
+        read_interval(&path, real, mono)
+    });
+    match interval {
         Ok(i) => println!("{} {} {}", i.earliest_ns, i.latest_ns, i.status),
         Err(e) => {
             eprintln!("clockbound_now: {e}");

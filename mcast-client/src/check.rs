@@ -140,6 +140,17 @@ pub enum Finding {
         /// The threshold, seconds.
         limit_s: f64,
     },
+    /// The multicast group stopped delivering: no authenticated broadcast
+    /// from any server for longer than the client's `group-silent-intervals`
+    /// allow; the client is re-joining.
+    GroupSilent {
+        /// Seconds since the last authenticated broadcast.
+        last_delivery_s: f64,
+        /// The client's silence threshold, seconds.
+        silent_after_s: f64,
+        /// Re-joins since start.
+        rejoins: u64,
+    },
     /// The client's stratum above the threshold.
     Stratum {
         /// The client's stratum.
@@ -153,7 +164,9 @@ impl Finding {
     /// How bad it is.
     pub fn severity(&self) -> Severity {
         match self {
-            Finding::NoBroadcastYet | Finding::NothingSelected { .. } => Severity::Critical,
+            Finding::NoBroadcastYet
+            | Finding::NothingSelected { .. }
+            | Finding::GroupSilent { .. } => Severity::Critical,
             Finding::Stale { severity, .. } | Finding::Offset { severity, .. } => *severity,
             Finding::Uncalibrated { .. }
             | Finding::TooFewAgreeing { .. }
@@ -203,6 +216,11 @@ impl Finding {
                 format!("jitter {jitter_s:.6} s above {limit_s} s")
             }
             Finding::Stratum { stratum, limit } => format!("stratum {stratum} above {limit}"),
+            Finding::GroupSilent {
+                last_delivery_s,
+                silent_after_s,
+                rejoins,
+            } => crate::text::group_silent_check(*last_delivery_s, *silent_after_s, *rejoins),
         }
     }
 }
@@ -282,6 +300,13 @@ pub fn verdict(s: &ClientStatus, t: &Thresholds) -> Verdict {
             severity: Severity::Warning,
         }),
         Some(_) => {}
+    }
+    if let Some(g) = s.group.filter(|g| g.silent) {
+        findings.push(Finding::GroupSilent {
+            last_delivery_s: g.last_delivery_s,
+            silent_after_s: g.silent_after_s,
+            rejoins: g.rejoins,
+        });
     }
     match s.offset_ms.map(|o| o / 1e3) {
         None => findings.push(Finding::NothingSelected {

@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
 use mcast_core::client::status::{
-    CalibrationStatus, ClockModeStatus, DecisionStatus, FailureStatus, SCHEMA_VERSION, ServerStatus,
+    CalibrationStatus, ClockModeStatus, DecisionStatus, FailureStatus, GroupStatus, SCHEMA_VERSION,
+    ServerStatus,
 };
 use std::collections::BTreeMap;
 
@@ -62,6 +63,13 @@ fn healthy() -> ClientStatus {
         jitter_ms: Some(0.05),
         min_agreeing: Some(2),
         synchronized: true,
+        group: Some(GroupStatus {
+            silent: false,
+            last_delivery_s: 3.0,
+            silent_after_s: 192.0,
+            silences: 0,
+            rejoins: 0,
+        }),
     }
 }
 
@@ -331,4 +339,43 @@ fn unknown_names_its_cause_and_still_has_perfdata() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn a_silent_group_is_critical_and_says_why_it_may_be() {
+    let mut s = healthy();
+    s.group = Some(GroupStatus {
+        silent: true,
+        last_delivery_s: 200.0,
+        silent_after_s: 192.0,
+        silences: 1,
+        rejoins: 2,
+    });
+    let v = run(&s);
+    assert_eq!(
+        v.findings.first(),
+        Some(&Finding::GroupSilent {
+            last_delivery_s: 200.0,
+            silent_after_s: 192.0,
+            rejoins: 2
+        })
+    );
+    let (code, text) = render(&v, &Thresholds::default());
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.starts_with("CRITICAL - multicast group silent for 200 s"),
+        "{text}"
+    );
+    for cause in ["querier", "snooping", "TTL", "interface"] {
+        assert!(text.contains(cause), "names {cause}: {text}");
+    }
+    // Back: the same status with the group delivering is OK again.
+    s.group = Some(GroupStatus {
+        silent: false,
+        last_delivery_s: 1.0,
+        silent_after_s: 192.0,
+        silences: 1,
+        rejoins: 2,
+    });
+    assert_eq!(run(&s).severity(), Severity::Ok);
 }

@@ -75,8 +75,9 @@ pub enum Command {
                       Thresholds: -w/--warning and -C/--critical (seconds of offset); -c/--config \
                       is the configuration file, as for every other subcommand.\n\n\
                       CRITICAL when nothing is selected, when no verified broadcast came for \
-                      --stale-critical-intervals of the longest broadcast interval, or the \
-                      offset is at least -C seconds. WARNING when the offset is at least -w \
+                      --stale-critical-intervals of the longest broadcast interval, when the \
+                      client reports the multicast group silent (group-silent-intervals), or \
+                      the offset is at least -C seconds. WARNING when the offset is at least -w \
                       seconds, a selected server is tracked on the fallback delay (its \
                       calibration failed), fewer servers are selected than min-agreeing, no \
                       verified broadcast came for --stale-intervals, the system jitter is \
@@ -154,7 +155,7 @@ The table, one row per server (as ntpq -p):
   jitter  of its offsets (all ms)
 Below the table, per server: state, calibration result (or why it failed),
 unicast packets sent (constant after calibration) and rejections by reason.
---json gives the same as documented in docs/status-json.md (schema 1).";
+--json gives the same as documented in docs/status-json.md (schema 2).";
 
 const LISTEN_HELP: &str = "Example:\n  \
     mcast-client listen --group 224.0.1.1 --interface bond0 --keys /etc/mcast-ntp/ntp.keys \

@@ -246,7 +246,9 @@ pub fn decode(bytes: &[u8]) -> Result<(u16, Contents), ReadError> {
     if generation == 0 {
         return Err(ReadError::NotInitialized);
     }
-    let b = &bytes[BODY_AT..SEGMENT_SIZE];
+    let b = bytes
+        .get(BODY_AT..SEGMENT_SIZE)
+        .ok_or(ReadError::Malformed("shorter than 80 bytes"))?;
     let field = |at: usize| -> Option<[u8; 8]> { b.get(at..at + 8)?.try_into().ok() };
     let contents = (|| {
         Some(Contents {

@@ -53,6 +53,8 @@ struct Shared {
     cal: CalSockets,
     /// Repeated log lines held back.
     repeats: Mutex<crate::repeats::Repeats>,
+    /// The group sockets, for re-joins.
+    listeners: Vec<Arc<Listener>>,
 }
 
 impl Shared {
@@ -142,6 +144,8 @@ fn open_listener(
 pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError> {
     let precision = Log2Seconds(mcast_sys::measure_precision(64));
     let mut core = ClientCore::new(core_config(&config, precision), keys);
+    // Before the joins, so their reports already speak that version.
+    crate::igmp::apply_versions(&config.listen);
     let mut listeners = Vec::new();
     for l in &config.listen {
         listeners.push(Arc::new(open_listener(
@@ -184,6 +188,7 @@ pub async fn run(config: ClientConfig, keys: KeyStore) -> Result<(), DaemonError
         clock_mode: config.clock.mode,
         cal,
         repeats: Mutex::new(crate::repeats::Repeats::new()),
+        listeners: listeners.clone(),
     });
     let control = mcast_sys::bind_control(&config.control_socket).map_err(io_err(format!(
         "control socket {}",
@@ -377,6 +382,24 @@ async fn execute(shared: &Arc<Shared>, actions: Vec<Action>) {
                     core.request_transmitted(ticket, NtpTimestamp::from_system_time(at));
                 }
             }
+            Action::Event(e @ (Event::GroupSilent { .. } | Event::GroupBack { .. })) => {
+                // Said once per silence by the core: never held back.
+                let joined: Vec<(IpAddr, String)> = shared
+                    .listeners
+                    .iter()
+                    .map(|l| (l.group, l.interface.clone()))
+                    .collect();
+                if matches!(e, Event::GroupSilent { .. }) {
+                    tracing::warn!("{}", crate::text::group_silent_line(&e, &joined));
+                } else {
+                    tracing::info!("{}", crate::text::group_back_line(&e, &joined));
+                }
+            }
+            Action::Rejoin { attempt } => {
+                for l in &shared.listeners {
+                    rejoin(l, attempt);
+                }
+            }
             Action::Event(e) => {
                 let line = crate::text::event_line(&e);
                 let admitted = match shared.repeats.lock() {
@@ -540,6 +563,34 @@ async fn tick_loop(shared: Arc<Shared>) {
             readiness.after_tick(&core, shared.mono());
         }
         tokio::time::sleep_until(shared.start + next.max(mono + Duration::from_millis(10))).await;
+    }
+}
+
+/// Drops and adds the membership of a multicast listener on its
+/// interface: the kernel sends a fresh unsolicited IGMP/MLD report, which a
+/// snooping switch that aged the membership out needs to forward the group
+/// to this port again. Subnet-broadcast listeners have no membership.
+fn rejoin(l: &Listener, attempt: u32) {
+    let idx = l.ifindex.lock().map(|i| *i).unwrap_or(0);
+    let joined = match l.group {
+        IpAddr::V4(g) if g.is_multicast() => {
+            let _ = l.ep.leave_v4(g, idx);
+            l.ep.join_v4(g, idx)
+        }
+        IpAddr::V6(g) => {
+            let _ = l.ep.leave_v6(g, idx);
+            l.ep.join_v6(g, idx)
+        }
+        IpAddr::V4(_) => return,
+    };
+    match joined {
+        Ok(()) => {
+            tracing::debug!(group = %l.group, interface = %l.interface, attempt, "re-joined the group")
+        }
+        Err(e) => tracing::warn!(
+            "{}",
+            crate::text::rejoin_failed(l.group, &l.interface, attempt, &e.to_string())
+        ),
     }
 }
 

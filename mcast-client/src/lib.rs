@@ -18,6 +18,7 @@ pub mod clockbound;
 pub mod coexist;
 pub mod control;
 pub mod daemon;
+pub mod igmp;
 pub mod import_ntp_conf;
 mod listen;
 pub mod metrics;
@@ -56,8 +57,22 @@ pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
         } else {
             "group"
         };
-        let _ = writeln!(out, "listen[{i}]: {what} {} on {}", l.group, l.interface);
+        let version = match (l.igmp_version, l.mld_version) {
+            (Some(v), _) => format!(", IGMPv{v} (force_igmp_version)"),
+            (None, Some(v)) => format!(", MLDv{v} (force_mld_version)"),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "listen[{i}]: {what} {} on {}{version}",
+            l.group, l.interface
+        );
     }
+    let _ = writeln!(
+        out,
+        "group silent after {} intervals of the slowest poll: logged, re-joined, check CRITICAL",
+        config.group_silent_intervals
+    );
     for (i, s) in config.servers.iter().enumerate() {
         let name = s
             .name

@@ -95,6 +95,7 @@ pub fn core_config(config: &ClientConfig, precision: Log2Seconds) -> CoreConfig 
         server_port: config.port,
         precision,
         discipline: discipline_config(&config.clock),
+        group_silent_intervals: config.group_silent_intervals,
         bound: BoundConfig {
             max_drift_ppb: config.clock_bound.max_drift_ppm.saturating_mul(1000),
             validity: Duration::from_secs(u64::from(config.clock_bound.void_after_s)),

@@ -2,6 +2,7 @@
 //! core event (the `check` verdict is [`crate::check`]).
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use mcast_core::client::engine::{CheckReason, Event, KeyLoss, KeyLossReason, StepNowError};
 use mcast_core::client::select::NoSelection;
@@ -76,7 +77,133 @@ pub fn event_line(e: &Event) -> String {
              check disagrees with them: dropped as a replay"
         ),
         Event::ClockAdjustmentFailed { error } => format!("clock adjustment failed: {error}"),
+        Event::GroupSilent { .. } => group_silent_line(e, &[]),
+        Event::GroupBack { .. } => group_back_line(e, &[]),
     }
+}
+
+/// `group 224.0.1.1 on eth0, group ff05::101 on eth1` (or `the group`).
+fn listeners_words(listeners: &[(IpAddr, String)]) -> String {
+    if listeners.is_empty() {
+        return "the group".into();
+    }
+    let each: Vec<String> = listeners
+        .iter()
+        .map(|(g, i)| format!("group {g} on {i}"))
+        .collect();
+    each.join(", ")
+}
+
+/// The likely causes of a silent group, most likely first.
+const GROUP_SILENT_CAUSES: &str = "no IGMP/MLD querier on a switch that snoops IGMP (its \
+     membership ages out a few minutes after the last query), the switch's snooping dropped \
+     the membership, a TTL too small on the servers (`ttl` of their [[destination]]) or a \
+     router in between that does not forward the group, or the wrong interface in [[listen]]";
+
+/// The one log line of a silence ([`Event::GroupSilent`]), naming every
+/// group and interface the client listens on.
+pub fn group_silent_line(e: &Event, listeners: &[(IpAddr, String)]) -> String {
+    let Event::GroupSilent {
+        intervals,
+        silent_for,
+        expected_interval,
+        ignored,
+        ..
+    } = e
+    else {
+        return String::new();
+    };
+    let causes = if *ignored > 0 {
+        format!(
+            "{ignored} datagram(s) did arrive meanwhile but none was an authentic, new \
+             broadcast of a configured server, so the path works: check the servers' keys \
+             (status: rejected by reason), or a host replaying or forging packets. Otherwise: \
+             {GROUP_SILENT_CAUSES}"
+        )
+    } else {
+        format!("nothing arrived at all. Likely causes: {GROUP_SILENT_CAUSES}")
+    };
+    format!(
+        "{}: no authenticated broadcast from any server for {} s ({intervals} x the slowest \
+         poll interval, {} s); re-joining the group (a fresh IGMP/MLD report) and reporting \
+         CRITICAL until broadcasts return; {causes}",
+        listeners_words(listeners),
+        silent_for.as_secs(),
+        expected_interval.as_secs()
+    )
+}
+
+/// The one log line of the group's recovery ([`Event::GroupBack`]).
+pub fn group_back_line(e: &Event, listeners: &[(IpAddr, String)]) -> String {
+    let Event::GroupBack {
+        silent_for,
+        rejoins,
+    } = e
+    else {
+        return String::new();
+    };
+    format!(
+        "{}: authenticated broadcasts are back after {} s of silence ({rejoins} re-join(s))",
+        listeners_words(listeners),
+        silent_for.as_secs()
+    )
+}
+
+/// A re-join that failed (the membership could not be dropped or added).
+pub fn rejoin_failed(group: IpAddr, interface: &str, attempt: u32, error: &str) -> String {
+    format!("re-join {attempt} of group {group} on {interface} failed: {error}")
+}
+
+/// The `status` line of the group, once it has ever been silent.
+pub fn group_words(g: &mcast_core::client::status::GroupStatus) -> String {
+    if g.silent {
+        format!(
+            "group SILENT: no authenticated broadcast for {:.0} s (limit {:.0} s); re-joined {} \
+             time(s) so far; see the log for the likely causes",
+            g.last_delivery_s, g.silent_after_s, g.rejoins
+        )
+    } else {
+        format!(
+            "group delivering; silent {} time(s) since start, {} re-join(s)",
+            g.silences, g.rejoins
+        )
+    }
+}
+
+/// The `check` words of a silent group.
+pub fn group_silent_check(last_delivery_s: f64, silent_after_s: f64, rejoins: u64) -> String {
+    format!(
+        "multicast group silent for {last_delivery_s:.0} s (limit {silent_after_s:.0} s, \
+         {rejoins} re-joins): check the IGMP querier and snooping on the switch, the servers' \
+         TTL and the [[listen]] interface"
+    )
+}
+
+/// `igmp-version`/`mld-version` was applied (or already in force).
+pub fn multicast_version_applied(path: &str, old: &str, new: u8) -> String {
+    if old == new.to_string() {
+        format!("{path} is already {new}")
+    } else {
+        format!("set {path} to {new} (was {old})")
+    }
+}
+
+/// `igmp-version`/`mld-version` could not be applied: the kernel's
+/// default stays; how to set it instead.
+pub fn multicast_version_failed(path: &str, new: u8, error: &str) -> String {
+    // sysctl's name: components joined by dots, a dot within one (a VLAN
+    // interface such as bond0.100) written as a slash.
+    let key: Vec<String> = path
+        .trim_start_matches("/proc/sys/")
+        .split('/')
+        .map(|c| c.replace('.', "/"))
+        .collect();
+    let key = key.join(".");
+    format!(
+        "could not write {new} to {path} ({error}); the kernel's version stays. Set it for \
+         the host instead, e.g. `{key} = {new}` in /etc/sysctl.d/60-mcast-ntp.conf (the \
+         packaged unit may not write kernel settings)"
+    )
 }
 
 /// Why a reload was refused: each server it would cut off.
@@ -352,6 +479,9 @@ pub fn format_status(s: &ClientStatus) -> String {
     if let Some(d) = &s.decision {
         let _ = writeln!(o, "last clock decision: {}", decision_words(d));
     }
+    if let Some(g) = s.group.filter(|g| g.silent || g.silences > 0) {
+        let _ = writeln!(o, "{}", group_words(&g));
+    }
     if !s.rejected.is_empty() {
         let list = s
             .rejected
@@ -423,57 +553,6 @@ pub fn status_line(s: &ClientStatus) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
-
-    #[test]
-    fn the_panic_line_names_the_command_that_sets_the_clock() {
-        assert!(
-            PANIC_LINE.contains("`mcast-client step-now`"),
-            "{PANIC_LINE}"
-        );
-        // And that command exists.
-        use clap::CommandFactory as _;
-        let cli = crate::cli::Cli::command();
-        assert!(cli.get_subcommands().any(|c| c.get_name() == "step-now"));
-    }
-
-    #[test]
-    fn the_unpaired_warning_names_the_setting_to_check() {
-        let line = event_line(&Event::Unpaired {
-            server: "s1".into(),
-            count: 8,
-        });
-        assert!(line.starts_with("s1: 8 broadcasts"), "{line}");
-        assert!(line.contains("`interleave = true`"), "{line}");
-    }
-
-    #[test]
-    fn no_reply_says_which_port_replies_must_reach() {
-        let line = event_line(&Event::CalibrationDone {
-            server: "s1".into(),
-            to: "198.18.0.1:123".parse().expect("address"),
-            local_port: Some(41230),
-            phase: Phase::Fallback {
-                one_way: mcast_proto::NtpDuration::from_millis(4),
-                reason: FallbackReason::Failed {
-                    failure: Failure::NoReply {
-                        requests: 6,
-                        route: None,
-                    },
-                    volleys: Some(4),
-                },
-            },
-        });
-        assert!(
-            line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),
-            "{line}"
-        );
-    }
-}
-
 /// A ClockBound time as RFC 3339 UTC with nanoseconds.
 fn rfc3339(t: std::time::SystemTime) -> String {
     jiff::Timestamp::try_from(t).map_or_else(|_| "out of range".into(), |t| format!("{t:.9}"))
@@ -529,4 +608,99 @@ pub fn now_json(r: &crate::clockbound::Reading) -> String {
         "max_drift_ppb": r.max_drift_ppb,
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcast_core::client::calibration::{Failure, FallbackReason, Phase};
+
+    #[test]
+    fn the_panic_line_names_the_command_that_sets_the_clock() {
+        assert!(
+            PANIC_LINE.contains("`mcast-client step-now`"),
+            "{PANIC_LINE}"
+        );
+        // And that command exists.
+        use clap::CommandFactory as _;
+        let cli = crate::cli::Cli::command();
+        assert!(cli.get_subcommands().any(|c| c.get_name() == "step-now"));
+    }
+
+    #[test]
+    fn the_unpaired_warning_names_the_setting_to_check() {
+        let line = event_line(&Event::Unpaired {
+            server: "s1".into(),
+            count: 8,
+        });
+        assert!(line.starts_with("s1: 8 broadcasts"), "{line}");
+        assert!(line.contains("`interleave = true`"), "{line}");
+    }
+
+    #[test]
+    fn no_reply_says_which_port_replies_must_reach() {
+        let line = event_line(&Event::CalibrationDone {
+            server: "s1".into(),
+            to: "198.18.0.1:123".parse().expect("address"),
+            local_port: Some(41230),
+            phase: Phase::Fallback {
+                one_way: mcast_proto::NtpDuration::from_millis(4),
+                reason: FallbackReason::Failed {
+                    failure: Failure::NoReply {
+                        requests: 6,
+                        route: None,
+                    },
+                    volleys: Some(4),
+                },
+            },
+        });
+        assert!(
+            line.contains("no reply from 198.18.0.1:123 to requests sent from port 41230"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_silent_group_names_its_groups_and_tells_nothing_arriving_from_failing_keys() {
+        let silent = |ignored| Event::GroupSilent {
+            intervals: 3,
+            since: std::time::Duration::from_secs(10),
+            silent_for: std::time::Duration::from_secs(200),
+            expected_interval: std::time::Duration::from_secs(64),
+            ignored,
+        };
+        let joined = [
+            ("224.0.1.1".parse().unwrap(), "bond0".to_string()),
+            ("ff05::101".parse().unwrap(), "bond1".to_string()),
+        ];
+        let nothing = group_silent_line(&silent(0), &joined);
+        assert!(
+            nothing.starts_with(
+                "group 224.0.1.1 on bond0, group ff05::101 on bond1: no authenticated broadcast \
+                 from any server for 200 s (3 x the slowest poll interval, 64 s)"
+            ),
+            "{nothing}"
+        );
+        assert!(nothing.contains("nothing arrived at all"), "{nothing}");
+        for cause in ["querier", "snooping", "TTL", "interface"] {
+            assert!(nothing.contains(cause), "{cause}: {nothing}");
+        }
+        let junk = group_silent_line(&silent(42), &joined);
+        assert!(
+            junk.contains("42 datagram(s) did arrive") && junk.contains("keys"),
+            "{junk}"
+        );
+        let back = group_back_line(
+            &Event::GroupBack {
+                silent_for: std::time::Duration::from_secs(300),
+                rejoins: 2,
+            },
+            &joined[..1],
+        );
+        assert_eq!(
+            back,
+            "group 224.0.1.1 on bond0: authenticated broadcasts are back after 300 s of silence \
+             (2 re-join(s))"
+        );
+    }
 }

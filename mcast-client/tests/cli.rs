@@ -54,6 +54,7 @@ fn check_config_accepts_the_lab_example_and_summarizes_it() {
         "6 requests",
         "clock: monitor",
         "step threshold 128ms",
+        "group silent after 3 intervals of the slowest poll",
     ] {
         assert!(
             stdout.contains(needle),

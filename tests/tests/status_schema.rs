@@ -21,7 +21,7 @@ use mcast_core::client::association::State;
 use mcast_core::client::discipline::Decision;
 use mcast_core::client::select::NoSelection;
 use mcast_core::client::status::{
-    CalibrationStatus, ClientStatus, ClockModeStatus, DecisionStatus, FailureStatus,
+    CalibrationStatus, ClientStatus, ClockModeStatus, DecisionStatus, FailureStatus, GroupStatus,
     ReplyProblemStatus, SCHEMA_VERSION, ServerStatus,
 };
 use mcast_core::server::broadcaster::Silence;
@@ -355,6 +355,13 @@ fn client_documents() -> Vec<ClientStatus> {
             jitter_ms: Some(0.05),
             min_agreeing: Some(2),
             synchronized: true,
+            group: Some(GroupStatus {
+                silent: i % 2 == 0,
+                last_delivery_s: 2.5,
+                silent_after_s: 192.0,
+                silences: 1,
+                rejoins: 3,
+            }),
         });
     }
     for n in no_selections() {
@@ -374,6 +381,7 @@ fn client_documents() -> Vec<ClientStatus> {
             jitter_ms: None,
             min_agreeing: None,
             synchronized: false,
+            group: None,
         });
     }
     docs

@@ -26,6 +26,7 @@ use crate::client::kernel::{
     KernelInput, KernelState, KernelTracker, LeapPending, Selected, leap_of,
 };
 use crate::client::select::{Candidate, SelectOutcome, SelectParams, select};
+use crate::client::silence::{DEFAULT_SILENT_AFTER_INTERVALS, GroupEvent, GroupWatch};
 use crate::exchange::{Exchanges, Kiss, Ticket, kiss};
 
 /// Settings of the core (from the client configuration).
@@ -57,6 +58,10 @@ pub struct CoreConfig {
     pub precision: Log2Seconds,
     /// Clock discipline settings.
     pub discipline: DisciplineConfig,
+    /// Intervals of the slowest server's poll without an authenticated
+    /// broadcast from any server after which the group is reported silent
+    /// and re-joined (`group-silent-intervals`).
+    pub group_silent_intervals: u32,
     /// The error bound published to applications.
     pub bound: BoundConfig,
 }
@@ -78,6 +83,7 @@ impl CoreConfig {
             server_port: 123,
             precision: Log2Seconds(-20),
             discipline: DisciplineConfig::default(),
+            group_silent_intervals: DEFAULT_SILENT_AFTER_INTERVALS,
             bound: BoundConfig::default(),
         }
     }
@@ -115,7 +121,9 @@ impl Event {
             | Event::CheckUnanswered { server, .. }
             | Event::SteppedBack { server }
             | Event::BackstepRefuted { server } => Some(server),
-            Event::ClockAdjustmentFailed { .. } => None,
+            Event::ClockAdjustmentFailed { .. }
+            | Event::GroupSilent { .. }
+            | Event::GroupBack { .. } => None,
         }
     }
 }
@@ -160,6 +168,15 @@ pub enum Action {
     Kernel(KernelState),
     /// Something worth a log line (the shell words it).
     Event(Event),
+    /// The group has been silent (see [`Event::GroupSilent`]): leave and
+    /// join every configured multicast group again on its interface, which
+    /// makes the kernel send a fresh unsolicited IGMP/MLD report (what a
+    /// snooping switch that aged the membership out needs to forward again).
+    Rejoin {
+        /// 1 for the first re-join of this silence; they back off from one
+        /// interval, doubling, to at most 1024 s.
+        attempt: u32,
+    },
 }
 
 /// What happened to a server that an operator should hear about. Typed, so
@@ -230,6 +247,32 @@ pub enum Event {
     ClockAdjustmentFailed {
         /// What the clock said.
         error: String,
+    },
+    /// No authenticated broadcast from any server for more than
+    /// `intervals` of `expected_interval` (the slowest server's poll): the
+    /// group stopped delivering. Said once per silence; re-joins follow
+    /// ([`Action::Rejoin`]).
+    GroupSilent {
+        /// `group-silent-intervals`.
+        intervals: u32,
+        /// Monotonic time of the last delivery (or of the start).
+        since: Duration,
+        /// How long it has been silent.
+        silent_for: Duration,
+        /// The slowest server's poll interval it was judged by.
+        expected_interval: Duration,
+        /// Datagrams that did reach the group socket since the last
+        /// delivery but did not count (unauthenticated, another key,
+        /// replayed, unknown source, malformed): when not 0 the path works
+        /// and keys or a forger are the likelier cause.
+        ignored: u64,
+    },
+    /// An authenticated broadcast arrived after a silence. Said once.
+    GroupBack {
+        /// From the last delivery before the silence to this broadcast.
+        silent_for: Duration,
+        /// Re-joins sent during the silence.
+        rejoins: u32,
     },
 }
 
@@ -677,7 +720,42 @@ pub struct ClientCore {
     /// [`FREQUENCY_SAVE_EVERY`] while the loop is in SYNC) and when it was
     /// taken.
     saved_frequency: Option<(Ppm, Duration)>,
+    /// Whether the group still delivers (created on the first tick or
+    /// broadcast).
+    group: Option<GroupState>,
 }
+
+/// The group-silence watch and what it counted.
+#[derive(Debug, Clone)]
+struct GroupState {
+    watch: GroupWatch,
+    /// Silences since start.
+    silences: u64,
+    /// Re-joins since start.
+    rejoins: u64,
+    /// Re-joins of the silence under way.
+    rejoins_now: u32,
+    /// Datagrams since the last delivery that did not count as one.
+    ignored: u64,
+}
+
+/// The group's delivery as `status` shows it ([`ClientCore::group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Reported silent now.
+    pub silent: bool,
+    /// The last delivery (or the start), monotonic.
+    pub last_delivery: Duration,
+    /// Silence is declared after this long without a delivery.
+    pub silent_after: Duration,
+    /// Silences since start.
+    pub silences: u64,
+    /// Re-joins since start.
+    pub rejoins: u64,
+}
+
+/// The poll interval assumed for a server whose poll is not known yet.
+const UNKNOWN_POLL_INTERVAL: Duration = Duration::from_secs(64);
 
 /// The persisted frequency is taken at most this often (ntpd writes its
 /// driftfile hourly), and at exit.
@@ -712,6 +790,7 @@ impl ClientCore {
             discovered: 0,
             next_burst: 0,
             saved_frequency: None,
+            group: None,
         }
     }
 
@@ -881,6 +960,120 @@ impl ClientCore {
         random: u32,
         clock: &mut dyn Clock,
     ) -> Vec<Action> {
+        // Only a packet that moved an association's last acceptance on
+        // counts as the group delivering: it passed authentication (MAC or
+        // signature), the replay floor, the freshness bound and the rate
+        // check (an unusable but authentic one counts too: the path works).
+        // Anything else a LAN host can send, or replay, so counting it
+        // would let an attacker's junk hide that the real servers' packets
+        // no longer arrive.
+        let before = self.newest_acceptance();
+        let mut actions = self.broadcast(inc, random, clock);
+        if self.newest_acceptance() != before {
+            actions.extend(self.group_delivered(inc.mono));
+        } else {
+            let g = self.group_state(inc.mono);
+            g.ignored = g.ignored.saturating_add(1);
+        }
+        actions
+    }
+
+    /// The newest acceptance of any association (monotonic).
+    fn newest_acceptance(&self) -> Option<Duration> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.assoc.last_accepted())
+            .max()
+    }
+
+    /// The slowest known poll interval of the servers (64 s while none is
+    /// known): what the group's silence is judged by.
+    fn slowest_interval(&self) -> Duration {
+        self.peers
+            .iter()
+            .filter(|p| p.assoc.poll().is_some())
+            .map(|p| p.assoc.interval())
+            .max()
+            .unwrap_or(UNKNOWN_POLL_INTERVAL)
+    }
+
+    fn group_state(&mut self, now: Duration) -> &mut GroupState {
+        let intervals = self.config.group_silent_intervals;
+        self.group.get_or_insert_with(|| GroupState {
+            watch: GroupWatch::new(now, intervals),
+            silences: 0,
+            rejoins: 0,
+            rejoins_now: 0,
+            ignored: 0,
+        })
+    }
+
+    /// The group delivered an authenticated broadcast at `now`.
+    fn group_delivered(&mut self, now: Duration) -> Vec<Action> {
+        let g = self.group_state(now);
+        g.ignored = 0;
+        match g.watch.on_broadcast(now) {
+            Some(GroupEvent::GroupBack { silent_for }) => {
+                let rejoins = std::mem::take(&mut g.rejoins_now);
+                vec![Action::Event(Event::GroupBack {
+                    silent_for,
+                    rejoins,
+                })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The group watch's tick: a silence is reported once, then re-joins.
+    fn group_tick(&mut self, now: Duration) -> Vec<Action> {
+        let expected = self.slowest_interval();
+        let intervals = self.config.group_silent_intervals.max(1);
+        let g = self.group_state(now);
+        let mut actions = Vec::new();
+        // A silence gives its event and its first re-join on the same tick.
+        for _ in 0..2 {
+            match g.watch.tick(now, expected) {
+                Some(GroupEvent::GroupSilent {
+                    since,
+                    expected_interval,
+                }) => {
+                    g.silences += 1;
+                    g.rejoins_now = 0;
+                    actions.push(Action::Event(Event::GroupSilent {
+                        intervals,
+                        since,
+                        silent_for: now.saturating_sub(since),
+                        expected_interval,
+                        ignored: g.ignored,
+                    }));
+                }
+                Some(GroupEvent::Rejoin { attempt }) => {
+                    g.rejoins += 1;
+                    g.rejoins_now = attempt;
+                    actions.push(Action::Rejoin { attempt });
+                    break;
+                }
+                Some(GroupEvent::GroupBack { .. }) | None => break,
+            }
+        }
+        actions
+    }
+
+    /// The group's delivery (`None` before the first tick or broadcast).
+    pub fn group(&self) -> Option<GroupReport> {
+        let g = self.group.as_ref()?;
+        Some(GroupReport {
+            silent: g.watch.is_silent(),
+            last_delivery: g.watch.last_broadcast(),
+            silent_after: self
+                .slowest_interval()
+                .saturating_mul(self.config.group_silent_intervals.max(1)),
+            silences: g.silences,
+            rejoins: g.rejoins,
+        })
+    }
+
+    fn broadcast(&mut self, inc: Incoming<'_>, random: u32, clock: &mut dyn Clock) -> Vec<Action> {
         let Ok(d) = Datagram::parse(inc.bytes) else {
             self.count(GlobalRejection::BadFormat);
             return Vec::new();
@@ -1296,6 +1489,7 @@ impl ClientCore {
         if self.selection.is_some() {
             actions.extend(self.update_clock(mono, false, clock));
         }
+        actions.extend(self.group_tick(mono));
         if self.discipline.state() == LoopState::Sync
             && self
                 .saved_frequency
@@ -1749,6 +1943,7 @@ mod tests {
                     mode: crate::client::discipline::ClockMode::Step,
                     ..DisciplineConfig::default()
                 },
+                group_silent_intervals: 3,
                 bound: BoundConfig::default(),
             },
             KeyStore::from_keys(std::path::Path::new("none"), []).expect("empty store"),

@@ -23,7 +23,7 @@ use crate::labels;
 /// change a reader could notice (a field renamed, removed or retyped, a new
 /// enum value); adding an optional field is a change too. The test
 /// `status_schema` fails when the shape changes and this does not.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 fn ms(d: NtpDuration) -> f64 {
     d.as_seconds_f64() * 1e3
@@ -453,6 +453,27 @@ pub struct ClientStatus {
     /// Servers that must agree before anything is selected
     /// (`selection.min-agreeing` of the running client).
     pub min_agreeing: Option<usize>,
+    /// Whether the multicast group still delivers (schema 2; `None`
+    /// before the client's first tick).
+    pub group: Option<GroupStatus>,
+}
+
+/// The group's delivery: authenticated broadcasts from any server, judged
+/// over every `[[listen]]` entry together.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// No authenticated broadcast for longer than `silent_after_s`: the
+    /// client is re-joining (IGMP/MLD report) on a backoff.
+    pub silent: bool,
+    /// Seconds since the last authenticated broadcast (or the start).
+    pub last_delivery_s: f64,
+    /// Silence is declared after this many seconds without one
+    /// (`group-silent-intervals` of the slowest server's poll).
+    pub silent_after_s: f64,
+    /// Silences since start.
+    pub silences: u64,
+    /// Re-joins since start.
+    pub rejoins: u64,
 }
 
 /// A status snapshot of a core.
@@ -547,5 +568,12 @@ pub fn status_of(core: &ClientCore, mono: Duration, uptime: Duration) -> ClientS
             .filter(|s| s.offset.is_some())
             .map(|s| ms(s.jitter)),
         min_agreeing: Some(core.min_agreeing()),
+        group: core.group().map(|g| GroupStatus {
+            silent: g.silent,
+            last_delivery_s: mono.saturating_sub(g.last_delivery).as_secs_f64(),
+            silent_after_s: g.silent_after.as_secs_f64(),
+            silences: g.silences,
+            rejoins: g.rejoins,
+        }),
     }
 }

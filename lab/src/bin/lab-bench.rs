@@ -13,6 +13,12 @@
 //! - `lab-bench footprint [--servers N] [--minutes M]`: N of our servers and
 //!   our client: time from start to the first selected server, then RSS
 //!   and CPU of the client while it tracks all N.
+//! - `lab-bench storm [--clients N] [--poll P]`: a calibration storm, as
+//!   after a mass reboot: one of our servers, then N of our clients (each in
+//!   its own namespace on the one bridge, at most 253) started within about
+//!   a second. How long until every client tracks, the requests, replies
+//!   and KoDs the server counted, its CPU, and every client's calibrated
+//!   one-way delay by the order the clients joined the bridge.
 //!
 //! Every process runs without CAP_SYS_TIME and the clients never touch
 //! the clock (monitor mode, ntpd with `disable ntp`). Prints a Markdown
@@ -61,6 +67,15 @@ enum Bench {
         #[arg(long, default_value_t = 20_000)]
         count: u32,
     },
+    /// A calibration storm: N clients started at once against one server.
+    Storm {
+        /// Clients (1 to 253).
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// The server's poll exponent.
+        #[arg(long, default_value_t = 3)]
+        poll: i8,
+    },
     /// Time to first selection, RSS and CPU of our client with N servers.
     Footprint {
         /// Servers.
@@ -99,6 +114,7 @@ fn main() -> ExitCode {
             minutes,
             poll,
         } => footprint(servers.clamp(1, KEYS.len()), minutes, poll),
+        Bench::Storm { clients, poll } => storm(clients.clamp(1, 253), poll),
         Bench::Signatures { .. } => Ok(()),
     };
     match result {
@@ -326,6 +342,146 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+fn storm(n: usize, poll: i8) -> Result<(), String> {
+    eprintln!("lab-bench: building a LAN of {} hosts", n + 1);
+    let (work, lan) = lan_with(n + 1)?;
+    let servers = start_servers(&lan, work.path(), 1, poll, false);
+    let server = &servers.first().ok_or("no server")?.0;
+    let server_cpu0 = cpu_seconds(server.child().pid());
+    let body = |servers: &[(Daemon, IpAddr, u32)]| {
+        let mut body = format!(
+            "[[listen]]\ngroup = \"{GROUP}\"\ninterface = \"eth0\"\n[clock]\nmode = \"monitor\"\n"
+        );
+        for (_, addr, key) in servers {
+            body.push_str(&format!("[[server]]\naddress = \"{addr}\"\nkey = {key}\n"));
+        }
+        body
+    };
+    let text = body(&servers);
+    // Built (or found) before the clock starts: a first build can take
+    // minutes.
+    let _ = Program::Client.bin();
+    let started = Instant::now();
+    let clients: Vec<Daemon> = (0..n)
+        .map(|j| {
+            Daemon::spawn(
+                Program::Client,
+                &lan.host(j + 2),
+                work.path(),
+                &format!("client{}", j + 1),
+                123,
+                &text,
+            )
+        })
+        .collect();
+    let spawned = started.elapsed();
+    for c in &clients {
+        c.wait_running();
+    }
+    eprintln!(
+        "lab-bench: {n} clients spawned in {:.2} s, all running after {:.2} s",
+        spawned.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let tracking_at = std::cell::RefCell::new(vec![None; n]);
+    wait_for(
+        "every client tracking",
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let mut at = tracking_at.borrow_mut();
+            for (slot, c) in at.iter_mut().zip(&clients) {
+                if slot.is_none() && tracking_all(c, 1) {
+                    *slot = Some(started.elapsed());
+                }
+            }
+            at.iter().all(Option::is_some).then_some(())
+        },
+        || {
+            let late = tracking_at.borrow().iter().filter(|t| t.is_none()).count();
+            format!("{late} clients not tracking")
+        },
+    );
+    let tracking_at = tracking_at.into_inner();
+    let all_tracking = started.elapsed();
+    let server_cpu = cpu_seconds(server.child().pid()) - server_cpu0;
+    let counters = server.server_status().counters;
+    let statuses: Vec<_> = clients.iter().map(Daemon::client_status).collect();
+    let delays: Vec<f64> = statuses
+        .iter()
+        .filter_map(|s| s.servers.first().and_then(|r| r.one_way_delay_ms))
+        .collect();
+    let sent: u64 = statuses
+        .iter()
+        .filter_map(|s| s.servers.first().map(|r| r.unicast_sent))
+        .sum();
+    let fallback = statuses
+        .iter()
+        .filter(|s| {
+            s.servers.first().is_some_and(|r| {
+                matches!(
+                    r.calibration,
+                    mcast_core::client::status::CalibrationStatus::Fallback { .. }
+                )
+            })
+        })
+        .count();
+    let mut tracked: Vec<f64> = tracking_at
+        .iter()
+        .flatten()
+        .map(Duration::as_secs_f64)
+        .collect();
+    tracked.sort_by(f64::total_cmp);
+    let (d_median, d_p99, d_max, _) = summary(&delays);
+    println!(
+        "| clients | all tracking (s) | median tracking (s) | requests sent | server received | \
+         replies | KoD | rate-limited | fallback | server CPU (s) |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {n} | {:.1} | {:.1} | {sent} | {} | {} | {} | {} | {fallback} | {server_cpu:.2} |",
+        all_tracking.as_secs_f64(),
+        tracked.get(tracked.len() / 2).copied().unwrap_or(f64::NAN),
+        counters.received,
+        counters.replies_sent,
+        counters.kod_sent,
+        counters.rate_limited,
+    );
+    // The delay by bridge order: the bridge floods each broadcast to its
+    // ports one after another, so later ports hear it later.
+    let tenth = n.div_ceil(10).max(1);
+    println!(
+        "\ncalibrated one-way delay (ms): median {:.3}, p99 {:.3}, max {:.3} (summary() of us)\n",
+        d_median / 1e3,
+        d_p99 / 1e3,
+        d_max / 1e3
+    );
+    // All hosts share one clock: a client's offset is its error.
+    println!(
+        "| clients (bridge order) | median one-way delay (us) | median offset (us) |\n|---|---|---|"
+    );
+    for (k, chunk) in statuses.chunks(tenth).enumerate() {
+        let delay: Vec<f64> = chunk
+            .iter()
+            .filter_map(|s| s.servers.first().and_then(|r| r.one_way_delay_ms))
+            .collect();
+        let mut offset: Vec<f64> = chunk
+            .iter()
+            .filter_map(|s| s.servers.first().and_then(|r| r.offset_ms))
+            .map(|ms| ms * 1e3)
+            .collect();
+        offset.sort_by(f64::total_cmp);
+        let (median, _, _, _) = summary(&delay);
+        println!(
+            "| {}-{} | {median:.1} | {:+.1} |",
+            k * tenth + 1,
+            (k * tenth + chunk.len()).min(n),
+            offset.get(offset.len() / 2).copied().unwrap_or(f64::NAN)
+        );
+    }
+    println!("\npoll {poll}, one server (key 1), one bridge LAN, all clients in monitor mode");
+    Ok(())
 }
 
 fn footprint(n: usize, minutes: u64, poll: i8) -> Result<(), String> {

@@ -184,6 +184,27 @@ pub fn format_metrics(s: &ClientStatus) -> String {
          step threshold; what wait-sync waits for and READY=1 reports.",
         flag(s.synchronized),
     );
+    if let Some(g) = &s.group {
+        e.single(
+            "mcast_client_group_silent",
+            Kind::Gauge,
+            "1 while the multicast group is silent: no authenticated broadcast from any server \
+             for group-silent-intervals of the slowest poll (the client is re-joining).",
+            flag(g.silent),
+        );
+        e.single(
+            "mcast_client_group_silences_total",
+            Kind::Counter,
+            "Times the group fell silent since start.",
+            g.silences as f64,
+        );
+        e.single(
+            "mcast_client_group_rejoins_total",
+            Kind::Counter,
+            "Re-joins of the group (a fresh IGMP/MLD report) since start.",
+            g.rejoins as f64,
+        );
+    }
     e.single(
         "mcast_client_frequency_ppm",
         Kind::Gauge,

@@ -1,7 +1,7 @@
 //! Unit tests of the client's exposition.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 use super::*;
-use mcast_core::client::status::{CalibrationStatus, DecisionStatus, SCHEMA_VERSION};
+use mcast_core::client::status::{CalibrationStatus, DecisionStatus, GroupStatus, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 
 fn server(name: &str, state: State, tally: char) -> ServerStatus {
@@ -59,6 +59,13 @@ fn status(servers: Vec<ServerStatus>) -> ClientStatus {
         jitter_ms: Some(0.125),
         min_agreeing: Some(1),
         synchronized: true,
+        group: Some(GroupStatus {
+            silent: false,
+            last_delivery_s: 3.0,
+            silent_after_s: 192.0,
+            silences: 0,
+            rejoins: 0,
+        }),
     }
 }
 
@@ -274,6 +281,8 @@ fn synchronized_build_info_and_the_system_peers_figures() {
     let samples = parse(&format_metrics(&s));
     assert_eq!(samples["mcast_client_build_info{version=\"0.1.0\"}"], 1.0);
     assert_eq!(samples["mcast_client_synchronized"], 1.0);
+    assert_eq!(samples["mcast_client_group_silent"], 0.0);
+    assert_eq!(samples["mcast_client_group_rejoins_total"], 0.0);
     assert_eq!(samples["mcast_client_frequency_ppm"], -12.5);
     assert_eq!(samples["mcast_client_jitter_seconds"], 0.000125);
     // The system peer's stratum 2 plus one, its leap, its root distance.
@@ -292,6 +301,17 @@ fn synchronized_build_info_and_the_system_peers_figures() {
     let samples = parse(&format_metrics(&s));
     assert_eq!(samples["mcast_client_synchronized"], 0.0);
     assert!(!samples.contains_key("mcast_client_stratum"));
+    s.group = Some(mcast_core::client::status::GroupStatus {
+        silent: true,
+        last_delivery_s: 200.0,
+        silent_after_s: 192.0,
+        silences: 2,
+        rejoins: 5,
+    });
+    let samples = parse(&format_metrics(&s));
+    assert_eq!(samples["mcast_client_group_silent"], 1.0);
+    assert_eq!(samples["mcast_client_group_silences_total"], 2.0);
+    assert_eq!(samples["mcast_client_group_rejoins_total"], 5.0);
     s.jitter_ms = None;
     let samples = parse(&format_metrics(&s));
     assert!(!samples.contains_key("mcast_client_jitter_seconds"));

@@ -732,9 +732,14 @@ impl Run<'_> {
                 format!("association of {src} counted nothing"),
             );
         };
-        if !actions.is_empty() || after.selection != before.selection {
+        // An authentic broadcast that is never time still shows the group
+        // delivers: it may end a group silence, and nothing else.
+        let other = actions.iter().any(|a| {
+            !(reason == Rejection::Unusable && matches!(a, Action::Event(Event::GroupBack { .. })))
+        });
+        if other || after.selection != before.selection {
             self.fail(
-                "a rejected broadcast yields no action",
+                "a rejected broadcast yields no action (an unusable one: only the group's return)",
                 format!("rejected as {reason:?}, actions {actions:?}"),
             );
         }
@@ -1156,6 +1161,17 @@ impl Run<'_> {
                 Action::Send { to, .. } if from_packet => {
                     self.fail("requests are sent only on ticks", format!("to {to}"));
                 }
+                Action::Event(Event::GroupSilent { .. }) | Action::Rejoin { .. } if from_packet => {
+                    self.fail("a group falls silent only on ticks", format!("{action:?}"));
+                }
+                Action::Event(Event::GroupBack { .. }) if !from_packet => {
+                    self.fail(
+                        "a group comes back only with a packet",
+                        format!("{action:?}"),
+                    );
+                }
+                // About the group, not a server.
+                Action::Event(Event::GroupSilent { .. } | Event::GroupBack { .. }) => {}
                 Action::Event(e)
                     if !self
                         .core

@@ -133,6 +133,8 @@ pub struct ClientTrace {
     pub step_now: Vec<(Duration, Result<NtpDuration, StepNowError>)>,
     /// What it would write to its state directory at exit.
     pub persisted: Option<PersistedState>,
+    /// Re-joins of the group the core asked for: when, which attempt.
+    pub rejoins: Vec<(Duration, u32)>,
 }
 
 /// Name of a decision kind, for counting.
@@ -331,6 +333,9 @@ impl SimClient {
                 // Recorded by the simulated clock (ClockOps::kernel).
                 Action::Kernel(_) => {}
                 Action::Event(e) => self.trace.events.push((now, e)),
+                // The simulated network has no memberships to renew:
+                // recorded only.
+                Action::Rejoin { attempt } => self.trace.rejoins.push((now, attempt)),
             }
         }
         for (i, a) in core.associations().enumerate() {

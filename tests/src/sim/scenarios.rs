@@ -400,13 +400,13 @@ pub fn scale() -> Vec<Scenario> {
             name: "fleet-10k",
             about: "10,000 clients and 4 servers for an hour, all started at once",
             build: fleet_10k,
-            measure_from: mins(30),
+            measure_from: mins(45),
         },
         Scenario {
             name: "fleet-1k",
             about: "1,000 clients and 4 servers for an hour, all started at once",
             build: fleet_1k,
-            measure_from: mins(30),
+            measure_from: mins(45),
         },
     ]
 }
