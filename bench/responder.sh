@@ -7,7 +7,9 @@
 #
 # For each responder -- udp-floor (the machine's floor), chronyd (Debian's
 # chrony 4.3), reference ntpd 4.2.8p15 and mcast-server -- and each request
-# kind (none / md5 / aes-cmac; the floor only "none"), it runs two bounded
+# kind (none / md5 / aes-cmac; the floor only "none"; mcast-server also
+# ed25519 / ed25519-md5: requests that ask for a reply signed with the
+# destination's Ed25519 signing key, without and with the MD5 MAC), it runs two bounded
 # loads with lab/src/bin/ntp-load.rs and records replies/s and the
 # responder's CPU time per reply (utime+stime from /proc/PID/stat, before
 # and after, divided by the valid replies counted by the load generator):
@@ -110,13 +112,13 @@ trap 'exit 130' INT TERM
 
 # ---- binaries -------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
-  say "building (release): mcast-server, ntp-load, udp-floor"
+  say "building (release): mcast-server, mcast-keygen, ntp-load, udp-floor"
   (cd "$ROOT" && cargo build --release --quiet -p mcast-server --bin mcast-server \
-      -p mcast-lab --bin ntp-load --bin udp-floor)
+      -p mcast-keys --bin mcast-keygen -p mcast-lab --bin ntp-load --bin udp-floor)
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
-for b in mcast-server ntp-load udp-floor; do
+for b in mcast-server mcast-keygen ntp-load udp-floor; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing (run without --no-build)"
 done
 
@@ -303,7 +305,9 @@ fi
 # a dual-stack [::] socket, and replies to IPv4 clients fail there (see
 # BENCHMARKS.md). One destination on lo (224.0.1.1, one signed broadcast
 # every 64 s, multicast loop off) makes it bind 127.0.0.1:$PORT.
-server_conf() { # FILE REQUIRE_AUTH
+server_conf() { # FILE REQUIRE_AUTH [SIGNING_KEY]
+  local signing=""
+  [ -n "${3:-}" ] && signing="signing-key = \"$3\""
   cat > "$1" <<EOF
 keys = "$KEYS"
 port = $PORT
@@ -315,6 +319,7 @@ interface = "lo"
 key = 3
 poll = 6
 multicast-loop = false
+$signing
 
 [time-source]
 kind = "local"
@@ -324,6 +329,10 @@ stratum = 8
 enabled = true
 require-auth = $2
 workers = $WORKERS
+# The global signing budget is lifted so that it does not cap the signed
+# runs (the default, 200/s, would): the benchmark measures signing cost.
+sign-rate = 100000
+sign-burst = 1000000
 
 [rate-limit]
 mru-size = 100000
@@ -336,16 +345,22 @@ EOF
 if want mcast-server; then
   DAEMON_CPUS=$SERVER_CPUS
   WORKERS_OF_RUN=$WORKERS
-  for auth in none md5 aes-cmac; do
+  # A signing key for the Ed25519 runs (mode 0600, in the run directory).
+  SIGNING=$RUN/bench.ed25519
+  PUBLIC=$("$BIN/mcast-keygen" signing-key -o "$SIGNING" | sed -n 1p)
+  for auth in none md5 aes-cmac ed25519 ed25519-md5; do
     port_free "$PORT" || die "port $PORT is in use"
+    # ed25519 requests carry no MAC: require-auth = true shows that signed
+    # replies need none.
     if [ "$auth" = none ]; then ra=false; else ra=true; fi
-    server_conf "$RUN/server-$auth.toml" "$ra"
+    case $auth in ed25519*) sk=$SIGNING ;; *) sk="" ;; esac
+    server_conf "$RUN/server-$auth.toml" "$ra" "$sk"
     cp "$RUN/server-$auth.toml" "$OUT/server-$auth.toml"
     "$BIN/mcast-server" check-config -c "$RUN/server-$auth.toml" >/dev/null
     start_daemon "mcast-server ($auth)" "$OUT/mcast-server-$auth.log" \
       "$BIN/mcast-server" run -c "$RUN/server-$auth.toml"
-    wait_ready mcast-server "127.0.0.1:$PORT" --auth "$auth" --keys "$KEYS"
-    measure mcast-server "$auth" "127.0.0.1:$PORT" --auth "$auth" --keys "$KEYS"
+    wait_ready mcast-server "127.0.0.1:$PORT" --auth "$auth" --keys "$KEYS" --public-key "$PUBLIC"
+    measure mcast-server "$auth" "127.0.0.1:$PORT" --auth "$auth" --keys "$KEYS" --public-key "$PUBLIC"
     stop_pid "$DPID"
   done
   DAEMON_CPUS=0
@@ -380,7 +395,7 @@ fi
   echo "|---|---|---:|---:|---:|---:|"
   jq -rs '
     ["udp-floor", "chronyd", "ntpd", "mcast-server"] as $targets |
-    ["none", "md5", "aes-cmac"] as $auths |
+    ["none", "md5", "aes-cmac", "ed25519", "ed25519-md5"] as $auths |
     group_by([.target, .auth]) |
     sort_by(.[0] as $r | [($targets | index($r.target)), ($auths | index($r.auth))]) | .[] |
     (map(select(.load == "max")) | first) as $m |
@@ -393,7 +408,7 @@ fi
   jq -rs '
     def cpu($t; $a; $k): map(select(.target == $t and .auth == $a and .load == $k))
                          | first | .cpu_us_per_reply // null;
-    . as $all | ["max", "fixed"][] as $k | ["none", "md5", "aes-cmac"][] as $a |
+    . as $all | ["max", "fixed"][] as $k | ["none", "md5", "aes-cmac", "ed25519", "ed25519-md5"][] as $a |
     ($all | cpu("mcast-server"; $a; $k)) as $s |
     ($all | cpu("chronyd"; $a; $k)) as $c |
     ($all | cpu("udp-floor"; "none"; $k)) as $f |

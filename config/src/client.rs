@@ -180,9 +180,11 @@ pub struct Server {
     pub interleave: bool,
     /// The server's Ed25519 public key (`public-key = "ed25519:<hex>"`, as
     /// `mcast-keygen signing-key` prints it): every broadcast must carry a
-    /// valid signature from it, whatever its MAC says. For now it needs
-    /// `key` too (the MAC must verify as well, and authenticates the
-    /// calibration replies, which are not signed yet).
+    /// valid signature from it, whatever its MAC says, and so must every
+    /// calibration reply (the requests carry no MAC, only a random cookie
+    /// and the key's fingerprint). Alone it needs no secret on the client;
+    /// with `key` beside it (a migration from shared keys) the MAC must
+    /// verify as well.
     #[serde(default, deserialize_with = "units::opt_public_key")]
     pub public_key: Option<PublicKey>,
 }
@@ -499,8 +501,30 @@ impl ClientConfig {
 
     /// Loads the keys file this configuration names; errors point at the
     /// `keys` line.
+    ///
+    /// A client whose servers are all pinned by `public-key` alone (none
+    /// has `key`/`keys`, no discovery) holds no shared secret and needs no
+    /// keys file: when the file does not exist it gets an empty store. A
+    /// file that exists is read (and must be valid) all the same.
     pub fn load_keys(&self) -> Result<KeyStore, ConfigError> {
+        if !self.needs_keys() && !self.keys.exists() {
+            return KeyStore::from_keys(&self.keys, []).map_err(|e| {
+                let mut err = self.origin.error(
+                    "keys",
+                    format!("{:?}", self.keys.display().to_string()),
+                    format!("cannot use the keys file: {e}"),
+                );
+                err.kind = ConfigErrorKind::Keys;
+                err
+            });
+        }
         common::load_keys(&self.origin, &self.keys)
+    }
+
+    /// Whether any server (or discovery) authenticates with a key of the
+    /// keys file.
+    fn needs_keys(&self) -> bool {
+        self.discover || self.servers.iter().any(|s| s.signing_key().is_some())
     }
 
     /// Checks that every server's key exists in `keys` and that the keys
@@ -793,19 +817,11 @@ impl ClientConfig {
             }
             match (s.signing_key(), s.authentication) {
                 (Some(_), true) | (None, false) => {}
-                (None, true) if s.public_key.is_some() => {
-                    // The broadcasts would be authentic, but the calibration
-                    // replies are not signed yet: a forged reply could
-                    // skew the delay. Until they are, the MAC key is needed.
-                    return Err(o.labelled(
-                        &format!("server[{i}]"),
-                        format!("server {a}"),
-                        "public-key needs key as well for now: its broadcasts are checked by \
-                         signature, but calibration replies are authenticated by the MAC key \
-                         only (signed replies are not implemented yet)",
-                        ConfigErrorKind::Invalid,
-                    ));
-                }
+                // The public key alone authenticates broadcasts and the
+                // calibration replies (signed by the server, no shared
+                // secret on this host); `key` beside it is the migration
+                // path (signed and MAC'd).
+                (None, true) if s.public_key.is_some() => {}
                 (None, true) => {
                     return Err(o.labelled(
                         &format!("server[{i}]"),

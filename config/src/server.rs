@@ -203,6 +203,19 @@ pub struct Responder {
     /// see [`Responder::workers_for`].
     #[serde(deserialize_with = "opt_workers")]
     pub workers: Option<u16>,
+    /// Ed25519-signed replies per second for all clients together
+    /// (`sign-rate`, 1..=100000, default 200), on top of the per-source
+    /// limit: calibration requests from public-key clients need no key, so
+    /// this bounds the CPU a flood of them can cost (about 20 us a
+    /// signature). Over it such requests are dropped and counted as
+    /// `sign-budget`.
+    #[serde(deserialize_with = "units::ranged::<_, u32, 1, 100_000>")]
+    pub sign_rate: u32,
+    /// Signed replies allowed at once after a quiet spell (`sign-burst`,
+    /// 1..=1000000, default 400): a few hundred clients starting together
+    /// calibrate without waiting.
+    #[serde(deserialize_with = "units::ranged::<_, u32, 1, 1_000_000>")]
+    pub sign_burst: u32,
 }
 
 impl Responder {
@@ -228,6 +241,8 @@ impl Default for Responder {
             enabled: true,
             require_auth: true,
             workers: None,
+            sign_rate: 200,
+            sign_burst: 400,
         }
     }
 }

@@ -559,7 +559,7 @@ fn check_config_warns_of_what_this_host_lacks_and_of_open_discovery() {
 }
 
 #[test]
-fn a_public_key_is_parsed_and_needs_the_mac_key_for_now() {
+fn a_public_key_is_parsed_alone_or_beside_the_mac_key() {
     let public = mcast_keys::signed::ServerKey::from_seed(&[9; 32])
         .public()
         .to_line();
@@ -570,8 +570,23 @@ fn a_public_key_is_parsed_and_needs_the_mac_key_for_now() {
         Some(public.clone())
     );
     let alone = MINIMAL.replace("key = 3", &format!("public-key = \"{public}\""));
-    let e = parse_err(&alone);
-    assert!(e.problem.contains("needs key as well"), "{e}");
+    let c = parse(&alone).expect("a public key alone needs no MAC key");
+    assert_eq!(c.servers[0].key, None);
+    assert!(c.servers[0].public_key.is_some());
+    // No shared secret, so no keys file needed: a missing one is an empty
+    // store; with a MAC key it stays an error.
+    let dir = tempfile::tempdir().expect("dir");
+    let missing = dir.path().join("none.keys");
+    let no_file = format!("keys = {:?}\n{alone}", missing.display().to_string());
+    let c = ClientConfig::parse(&no_file, &dir.path().join("client.toml")).expect("valid");
+    let store = c.load_keys().expect("no keys file needed");
+    assert_eq!(store.iter().count(), 0);
+    let keyed = format!("keys = {:?}\n{with_key}", missing.display().to_string());
+    let c = ClientConfig::parse(&keyed, &dir.path().join("client.toml")).expect("valid");
+    assert!(
+        c.load_keys().is_err(),
+        "a server with key needs the keys file"
+    );
     let garbled = MINIMAL.replace("key = 3", "key = 3\npublic-key = \"ed25519:1234\"");
     let e = parse_err(&garbled);
     assert_eq!(e.kind, ConfigErrorKind::Schema);

@@ -48,7 +48,9 @@ fn production_client_example_parses() {
     let c = ClientConfig::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.keys, Path::new("/etc/mcast-ntp/ntp.keys"));
     assert_eq!(c.listen[0].interface, "bond0");
-    assert_eq!(c.servers.len(), 3);
+    assert_eq!(c.servers.len(), 4);
+    assert_eq!(c.servers[3].key, None, "the public-key-only entry");
+    assert!(c.servers[3].public_key.is_some());
 }
 
 #[test]

@@ -82,6 +82,7 @@ fn defaults_are_what_an_operator_expects() {
     assert_eq!(c.responder.workers, None, "workers: one per CPU");
     assert_eq!(c.responder.workers_for(2), 2);
     assert_eq!(c.responder.workers_for(64), 8, "auto is capped at 8");
+    assert_eq!((c.responder.sign_rate, c.responder.sign_burst), (200, 400));
     assert_eq!(c.rate_limit.mru_size, 100_000);
     assert_eq!(c.rate_limit.min_interval, Duration::from_secs(2));
     assert_eq!(c.rate_limit.average_interval_log2, 3);
@@ -142,6 +143,29 @@ fn responder_workers_are_1_to_64() {
             format!(
                 "server.toml:{}: responder.workers = {bad}: must be 1..64",
                 line_of(&text, "workers =")
+            )
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+}
+
+#[test]
+fn the_signing_budget_is_set_and_checked_with_file_line_and_field() {
+    let text = format!("{MINIMAL}\n[responder]\nsign-rate = 50\nsign-burst = 80\n");
+    let c = parse(&text).unwrap();
+    assert_eq!((c.responder.sign_rate, c.responder.sign_burst), (50, 80));
+    for (field, bad, range) in [
+        ("sign-rate", "0", "1..100000"),
+        ("sign-rate", "100001", "1..100000"),
+        ("sign-burst", "0", "1..1000000"),
+    ] {
+        let text = format!("{MINIMAL}\n[responder]\n{field} = {bad}\n");
+        let e = parse_err(&text);
+        assert_eq!(
+            e.headline(),
+            format!(
+                "server.toml:{}: responder.{field} = {bad}: must be {range}",
+                line_of(&text, &format!("{field} ="))
             )
         );
         assert_eq!(e.exit_code(), 2);

@@ -556,6 +556,7 @@ fn a_batch_answers_each_request_by_index_and_drops_what_does_not_fit() {
         &Context {
             sync: &sync,
             keys: &store,
+            signers: &[],
         },
         &mut || TX,
         &mut sink,

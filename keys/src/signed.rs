@@ -44,6 +44,24 @@ pub const FIELD_VALUE_LEN: usize = 4 + 8 + 16 + 2 + 2 + 64;
 /// What every signature begins with, so that a signature made for
 /// anything else never verifies as a broadcast.
 pub const CONTEXT: &[u8] = b"mcast-ntp signed broadcast v1\0";
+/// What every signature of a calibration reply begins with: a reply can
+/// never pass as a broadcast, nor a broadcast as a reply.
+pub const REPLY_CONTEXT: &[u8] = b"mcast-ntp signed reply v1\0";
+/// The destination a signed reply names in its field: the unspecified
+/// address `[::]:0`, a fixed "unicast" marker, not the client's address.
+/// The client's address and port as the server sees them are not what the
+/// client knows (a wildcard socket, NAT, a second address), and nothing is
+/// gained by naming them: the reply's origin field is the request's random
+/// 64-bit cookie, covered by the signature with the rest of the header, so
+/// a signed reply answers exactly one request and is worth nothing to
+/// anyone else. No group is ever `[::]:0`, so a reply can never pass the
+/// group check of a broadcast either.
+pub const UNICAST_MARKER: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
+/// Extension field type of a calibration request that asks for a signed
+/// reply (see [`request_field`]). Unassigned space beside [`FIELD_TYPE`].
+pub const REQUEST_FIELD_TYPE: u16 = 0xF5A6;
+/// Magic and version at the start of a request field's value.
+pub const REQUEST_MAGIC: [u8; 4] = *b"MCQ1";
 /// Prefix of a public key line (`ed25519:` and 64 hex digits).
 pub const PUBLIC_PREFIX: &str = "ed25519:";
 /// First word of the private key file's key line.
@@ -262,13 +280,29 @@ impl ServerKey {
     /// The signature field for a broadcast with header `header` sent to
     /// `destination`.
     pub fn sign_field(&self, header: &[u8; HEADER_LEN], destination: SocketAddr) -> ExtensionField {
+        self.field(CONTEXT, header, destination)
+    }
+
+    /// The signature field of a calibration reply with header `header`
+    /// (whose origin is the request's cookie): [`REPLY_CONTEXT`] and
+    /// [`UNICAST_MARKER`] instead of a group.
+    pub fn sign_reply_field(&self, header: &[u8; HEADER_LEN]) -> ExtensionField {
+        self.field(REPLY_CONTEXT, header, UNICAST_MARKER)
+    }
+
+    fn field(
+        &self,
+        context: &[u8],
+        header: &[u8; HEADER_LEN],
+        destination: SocketAddr,
+    ) -> ExtensionField {
         let mut value = Vec::with_capacity(FIELD_VALUE_LEN);
         value.extend_from_slice(&MAGIC);
         value.extend_from_slice(&self.public.fingerprint.0);
         value.extend_from_slice(&v6(destination.ip()).octets());
         value.extend_from_slice(&destination.port().to_be_bytes());
         value.extend_from_slice(&[0, 0]);
-        let sig = self.key.sign(&message(header, &value));
+        let sig = self.key.sign(&message(context, header, &value));
         value.extend_from_slice(&sig.to_bytes());
         ExtensionField {
             field_type: FIELD_TYPE,
@@ -305,6 +339,34 @@ pub fn check_field(
     d: &Datagram,
     groups: &[SocketAddr],
 ) -> Result<(), SignatureProblem> {
+    check(key, d, CONTEXT, |dest, port| {
+        groups
+            .iter()
+            .any(|g| v6(g.ip()) == dest && g.port() == port)
+    })
+}
+
+/// The signature field of a calibration reply `d`, checked like
+/// [`check_field`] with [`REPLY_CONTEXT`]; the destination must be
+/// [`UNICAST_MARKER`] ([`SignatureProblem::WrongGroup`] otherwise: a
+/// broadcast's field moved into a reply). That the reply answers our
+/// request is the caller's check: its origin is our cookie, and the
+/// signature covers the header that holds it.
+///
+/// # Errors
+/// The first check that fails.
+pub fn check_reply(key: &PublicKey, d: &Datagram) -> Result<(), SignatureProblem> {
+    check(key, d, REPLY_CONTEXT, |dest, port| {
+        dest == v6(UNICAST_MARKER.ip()) && port == UNICAST_MARKER.port()
+    })
+}
+
+fn check(
+    key: &PublicKey,
+    d: &Datagram,
+    context: &[u8],
+    destination_ok: impl Fn(Ipv6Addr, u16) -> bool,
+) -> Result<(), SignatureProblem> {
     let mut fields = d.extensions.iter().filter(|f| f.field_type == FIELD_TYPE);
     let field = fields.next().ok_or(SignatureProblem::Unsigned)?;
     if fields.next().is_some() {
@@ -326,11 +388,7 @@ pub fn check_field(
         v.get(28).copied().unwrap_or(0),
         v.get(29).copied().unwrap_or(0),
     ]);
-    let dest = Ipv6Addr::from(ip);
-    if !groups
-        .iter()
-        .any(|g| v6(g.ip()) == dest && g.port() == port)
-    {
+    if !destination_ok(Ipv6Addr::from(ip), port) {
         return Err(SignatureProblem::WrongGroup);
     }
     let sig_bytes: [u8; 64] = v
@@ -341,13 +399,75 @@ pub fn check_field(
     let header = d.header.to_bytes();
     let signed = v.get(..SIG_AT).ok_or(SignatureProblem::Malformed)?;
     key.key
-        .verify_strict(&message(&header, signed), &sig)
+        .verify_strict(&message(context, &header, signed), &sig)
         .map_err(|_| SignatureProblem::BadSignature)
 }
 
-fn message(header: &[u8; HEADER_LEN], field_head: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(CONTEXT.len() + HEADER_LEN + field_head.len());
-    m.extend_from_slice(CONTEXT);
+/// The field a calibration request carries to ask for a signed reply: its
+/// value is [`REQUEST_MAGIC`], the fingerprint of the key the client pins
+/// (the responder signs with that key, or not at all), and zeros up to
+/// [`FIELD_VALUE_LEN`], so that the request is exactly as long as the
+/// signed reply: the responder never answers with more bytes than it was
+/// sent (no amplification).
+///
+/// The request's cookie is not in this field: it is the request's transmit
+/// timestamp, as in every mode-3 request we send (`mcast_core::exchange`).
+/// A server copies it into the reply's origin field (RFC 5905), the reply's
+/// signature covers that header, and the client matches it against its
+/// outstanding requests before it verifies anything, so no second cookie
+/// and no new echo rule is needed.
+pub fn request_field(fingerprint: Fingerprint) -> ExtensionField {
+    let mut value = vec![0u8; FIELD_VALUE_LEN];
+    if let Some(head) = value.get_mut(..4) {
+        head.copy_from_slice(&REQUEST_MAGIC);
+    }
+    if let Some(fp) = value.get_mut(4..12) {
+        fp.copy_from_slice(&fingerprint.0);
+    }
+    ExtensionField {
+        field_type: REQUEST_FIELD_TYPE,
+        value,
+    }
+}
+
+/// What a request asks for, as far as signatures go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureWish {
+    /// No request field: an ordinary request.
+    None,
+    /// A well-formed request field naming this key.
+    Key(Fingerprint),
+    /// A request field of the wrong length or magic, or more than one.
+    Malformed,
+}
+
+/// The request field of `d` ([`request_field`]), if any.
+pub fn requested_key(d: &Datagram) -> SignatureWish {
+    let mut fields = d
+        .extensions
+        .iter()
+        .filter(|f| f.field_type == REQUEST_FIELD_TYPE);
+    let Some(field) = fields.next() else {
+        return SignatureWish::None;
+    };
+    if fields.next().is_some() {
+        return SignatureWish::Malformed;
+    }
+    let v = field.value.as_slice();
+    if v.len() != FIELD_VALUE_LEN || v.get(..4) != Some(&REQUEST_MAGIC[..]) {
+        return SignatureWish::Malformed;
+    }
+    let mut fp = [0u8; 8];
+    match v.get(4..12) {
+        Some(b) => fp.copy_from_slice(b),
+        None => return SignatureWish::Malformed,
+    }
+    SignatureWish::Key(Fingerprint(fp))
+}
+
+fn message(context: &[u8], header: &[u8; HEADER_LEN], field_head: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(context.len() + HEADER_LEN + field_head.len());
+    m.extend_from_slice(context);
     m.extend_from_slice(header);
     m.extend_from_slice(field_head);
     m
@@ -439,6 +559,56 @@ mod tests {
             check_field(key(2).public(), &relabelled, &[group()]),
             Err(SignatureProblem::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_signed_reply_verifies_only_as_a_reply() {
+        let k = key(1);
+        let mut h = Header::new(Mode::Server);
+        h.origin = mcast_proto::NtpTimestamp::from_bits(0x1234_5678_9abc_def0);
+        let mut reply = Datagram::new(h);
+        reply.extensions.push(k.sign_reply_field(&h.to_bytes()));
+        let back = Datagram::parse(&reply.to_bytes()).expect("parses");
+        assert_eq!(check_reply(k.public(), &back), Ok(()));
+        assert_eq!(
+            check_field(k.public(), &back, &[group(), UNICAST_MARKER]),
+            Err(SignatureProblem::BadSignature),
+            "a reply is no broadcast, whatever groups are listened to"
+        );
+        let mut other_cookie = back.clone();
+        other_cookie.header.origin = mcast_proto::NtpTimestamp::from_bits(7);
+        assert_eq!(
+            check_reply(k.public(), &other_cookie),
+            Err(SignatureProblem::BadSignature),
+            "the cookie is signed"
+        );
+        let broadcast = signed(&k, group());
+        assert_eq!(
+            check_reply(k.public(), &broadcast),
+            Err(SignatureProblem::WrongGroup)
+        );
+    }
+
+    #[test]
+    fn a_request_field_names_the_key_and_is_as_long_as_a_signature_field() {
+        let k = key(1);
+        let f = request_field(k.public().fingerprint());
+        assert_eq!(f.wire_len(), 4 + FIELD_VALUE_LEN);
+        let mut d = Datagram::new(Header::new(Mode::Client));
+        assert_eq!(requested_key(&d), SignatureWish::None);
+        d.extensions.push(f.clone());
+        let back = Datagram::parse(&d.to_bytes()).expect("parses");
+        assert_eq!(
+            requested_key(&back),
+            SignatureWish::Key(k.public().fingerprint())
+        );
+        let mut short = d.clone();
+        if let Some(f) = short.extensions.first_mut() {
+            f.value.truncate(FIELD_VALUE_LEN - 8);
+        }
+        assert_eq!(requested_key(&short), SignatureWish::Malformed);
+        d.extensions.push(f);
+        assert_eq!(requested_key(&d), SignatureWish::Malformed, "twice");
     }
 
     #[test]

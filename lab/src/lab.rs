@@ -164,6 +164,23 @@ impl Daemon {
         daemon
     }
 
+    /// As [`Daemon::start`], with `keys` as its keys file (a client that
+    /// pins its servers by public key alone may name one that does not
+    /// exist: it holds no shared secret).
+    pub fn start_with_keys(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        keys: &Path,
+        body: &str,
+    ) -> Daemon {
+        let daemon = Daemon::spawn_with_keys(program, host, work, name, port, keys, body);
+        daemon.wait_running();
+        daemon
+    }
+
     /// [`Daemon::start`] without waiting for it to log that it runs (many
     /// started at once: [`Daemon::wait_running`] each afterwards).
     pub fn spawn(
@@ -174,13 +191,23 @@ impl Daemon {
         port: u16,
         body: &str,
     ) -> Daemon {
+        Daemon::spawn_with_keys(program, host, work, name, port, &keys_file(), body)
+    }
+
+    /// [`Daemon::spawn`] with `keys` as its keys file.
+    pub fn spawn_with_keys(
+        program: Program,
+        host: &Host,
+        work: &Path,
+        name: &str,
+        port: u16,
+        keys: &Path,
+        body: &str,
+    ) -> Daemon {
         let config = work.join(format!("{name}.toml"));
         let socket = work.join(format!("{name}.sock"));
         let log = work.join(format!("{name}.log"));
-        let text = format!(
-            "keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}",
-            keys = keys_file()
-        );
+        let text = format!("keys = {keys:?}\nport = {port}\ncontrol-socket = {socket:?}\n{body}");
         std::fs::write(&config, &text).expect("write daemon config");
         let bin = program.bin();
         let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
@@ -506,7 +533,7 @@ impl Attacker {
         let a = Attacker { child, log };
         let sniffs = matches!(
             args.first().map(String::as_str),
-            Some("replay" | "kod" | "clone")
+            Some("replay" | "kod" | "clone" | "insider-reply" | "regroup")
         );
         if sniffs {
             wait_for(

@@ -80,8 +80,15 @@ pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
         let ids = s.key_ids();
+        let signed = s
+            .public_key
+            .as_ref()
+            .map(|pk| format!("Ed25519 public key {}", pk.fingerprint()));
         let auth = if ids.is_empty() {
-            "UNAUTHENTICATED".to_owned()
+            signed.clone().map_or_else(
+                || "UNAUTHENTICATED".to_owned(),
+                |k| format!("{k}, no shared key"),
+            )
         } else {
             let each: Vec<String> = ids
                 .iter()
@@ -90,7 +97,11 @@ pub fn summary(config: &ClientConfig, keys: &KeyStore) -> String {
                     None => format!("key {id} (not in the keys file)"),
                 })
                 .collect();
-            each.join(" or ")
+            let macs = each.join(" or ");
+            match &signed {
+                Some(k) => format!("{k} and {macs}"),
+                None => macs,
+            }
         };
         let interleave = if s.interleave { ", interleaved" } else { "" };
         let _ = writeln!(out, "server[{i}]: {}{name}, {auth}{interleave}", s.address);

@@ -322,3 +322,28 @@ fn status_help_has_a_legend_for_t_and_the_tally_codes() {
         assert!(help.contains(needle), "{needle:?} in\n{help}");
     }
 }
+
+#[test]
+fn check_config_of_a_public_key_only_client_needs_no_keys_file_and_names_the_key() {
+    let public = mcast_keys::signed::ServerKey::from_seed(&[5; 32]);
+    let line = public.public().to_line();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "keys = \"no-such.keys\"\n[[listen]]\ninterface = \"lo\"\n\
+             [[server]]\naddress = \"127.0.0.1\"\npublic-key = \"{line}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["check-config", "-c", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let want = format!(
+        "server[0]: 127.0.0.1, Ed25519 public key {}, no shared key",
+        public.public().fingerprint()
+    );
+    assert!(stdout.contains(&want), "{want:?} in:\n{stdout}");
+    assert!(!stdout.contains("UNAUTHENTICATED"), "{stdout}");
+}

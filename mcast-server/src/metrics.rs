@@ -35,7 +35,7 @@ use mcast_sys::prometheus::{Exposition, Kind, flag};
 pub const POLLERS_SHOWN: usize = 10;
 
 /// HELP of each responder counter, by its field name in `status --json`.
-const COUNTER_HELP: [(&str, &str); 13] = [
+const COUNTER_HELP: [(&str, &str); 16] = [
     ("received", "Packets handed to the calibration responder."),
     ("current_version", "NTPv4 requests that parsed."),
     ("older_version", "NTPv1-3 requests that parsed."),
@@ -63,6 +63,15 @@ const COUNTER_HELP: [(&str, &str); 13] = [
     (
         "unverified_limited",
         "Unauthenticated packets over their source's budget: dropped silently.",
+    ),
+    ("signed_sent", "Replies signed with an Ed25519 signing key."),
+    (
+        "sign_budget",
+        "Requests for a signed reply over the global signing budget (responder.sign-rate): dropped silently.",
+    ),
+    (
+        "sign_key_unknown",
+        "Requests for a signed reply naming a key the server does not hold: dropped.",
     ),
 ];
 

@@ -25,6 +25,8 @@ pub fn rate_limit(config: &ServerConfig) -> RateLimitConfig {
         average_log2: rate.average_interval_log2,
         capacity: rate.mru_size,
         kod: rate.kod,
+        sign_rate: config.responder.sign_rate,
+        sign_burst: config.responder.sign_burst,
         ..RateLimitConfig::default()
     }
 }

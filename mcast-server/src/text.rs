@@ -201,6 +201,9 @@ pub fn format_status(s: &Status) -> String {
         ("crypto-NAKs sent", c.crypto_naks_sent),
         ("multicast-destination", c.multicast_destination),
         ("unverified-limited", c.unverified_limited),
+        ("signed replies sent", c.signed_sent),
+        ("sign-budget", c.sign_budget),
+        ("sign-key-unknown", c.sign_key_unknown),
     ]
     .into_iter()
     .enumerate()

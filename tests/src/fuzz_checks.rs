@@ -331,29 +331,39 @@ static SIGNER: LazyLock<mcast_keys::signed::ServerKey> =
 /// fuzzing), always accepts one it did, and refuses it again once any one
 /// bit of it is flipped (every byte of header and field is covered).
 ///
+/// The same holds for signed calibration replies
+/// ([`mcast_keys::signed::check_reply`]), and a broadcast's field never
+/// passes as a reply's nor a reply's as a broadcast's; the request-field
+/// parser ([`mcast_keys::signed::requested_key`]) never panics.
+///
 /// Input layout: a flags byte. Bit 0 clear: the rest is parsed as a
 /// datagram and checked as it is. Bit 0 set: a flip byte (255: no flip;
 /// else the byte index, mod the packet length, and bits 1-3 of the flags
-/// the bit), then up to 48 bytes of header, which is signed for
-/// 224.0.1.1:123 and serialized before the flip.
+/// the bit), then up to 48 bytes of header, which is signed (for
+/// 224.0.1.1:123, or as a reply when bit 4 is set) and serialized before
+/// the flip.
 pub fn signed_packet(data: &[u8]) {
-    use mcast_keys::signed::check_field;
+    use mcast_keys::signed::{check_field, check_reply, requested_key};
     let key = &*SIGNER;
     let group: std::net::SocketAddr =
         std::net::SocketAddr::new(Ipv4Addr::new(224, 0, 1, 1).into(), 123);
     let mut rest = data;
     let flags = take_byte(&mut rest);
     if flags & 1 == 0 {
-        if let Ok(d) = Datagram::parse(rest)
-            && check_field(key.public(), &d, &[group]).is_ok()
-        {
-            panic!(
-                "signed_packet: an input the property did not sign verified: {}",
-                quote(data)
-            );
+        if let Ok(d) = Datagram::parse(rest) {
+            let _ = requested_key(&d);
+            if check_field(key.public(), &d, &[group]).is_ok()
+                || check_reply(key.public(), &d).is_ok()
+            {
+                panic!(
+                    "signed_packet: an input the property did not sign verified: {}",
+                    quote(data)
+                );
+            }
         }
         return;
     }
+    let as_reply = flags & 0x10 != 0;
     let flip = take_byte(&mut rest);
     let mut raw = [0u8; mcast_proto::HEADER_LEN];
     for (slot, b) in raw.iter_mut().zip(rest) {
@@ -363,7 +373,11 @@ pub fn signed_packet(data: &[u8]) {
         return;
     };
     let mut d = Datagram::new(h);
-    d.extensions.push(key.sign_field(&h.to_bytes(), group));
+    d.extensions.push(if as_reply {
+        key.sign_reply_field(&h.to_bytes())
+    } else {
+        key.sign_field(&h.to_bytes(), group)
+    });
     let mut wire = d.to_bytes();
     let flipped = (flip != 255).then(|| usize::from(flip) % wire.len());
     if let Some(i) = flipped
@@ -371,7 +385,30 @@ pub fn signed_packet(data: &[u8]) {
     {
         *b ^= 1 << ((flags >> 1) & 7);
     }
-    let verdict = Datagram::parse(&wire).map(|p| check_field(key.public(), &p, &[group]));
+    let check = |p: &Datagram| {
+        if as_reply {
+            check_reply(key.public(), p)
+        } else {
+            check_field(key.public(), p, &[group])
+        }
+    };
+    let crossed = |p: &Datagram| {
+        if as_reply {
+            check_field(key.public(), p, &[group])
+        } else {
+            check_reply(key.public(), p)
+        }
+    };
+    if let Ok(p) = Datagram::parse(&wire)
+        && crossed(&p).is_ok()
+    {
+        panic!(
+            "signed_packet: a {} verified as the other kind; input {}",
+            if as_reply { "reply" } else { "broadcast" },
+            quote(data)
+        );
+    }
+    let verdict = Datagram::parse(&wire).map(|p| check(&p));
     match (flipped, verdict) {
         (None, Ok(Ok(()))) | (Some(_), Err(_) | Ok(Err(_))) => {}
         (None, other) => panic!(

@@ -34,8 +34,9 @@ pub struct ServerSpec {
     /// Its address (the source address of its broadcasts).
     pub address: IpAddr,
     /// The key its packets must be signed with, the first of its `keys`
-    /// (calibration requests are signed with it); `None` only when
-    /// authentication is explicitly off for it.
+    /// (calibration requests are signed with it); `None` when
+    /// authentication is explicitly off for it, or when `public_key` alone
+    /// authenticates it.
     pub key: Option<KeyId>,
     /// Further keys its packets may verify with (a key rollover: the
     /// others of `keys = [old, new]`).
@@ -48,7 +49,9 @@ pub struct ServerSpec {
     /// field. Set by configuration only, never inferred from packets.
     pub interleave: bool,
     /// The server's Ed25519 public key (`public-key`): when set, a packet
-    /// without a valid signature from it is rejected whatever its MAC says.
+    /// without a valid signature from it is rejected whatever its MAC says,
+    /// and so is a calibration reply (its requests ask for signed replies
+    /// with [`mcast_keys::signed::request_field`]).
     pub public_key: Option<PublicKey>,
 }
 
@@ -512,6 +515,29 @@ impl Association {
         groups: &[SocketAddr],
         now: Duration,
     ) -> Result<(), Rejection> {
+        self.spend_verify(now)?;
+        signed::check_field(&pk, d, groups).or_else(|p| self.signature_rejected(p))
+    }
+
+    /// The signature of a calibration (or check) reply from this server,
+    /// when it has a public key: [`signed::check_reply`], after the same
+    /// per-server verification budget broadcasts spend. The caller has
+    /// matched the reply's origin against an outstanding cookie already.
+    /// A failure is counted by reason (the broadcasts' vocabulary) and
+    /// changes nothing else; `Ok` without a public key.
+    ///
+    /// # Errors
+    /// The reason the reply is not signed by the pinned key.
+    pub fn check_reply_signature(&mut self, d: &Datagram, now: Duration) -> Result<(), Rejection> {
+        let Some(pk) = self.spec.public_key.clone() else {
+            return Ok(());
+        };
+        self.spend_verify(now)?;
+        signed::check_reply(&pk, d).or_else(|p| self.signature_rejected(p))
+    }
+
+    /// Spends one verification of the per-server budget.
+    fn spend_verify(&mut self, now: Duration) -> Result<(), Rejection> {
         let (tokens, at) = self.verify_budget;
         let refilled = at.map_or(VERIFY_BURST, |at| {
             (tokens + now.saturating_sub(at).as_secs_f64() * VERIFY_RATE).min(VERIFY_BURST)
@@ -521,16 +547,18 @@ impl Association {
             return self.reject(Rejection::VerifyBudget).map(drop);
         }
         self.verify_budget = (refilled - 1.0, Some(now));
-        signed::check_field(&pk, d, groups).or_else(|p| {
-            self.reject(match p {
-                SignatureProblem::Unsigned => Rejection::Unsigned,
-                SignatureProblem::Malformed => Rejection::BadSignatureField,
-                SignatureProblem::UnknownKey => Rejection::SigningKeyUnknown,
-                SignatureProblem::WrongGroup => Rejection::WrongGroup,
-                SignatureProblem::BadSignature => Rejection::BadSignature,
-            })
-            .map(drop)
+        Ok(())
+    }
+
+    fn signature_rejected(&mut self, p: SignatureProblem) -> Result<(), Rejection> {
+        self.reject(match p {
+            SignatureProblem::Unsigned => Rejection::Unsigned,
+            SignatureProblem::Malformed => Rejection::BadSignatureField,
+            SignatureProblem::UnknownKey => Rejection::SigningKeyUnknown,
+            SignatureProblem::WrongGroup => Rejection::WrongGroup,
+            SignatureProblem::BadSignature => Rejection::BadSignature,
         })
+        .map(drop)
     }
 
     /// The checks of an authenticated broadcast (MAC or signature verified).

@@ -32,6 +32,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mcast_keys::{KeyId, PacketAuth};
+
+use crate::client::association::Rejection;
 use mcast_proto::{KissCode, NtpDuration, Unusable};
 
 /// Calibration settings (the `[calibration]` section).
@@ -166,6 +168,9 @@ pub enum ReplyProblem {
     Unsigned,
     /// The MAC did not verify with the server's key.
     Authentication(PacketAuth),
+    /// A server pinned by its public key: the reply's signature was
+    /// refused for this reason ([`Rejection::label`] names it).
+    Signature(Rejection),
     /// Authentic, but not usable as time.
     UnusableTime(Unusable),
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use mcast_keys::signed::{self, Fingerprint, PublicKey};
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{
     Datagram, Header, KissCode, Log2Seconds, Mode, NtpDuration, NtpTimestamp, SampleLimits,
@@ -415,6 +416,8 @@ struct RequestSpec {
     to: SocketAddr,
     poll: i8,
     key: Option<KeyId>,
+    /// The server's pinned key: the request asks for a reply signed with it.
+    signer: Option<Fingerprint>,
     precision: Log2Seconds,
     clock_now: NtpTimestamp,
     mono: Duration,
@@ -428,7 +431,14 @@ impl Peer {
         h.precision = r.precision;
         let (cookie, ticket) = self.exchanges.send(random, r.clock_now, r.mono);
         h.transmit = cookie;
-        let d = Datagram::new(h);
+        let mut d = Datagram::new(h);
+        if let Some(fp) = r.signer {
+            // Calibration without secrets: the cookie stays in transmit
+            // (the reply echoes it as origin, under its signature); the
+            // field names the key to sign with and pads the request to
+            // the signed reply's length.
+            d.extensions.push(signed::request_field(fp));
+        }
         let mut bytes = Vec::with_capacity(72);
         match r.key.and_then(|k| keys.get(k)) {
             Some(k) => packet::sign(k, &d, &mut bytes),
@@ -1255,8 +1265,23 @@ impl ClientCore {
         let name = peer.assoc.spec().name.clone();
         let want = peer.assoc.spec().key;
         let accepted: Vec<KeyId> = peer.assoc.spec().keys().collect();
-        let Some(cal) = peer.assoc.calibration_mut() else {
+        if peer.assoc.calibration().is_none() {
             peer.exchanges.complete(origin);
+            return Vec::new();
+        }
+        // A server with a public key: the reply's signature, checked only
+        // now that its origin is one of our cookies, decides before
+        // anything else (its MAC, its kiss code). A failure is counted by
+        // reason on the association and noted for the words of a failed
+        // volley, like a bad MAC; nothing else changes: the request stays
+        // outstanding for the genuine reply.
+        if let Err(why) = peer.assoc.check_reply_signature(&d, inc.mono) {
+            if let Some(cal) = peer.assoc.calibration_mut() {
+                cal.unusable_reply(ReplyProblem::Signature(why));
+            }
+            return Vec::new();
+        }
+        let Some(cal) = peer.assoc.calibration_mut() else {
             return Vec::new();
         };
         let auth = packet::authenticate(keys, inc.bytes, &d, Some(inc.source.ip()));
@@ -1402,11 +1427,18 @@ impl ClientCore {
                 .is_some_and(calibration::Calibration::is_done);
             let poll = peer.assoc.poll().unwrap_or(6);
             let key = peer.assoc.spec().key;
+            let signer = peer
+                .assoc
+                .spec()
+                .public_key
+                .as_ref()
+                .map(PublicKey::fingerprint);
             let to = SocketAddr::new(peer.assoc.spec().address, port);
             let request = RequestSpec {
                 to,
                 poll,
                 key,
+                signer,
                 precision: self.config.precision,
                 clock_now,
                 mono,

@@ -193,7 +193,10 @@ pub enum ReplyProblemStatus {
     /// No MAC.
     Unsigned,
     /// The MAC did not verify: `detail` is `unknown-key`, `bad-length`,
-    /// `invalid-mac`, `source-not-allowed`, `wrong-key` or `crypto-nak`.
+    /// `invalid-mac`, `source-not-allowed`, `wrong-key` or `crypto-nak`;
+    /// or, for a server pinned by its public key, the signature was
+    /// refused: `unsigned`, `bad-signature-field`, `signing-key-unknown`,
+    /// `wrong-group`, `bad-signature` or `verify-budget`.
     Authentication {
         /// Which check failed.
         detail: String,
@@ -377,6 +380,9 @@ impl ReplyProblemStatus {
             ReplyProblem::Unsigned => ReplyProblemStatus::Unsigned,
             ReplyProblem::Authentication(auth) => ReplyProblemStatus::Authentication {
                 detail: labels::auth(auth).into(),
+            },
+            ReplyProblem::Signature(r) => ReplyProblemStatus::Authentication {
+                detail: r.label().into(),
             },
             ReplyProblem::UnusableTime(u) => ReplyProblemStatus::UnusableTime {
                 detail: labels::unusable(u).into(),

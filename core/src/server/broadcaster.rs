@@ -115,6 +115,11 @@ impl Broadcaster {
         self
     }
 
+    /// The key that signs its packets, if any.
+    pub fn signer(&self) -> Option<&Arc<ServerKey>> {
+        self.signer.as_ref().map(|(k, _)| k)
+    }
+
     /// The settings.
     pub fn config(&self) -> &BroadcastConfig {
         &self.config

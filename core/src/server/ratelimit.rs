@@ -43,6 +43,13 @@ pub struct RateLimitConfig {
     pub volley_window: Duration,
     /// Nor is one that sends more requests than this.
     pub volley_max_requests: u32,
+    /// Ed25519 signatures per second the responder makes for all sources
+    /// together (`responder.sign-rate`), on top of each source's own
+    /// limit: see [`SignBudget`].
+    pub sign_rate: u32,
+    /// Signatures it may make at once after a quiet spell
+    /// (`responder.sign-burst`).
+    pub sign_burst: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -54,7 +61,55 @@ impl Default for RateLimitConfig {
             kod: true,
             volley_window: Duration::from_secs(60),
             volley_max_requests: 8,
+            sign_rate: 200,
+            sign_burst: 400,
         }
+    }
+}
+
+/// The responder's global signing budget: a token bucket over **all**
+/// sources, holding up to `burst` signatures and refilled at `rate` per
+/// second. Each source's own budget bounds what one address gets, but
+/// requests that ask for a signed reply need no key, so a flood from many
+/// (spoofed) addresses could otherwise turn the responder into a CPU sink
+/// of Ed25519 signatures (about 20 us each). Over this budget a request
+/// that wants a signature is dropped silently and counted (`sign-budget`);
+/// nothing else the responder does is affected.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SignBudget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Option<Duration>,
+}
+
+impl SignBudget {
+    /// A full bucket of `burst` tokens refilled at `rate` per second.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        SignBudget {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            at: None,
+        }
+    }
+
+    /// Takes one signature's token at monotonic time `now`; false (nothing
+    /// taken) when the bucket is empty. A `now` before the last call (a
+    /// thread with an older reading) refills nothing.
+    pub fn take(&mut self, now: Duration) -> bool {
+        if let Some(at) = self.at {
+            let gained = now.saturating_sub(at).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + gained).min(self.burst);
+        }
+        if self.at.is_none_or(|at| now > at) {
+            self.at = Some(now);
+        }
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
     }
 }
 
@@ -230,6 +285,9 @@ pub struct Mru {
     head: u32,
     /// Least recently seen.
     tail: u32,
+    /// The global signing budget (kept here because every receive thread
+    /// already takes this table's lock once per batch).
+    signatures: SignBudget,
 }
 
 /// What the packet being observed looked like.
@@ -259,7 +317,13 @@ impl Mru {
             index: HashMap::new(),
             head: NIL,
             tail: NIL,
+            signatures: SignBudget::new(config.sign_rate, config.sign_burst),
         }
+    }
+
+    /// Takes one token of the global signing budget ([`SignBudget`]).
+    pub fn take_signature(&mut self, now: Duration) -> bool {
+        self.signatures.take(now)
     }
 
     /// The settings in force.
@@ -648,5 +712,54 @@ mod tests {
                 "poll {i}"
             );
         }
+    }
+
+    #[test]
+    fn the_signing_budget_allows_a_burst_then_its_rate() {
+        let mut b = SignBudget::new(200, 400);
+        let t0 = Duration::from_secs(10);
+        let burst = (0..1000).filter(|_| b.take(t0)).count();
+        assert_eq!(burst, 400, "a full bucket at start");
+        assert!(!b.take(t0 + Duration::from_millis(4)), "under one token");
+        // One second later: 200 more, not 400.
+        let t1 = t0 + Duration::from_secs(1);
+        let refilled = (0..1000).filter(|_| b.take(t1)).count();
+        assert_eq!(refilled, 200);
+        // A long quiet spell refills only up to the burst.
+        let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!((0..1000).filter(|_| b.take(t2)).count(), 400);
+        // An older reading from another thread gains nothing.
+        assert!(!b.take(t1));
+    }
+
+    #[test]
+    fn the_signing_budget_is_shared_by_every_source() {
+        let mut mru = Mru::new(RateLimitConfig {
+            sign_rate: 10,
+            sign_burst: 5,
+            ..RateLimitConfig::default()
+        });
+        let now = Duration::from_secs(1);
+        let mut granted = 0;
+        for i in 0..50u8 {
+            let addr = IpAddr::from([198, 18, 0, i]);
+            let v = mru.observe(
+                Observation {
+                    addr,
+                    port: 123,
+                    mode: 3,
+                    version: 4,
+                    key_id: None,
+                    budget: Budget::Unverified,
+                },
+                now,
+            );
+            assert_eq!(v, RateVerdict::Allowed, "each source is within its own");
+            if mru.take_signature(now) {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 5, "fifty sources share one budget");
+        assert!(mru.take_signature(now + Duration::from_millis(100)));
     }
 }

@@ -13,7 +13,26 @@
 //!    ([`Budget`]): only a request that verified under a key of the keys
 //!    file charges its source's verified bucket; everything else goes to
 //!    the source's unverified budget;
-//! 4. the answer.
+//! 4. the answer; a request that asks for a signed reply
+//!    ([`mcast_keys::signed::request_field`]) also needs a token of the
+//!    global signing budget ([`crate::server::ratelimit::SignBudget`]),
+//!    taken under the same lock as step 3.
+//!
+//! Calibration without secrets (issue 14): a request that carries the
+//! request field naming one of our signing keys' fingerprints gets a time
+//! reply signed with that key ([`ServerKey::sign_reply_field`], the
+//! broadcast's field format with [`mcast_keys::signed::REPLY_CONTEXT`] and
+//! the unicast marker as destination), whether or not it has a MAC, and
+//! even with `require-auth`: the reply's signature, not a shared key,
+//! authenticates it, and it answers only the request whose cookie (its
+//! transmit timestamp) it echoes as origin. Such a request without a MAC
+//! is charged to its source's unverified budget; with a valid MAC (the
+//! migration path) to the verified one, and its reply is signed and then
+//! MAC'd over the signature field too. A request field naming a key we do
+//! not hold, or a malformed one, gets nothing (`sign-key-unknown`): an
+//! unsigned answer would be refused by the client anyway. The field is as
+//! long as the signature field, so a signed reply is never larger than its
+//! request.
 //!
 //! What traffic we cannot authenticate gets (the policy, chosen so that
 //! keyless ntpd clients keep working and a forger gains nothing):
@@ -45,6 +64,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use mcast_keys::signed::{self, ServerKey, SignatureWish};
 use mcast_keys::{KeyId, KeyStore, MacVerdict, PacketAuth, packet};
 use mcast_proto::{Datagram, Header, LeapIndicator, Log2Seconds, Mode, NtpTimestamp, RefId};
 
@@ -84,6 +104,17 @@ pub struct ResponderCounters {
     /// modes) over their source's unverified budget: dropped, silently.
     #[serde(default)]
     pub unverified_limited: u64,
+    /// Time replies (KoDs too) signed with an Ed25519 key.
+    #[serde(default)]
+    pub signed_sent: u64,
+    /// Requests for a signed reply over the global signing budget:
+    /// dropped, silently.
+    #[serde(default)]
+    pub sign_budget: u64,
+    /// Requests for a signed reply naming a key we do not hold (or with a
+    /// malformed request field): dropped.
+    #[serde(default)]
+    pub sign_key_unknown: u64,
 }
 
 impl ResponderCounters {
@@ -103,6 +134,9 @@ impl ResponderCounters {
         self.crypto_naks_sent += other.crypto_naks_sent;
         self.multicast_destination += other.multicast_destination;
         self.unverified_limited += other.unverified_limited;
+        self.signed_sent += other.signed_sent;
+        self.sign_budget += other.sign_budget;
+        self.sign_key_unknown += other.sign_key_unknown;
     }
 }
 
@@ -159,6 +193,11 @@ pub enum DropReason {
     WouldAmplify,
     /// The batch had no room left for a reply.
     NoRoom,
+    /// A request for a signed reply over the global signing budget.
+    SignBudget,
+    /// A request for a signed reply naming a key we do not hold, or a
+    /// malformed request field.
+    SigningKeyUnknown,
 }
 
 /// A received request, with what the socket layer knows of it.
@@ -257,6 +296,7 @@ pub struct Responder {
     answerer: Answerer,
     mru: Mutex<Mru>,
     scratch: BatchScratch,
+    signers: Vec<std::sync::Arc<ServerKey>>,
 }
 
 impl Responder {
@@ -266,7 +306,15 @@ impl Responder {
             answerer: Answerer::new(config, mru.config().average_log2),
             mru: Mutex::new(mru),
             scratch: BatchScratch::default(),
+            signers: Vec::new(),
         }
+    }
+
+    /// The signing keys requests may ask for (the destinations'
+    /// `signing-key`s).
+    pub fn with_signers(mut self, signers: Vec<std::sync::Arc<ServerKey>>) -> Self {
+        self.signers = signers;
+        self
     }
 
     /// Counters so far.
@@ -300,7 +348,11 @@ impl Responder {
             &mut self.scratch,
             &self.mru,
             std::slice::from_ref(req),
-            &Context { sync, keys },
+            &Context {
+                sync,
+                keys,
+                signers: &self.signers,
+            },
             &mut read,
             &mut sink,
             &mut |_, o| outcome = o,
@@ -355,6 +407,8 @@ pub struct Context<'a> {
     pub sync: &'a SyncStatus,
     /// The keys now.
     pub keys: &'a KeyStore,
+    /// The signing keys a request may ask for, by fingerprint.
+    pub signers: &'a [std::sync::Arc<ServerKey>],
 }
 
 /// Buffers [`Answerer::handle_batch`] reuses from one batch to the next.
@@ -362,6 +416,8 @@ pub struct Context<'a> {
 pub struct BatchScratch {
     parsed: Vec<Step>,
     verdicts: Vec<RateVerdict>,
+    /// Whether each request got a token of the signing budget.
+    tokens: Vec<bool>,
 }
 
 /// A request after step 1 (parse, destination, MAC).
@@ -370,7 +426,41 @@ enum Step {
     /// Answered already: this outcome, and no rate-limit entry.
     Done(Outcome),
     /// For the rate limiter, then [`Answerer::answer`].
-    Judge(Datagram, Option<PacketAuth>),
+    Judge(Datagram, Option<PacketAuth>, Wish),
+}
+
+/// Whether a request asks for a signed reply, and with which of our keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wish {
+    /// No request field.
+    Plain,
+    /// Signed with `signers[i]`.
+    Signer(usize),
+    /// A key we do not hold, or a malformed field.
+    Unknown,
+}
+
+impl Wish {
+    fn of(d: &Datagram, signers: &[std::sync::Arc<ServerKey>]) -> Wish {
+        match signed::requested_key(d) {
+            SignatureWish::None => Wish::Plain,
+            SignatureWish::Malformed => Wish::Unknown,
+            SignatureWish::Key(fp) => signers
+                .iter()
+                .position(|k| k.public().fingerprint() == fp)
+                .map_or(Wish::Unknown, Wish::Signer),
+        }
+    }
+
+    /// Whether the answer to this request will be signed, should its rate
+    /// allow one: a wish we can grant, with no MAC or a valid one.
+    fn signs(self, auth: Option<&PacketAuth>) -> bool {
+        matches!(self, Wish::Signer(_))
+            && matches!(
+                auth,
+                Some(PacketAuth::NoMac | PacketAuth::Mac(MacVerdict::Valid(_)))
+            )
+    }
 }
 
 /// The rate limiter's verdict on a parsed datagram, which it also records
@@ -448,31 +538,47 @@ impl Answerer {
         outcome: &mut dyn FnMut(usize, Outcome),
     ) {
         scratch.parsed.clear();
-        scratch
-            .parsed
-            .extend(requests.iter().map(|r| self.parse(r, ctx.keys)));
+        scratch.parsed.extend(
+            requests
+                .iter()
+                .map(|r| self.parse(r, ctx.keys, ctx.signers)),
+        );
         scratch.verdicts.clear();
+        scratch.tokens.clear();
         {
             let mut table = lock(mru);
             for (r, step) in requests.iter().zip(&scratch.parsed) {
-                scratch.verdicts.push(match step {
-                    Step::Judge(d, auth) => observe(&mut table, r.request(), d, auth.as_ref()),
-                    Step::Done(_) => RateVerdict::Allowed,
-                });
+                let (verdict, token) = match step {
+                    Step::Judge(d, auth, wish) => {
+                        let v = observe(&mut table, r.request(), d, auth.as_ref());
+                        let token = wish.signs(auth.as_ref())
+                            && v != RateVerdict::LimitedSilent
+                            && table.take_signature(r.request().monotonic);
+                        (v, token)
+                    }
+                    Step::Done(_) => (RateVerdict::Allowed, false),
+                };
+                scratch.verdicts.push(verdict);
+                scratch.tokens.push(token);
             }
         }
-        for (i, ((r, step), rate)) in requests
+        for (i, (((r, step), rate), token)) in requests
             .iter()
             .zip(&scratch.parsed)
             .zip(&scratch.verdicts)
+            .zip(&scratch.tokens)
             .enumerate()
         {
-            let (d, auth) = match step {
+            let (d, auth, wish) = match step {
                 Step::Done(o) => {
                     outcome(i, *o);
                     continue;
                 }
-                Step::Judge(d, auth) => (d, auth),
+                Step::Judge(d, auth, wish) => (d, auth, *wish),
+            };
+            let signer = match wish {
+                Wish::Signer(k) if *token => ctx.signers.get(k).map(|k| &**k),
+                _ => None,
             };
             let Some(out) = replies.next() else {
                 outcome(i, Outcome::Dropped(DropReason::NoRoom));
@@ -481,7 +587,7 @@ impl Answerer {
             let o = self.answer(
                 r.request(),
                 d,
-                auth.as_ref(),
+                (auth.as_ref(), wish, signer),
                 *rate,
                 ctx.sync,
                 ctx.keys,
@@ -499,7 +605,12 @@ impl Answerer {
     /// to a group address, and checks the MAC of a mode-3 request (the one
     /// verification it costs). A datagram that does not parse (counted as
     /// bad format) or went to a group is not recorded in the MRU table.
-    fn parse<'a>(&mut self, r: &impl Incoming<'a>, keys: &KeyStore) -> Step {
+    fn parse<'a>(
+        &mut self,
+        r: &impl Incoming<'a>,
+        keys: &KeyStore,
+        signers: &[std::sync::Arc<ServerKey>],
+    ) -> Step {
         let req = r.request();
         self.counters.received += 1;
         let Ok(d) = Datagram::parse(req.bytes) else {
@@ -517,19 +628,26 @@ impl Answerer {
         }
         let auth = (d.header.mode == Mode::Client)
             .then(|| packet::authenticate(keys, req.bytes, &d, Some(req.source.ip())));
-        Step::Judge(d, auth)
+        let wish = if d.header.mode == Mode::Client {
+            Wish::of(&d, signers)
+        } else {
+            Wish::Plain
+        };
+        Step::Judge(d, auth, wish)
     }
 
     /// Step 4: the answer to a parsed datagram given its authentication
     /// (mode 3 only) and the rate limiter's verdict. On [`Outcome::Reply`]
     /// it is in `out`. `clock` is read once, as late as possible, for the
-    /// transmit timestamp. Nothing over a budget is signed.
+    /// transmit timestamp. Nothing over a budget is signed. `signer` is
+    /// the key to sign with when the request wished for it and got a token
+    /// of the signing budget.
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &mut self,
         req: &Request<'_>,
         d: &Datagram,
-        auth: Option<&PacketAuth>,
+        (auth, wish, signer): (Option<&PacketAuth>, Wish, Option<&ServerKey>),
         rate: RateVerdict,
         sync: &SyncStatus,
         keys: &KeyStore,
@@ -553,19 +671,32 @@ impl Answerer {
             self.counters.restricted += 1;
             return Outcome::Dropped(DropReason::Unauthenticated);
         };
+        if wish == Wish::Unknown {
+            // Rate-recorded like any request; never answered unsigned.
+            self.counters.sign_key_unknown += 1;
+            return Outcome::Dropped(DropReason::SigningKeyUnknown);
+        }
         if let PacketAuth::Mac(MacVerdict::Valid(k)) = *auth {
             // The verified budget: time reply, KoD RATE (once per burst)
             // or silence, each answer signed with the request's key.
             return match rate {
+                RateVerdict::Allowed | RateVerdict::LimitedKod
+                    if wish.signs(Some(auth)) && signer.is_none() =>
+                {
+                    self.counters.sign_budget += 1;
+                    Outcome::Dropped(DropReason::SignBudget)
+                }
                 RateVerdict::Allowed => {
                     let mut reply = self.time_reply(&d.header, req, sync, None);
                     reply.transmit = clock();
-                    self.finish(req, reply, Some(k), keys, ReplyKind::Time(Some(k)), out)
+                    let kind = ReplyKind::Time(Some(k));
+                    self.finish(req, reply, (Some(k), signer), keys, kind, out)
                 }
                 RateVerdict::LimitedKod => {
                     self.counters.rate_limited += 1;
                     let kod = kod_rate(&d.header, self.kod_average_log2);
-                    self.finish(req, kod, Some(k), keys, ReplyKind::KissOfDeath, out)
+                    let kind = ReplyKind::KissOfDeath;
+                    self.finish(req, kod, (Some(k), signer), keys, kind, out)
                 }
                 RateVerdict::LimitedSilent => {
                     self.counters.rate_limited += 1;
@@ -580,10 +711,24 @@ impl Answerer {
             return Outcome::Dropped(DropReason::UnverifiedLimited);
         }
         match auth {
+            PacketAuth::NoMac if wish.signs(Some(auth)) => match signer {
+                // Signed with the key it asked for: no MAC needed, whatever
+                // `require-auth` says (see the module documentation).
+                Some(signer) => {
+                    let mut reply = self.time_reply(&d.header, req, sync, None);
+                    reply.transmit = clock();
+                    let kind = ReplyKind::Time(None);
+                    self.finish(req, reply, (None, Some(signer)), keys, kind, out)
+                }
+                None => {
+                    self.counters.sign_budget += 1;
+                    Outcome::Dropped(DropReason::SignBudget)
+                }
+            },
             PacketAuth::NoMac if !self.config.require_auth => {
                 let mut reply = self.time_reply(&d.header, req, sync, None);
                 reply.transmit = clock();
-                self.finish(req, reply, None, keys, ReplyKind::Time(None), out)
+                self.finish(req, reply, (None, None), keys, ReplyKind::Time(None), out)
             }
             PacketAuth::NoMac => {
                 self.counters.restricted += 1;
@@ -627,12 +772,18 @@ impl Answerer {
         &mut self,
         req: &Request<'_>,
         header: Header,
-        key: Option<KeyId>,
+        (key, signer): (Option<KeyId>, Option<&ServerKey>),
         keys: &KeyStore,
         kind: ReplyKind,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let d = Datagram::new(header);
+        let mut d = Datagram::new(header);
+        if let Some(signer) = signer {
+            // The signature covers the header as sent (its origin is the
+            // request's cookie); the MAC, if any, then covers the field too.
+            d.extensions
+                .push(signer.sign_reply_field(&header.to_bytes()));
+        }
         match key.and_then(|k| keys.get(k)) {
             Some(k) => packet::sign(k, &d, out),
             None => {
@@ -640,7 +791,11 @@ impl Answerer {
                 d.write_signed_part(out);
             }
         }
-        self.check_size(req, kind, out)
+        let o = self.check_size(req, kind, out);
+        if signer.is_some() && matches!(o, Outcome::Reply(_)) {
+            self.counters.signed_sent += 1;
+        }
+        o
     }
 
     fn check_size(&mut self, req: &Request<'_>, kind: ReplyKind, out: &mut Vec<u8>) -> Outcome {
@@ -892,5 +1047,117 @@ mod tests {
                 "{destination:?}"
             );
         }
+    }
+
+    fn signer(n: u8) -> std::sync::Arc<ServerKey> {
+        std::sync::Arc::new(ServerKey::from_seed(&[n; 32]))
+    }
+
+    /// A request for a reply signed by `wants`, MAC'd with `key` if any.
+    fn signed_request(n: u32, wants: &ServerKey, key: Option<u16>) -> &'static [u8] {
+        let mut h = Header::new(Mode::Client);
+        h.poll = Log2Seconds(6);
+        h.transmit = NtpTimestamp::from_parts(0xeeac_d100, n);
+        let mut d = Datagram::new(h);
+        d.extensions
+            .push(signed::request_field(wants.public().fingerprint()));
+        let mut out = Vec::new();
+        match key.and_then(|k| keys().get(KeyId::new(u32::from(k))?).cloned()) {
+            Some(k) => packet::sign(&k, &d, &mut out),
+            None => d.write_signed_part(&mut out),
+        }
+        Box::leak(out.into_boxed_slice())
+    }
+
+    fn signing_responder(
+        rate: u32,
+        burst: u32,
+        signers: Vec<std::sync::Arc<ServerKey>>,
+    ) -> Responder {
+        Responder::new(
+            ResponderConfig {
+                require_auth: true,
+                precision: Log2Seconds(-20),
+            },
+            Mru::new(RateLimitConfig {
+                sign_rate: rate,
+                sign_burst: burst,
+                ..RateLimitConfig::default()
+            }),
+        )
+        .with_signers(signers)
+    }
+
+    #[test]
+    fn requests_for_signed_replies_from_many_sources_share_one_signing_budget() {
+        let key = signer(1);
+        let mut r = signing_responder(2, 3, vec![std::sync::Arc::clone(&key)]);
+        let mut out = Vec::new();
+        let outcomes: Vec<Outcome> = (0..10u8)
+            .map(|i| {
+                let from = format!("198.18.1.{i}:123");
+                ask(
+                    &mut r,
+                    &at(signed_request(u32::from(i), &key, None), &from, 5.0),
+                    &mut out,
+                )
+            })
+            .collect();
+        let signed_reply = Outcome::Reply(ReplyKind::Time(None));
+        let over = Outcome::Dropped(DropReason::SignBudget);
+        assert_eq!(outcomes[..3], [signed_reply; 3], "the burst");
+        assert_eq!(outcomes[3..], [over; 7], "then silence");
+        assert_eq!((r.counters().signed_sent, r.counters().sign_budget), (3, 7));
+        // Half a second refills one signature (2 per second).
+        let later = at(signed_request(99, &key, None), "198.18.2.1:123", 5.5);
+        assert_eq!(ask(&mut r, &later, &mut out), signed_reply);
+        let d = Datagram::parse(&out).expect("reply parses");
+        assert_eq!(signed::check_reply(key.public(), &d), Ok(()));
+        assert_eq!(d.header.origin, NtpTimestamp::from_parts(0xeeac_d100, 99));
+        // Plain requests are not charged to it.
+        let plain = Box::leak(request(1, Some(1), false).into_boxed_slice());
+        let plain_outcome = ask(&mut r, &at(plain, "198.18.2.2:123", 5.5), &mut out);
+        assert_eq!(
+            plain_outcome,
+            Outcome::Reply(ReplyKind::Time(KeyId::new(1)))
+        );
+    }
+
+    #[test]
+    fn a_request_naming_a_key_we_do_not_hold_gets_nothing() {
+        let mut r = signing_responder(200, 400, vec![signer(1)]);
+        let mut out = Vec::new();
+        let other = signer(2);
+        for (i, key) in [None, Some(1)].into_iter().enumerate() {
+            let req = at(
+                signed_request(1, &other, key),
+                "198.18.0.3:123",
+                10.0 * i as f64,
+            );
+            assert_eq!(
+                ask(&mut r, &req, &mut out),
+                Outcome::Dropped(DropReason::SigningKeyUnknown),
+                "MAC {key:?}"
+            );
+        }
+        assert_eq!(r.counters().sign_key_unknown, 2);
+        assert_eq!(r.counters().replies_sent, 0);
+    }
+
+    #[test]
+    fn a_macd_request_for_a_signed_reply_gets_one_signed_and_macd_of_its_length() {
+        let key = signer(1);
+        let mut r = signing_responder(200, 400, vec![signer(3), std::sync::Arc::clone(&key)]);
+        let mut out = Vec::new();
+        let bytes = signed_request(5, &key, Some(2));
+        let outcome = ask(&mut r, &at(bytes, "198.18.0.4:123", 1.0), &mut out);
+        assert_eq!(outcome, Outcome::Reply(ReplyKind::Time(KeyId::new(2))));
+        assert_eq!(out.len(), bytes.len());
+        let d = Datagram::parse(&out).expect("parses");
+        assert_eq!(signed::check_reply(key.public(), &d), Ok(()));
+        assert!(matches!(
+            packet::authenticate(&keys(), &out, &d, None),
+            PacketAuth::Mac(MacVerdict::Valid(k)) if k.get() == 2
+        ));
     }
 }

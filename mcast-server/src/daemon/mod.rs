@@ -59,6 +59,9 @@ pub(crate) struct Shared {
     responder: ResponderConfig,
     /// Poll floor of KoD replies (the rate limit's average interval).
     kod_average_log2: u8,
+    /// The destinations' signing keys: a calibration request that names
+    /// one's fingerprint gets a reply signed with it.
+    signers: Vec<Arc<mcast_keys::signed::ServerKey>>,
     /// Counters of each receive loop, published once per batch.
     counters: Vec<Mutex<ResponderCounters>>,
     destinations: Mutex<Vec<DestinationStatus>>,
@@ -246,6 +249,14 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
     }
 
     let mru = Mru::new(crate::settings::rate_limit(&config));
+    // Each distinct signing key once: a calibration request names the one
+    // it wants by fingerprint.
+    let mut signers: Vec<Arc<mcast_keys::signed::ServerKey>> = Vec::new();
+    for k in senders.iter().filter_map(|s| s.broadcaster.signer()) {
+        if !signers.iter().any(|have| have.public() == k.public()) {
+            signers.push(Arc::clone(k));
+        }
+    }
     let loops: usize = worker_eps.iter().map(Vec::len).sum();
     let upstream = match config.time_source.kind {
         TimeSourceKind::Upstream => Some(start_upstream(&config, precision, start)?),
@@ -261,6 +272,7 @@ pub async fn run(config: ServerConfig, keys: KeyStore) -> Result<(), DaemonError
             precision,
         },
         kod_average_log2: config.rate_limit.average_interval_log2,
+        signers,
         counters: (0..loops)
             .map(|_| Mutex::new(ResponderCounters::default()))
             .collect(),

@@ -254,6 +254,11 @@ fn delta(before: &ResponderCounters, after: &ResponderCounters) -> Option<Respon
         unverified_limited: after
             .unverified_limited
             .checked_sub(before.unverified_limited)?,
+        signed_sent: after.signed_sent.checked_sub(before.signed_sent)?,
+        sign_budget: after.sign_budget.checked_sub(before.sign_budget)?,
+        sign_key_unknown: after
+            .sign_key_unknown
+            .checked_sub(before.sign_key_unknown)?,
     })
 }
 
@@ -536,7 +541,23 @@ impl Run<'_> {
                 want.restricted = 1;
             }
         };
+        // No signing key here: a request for a signed reply is never
+        // answered, whatever its MAC or rate.
+        let wishes = mode == Mode::Client
+            && mcast_keys::signed::requested_key(d) != mcast_keys::signed::SignatureWish::None;
+        if wishes != (outcome == Outcome::Dropped(DropReason::SigningKeyUnknown)) {
+            self.fail(
+                "a request for a signed reply with no signing key gets nothing",
+                format!("{outcome:?}"),
+            );
+        }
         let ok = match outcome {
+            Outcome::Dropped(DropReason::SigningKeyUnknown) => {
+                want.sign_key_unknown = 1;
+                wishes
+            }
+            // Without signing keys there is no signing budget to spend.
+            Outcome::Dropped(DropReason::SignBudget) => false,
             Outcome::Dropped(DropReason::BadFormat) => false,
             Outcome::Dropped(DropReason::ControlMode) => {
                 want.restricted = 1;
