@@ -473,3 +473,26 @@ fn signing_key_writes_a_private_file_and_prints_only_the_public_line() {
         "an existing key is never replaced"
     );
 }
+
+/// `mcast-keygen signing-key ... | head -1`: a reader that stops early
+/// leaves a written key and a clean exit, not a panic.
+#[test]
+fn a_closed_output_pipe_is_not_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("signing.key");
+    let mut child = Command::new(BIN)
+        .arg("signing-key")
+        .arg("--output")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Close our end before it writes.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waits");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(key.is_file(), "the key was written");
+}

@@ -85,9 +85,7 @@ fn signing_key(args: &SigningKeyArgs) -> ExitCode {
                 "mcast-keygen: wrote a signing key to {} (mode 0600)",
                 args.output.display()
             );
-            println!("{}", key.public().to_line());
-            println!("fingerprint {}", key.public().fingerprint());
-            ExitCode::SUCCESS
+            print_public(&key)
         }
         Err(e @ WriteKeysError::Exists { .. }) => {
             fail(format_args!("{e} (use --force to replace it)"))
@@ -96,13 +94,26 @@ fn signing_key(args: &SigningKeyArgs) -> ExitCode {
     }
 }
 
+/// Prints the public key line and its fingerprint. A reader that stops
+/// early (`| head -1`) is not an error: the key file is written already.
+fn print_public(key: &ServerKey) -> ExitCode {
+    use std::io::Write as _;
+    let text = format!(
+        "{}\nfingerprint {}\n",
+        key.public().to_line(),
+        key.public().fingerprint()
+    );
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            fail(format_args!("cannot write to standard output: {e}"))
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 fn public_key(file: &std::path::Path) -> ExitCode {
     match ServerKey::load(file) {
-        Ok(key) => {
-            println!("{}", key.public().to_line());
-            println!("fingerprint {}", key.public().fingerprint());
-            ExitCode::SUCCESS
-        }
+        Ok(key) => print_public(&key),
         Err(e) => fail(e),
     }
 }
