@@ -36,7 +36,7 @@ use std::path::Path;
 use std::sync::atomic::{Ordering, fence};
 use std::time::{Duration, SystemTime};
 
-use mcast_core::client::bound::{BoundStatus, ErrorBound};
+use mcast_core::client::bound::{BoundStatus, ErrorBound, drift_over};
 
 /// Size of the segment, bytes.
 pub const SEGMENT_SIZE: usize = 80;
@@ -101,10 +101,12 @@ impl Contents {
         if self.status == BoundStatus::Unknown || mono > self.void_after {
             return None;
         }
-        let elapsed = mono.saturating_sub(self.as_of).as_nanos();
-        let growth = (elapsed * u128::from(self.max_drift_ppb)).div_ceil(1_000_000_000);
+        let growth = drift_over(
+            mono.saturating_sub(self.as_of),
+            u64::from(self.max_drift_ppb),
+        );
         let bound = u64::try_from(self.bound_ns.max(0)).unwrap_or(0);
-        Some(bound.saturating_add(u64::try_from(growth).unwrap_or(u64::MAX)))
+        Some(bound.saturating_add(growth))
     }
 }
 

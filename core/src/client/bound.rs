@@ -56,6 +56,14 @@ pub const UNKNOWN_DRIFT_PPB: u32 = 500_000;
 /// at, ppb.
 const PHI_PPB: u64 = 15_000;
 
+/// How far a clock drifting at `ppb` may move in `elapsed`, ns, rounded
+/// up so a bound grown by it never undershoots (what every reader of the
+/// segment adds to its bound).
+pub fn drift_over(elapsed: Duration, ppb: u64) -> u64 {
+    let ns = (elapsed.as_nanos() * u128::from(ppb)).div_ceil(1_000_000_000);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
 /// Default time a published bound stays usable without a newer one.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(60);
 
@@ -230,13 +238,8 @@ impl ErrorBound {
         if self.status == BoundStatus::Unknown || mono < self.as_of || mono > self.void_after {
             return None;
         }
-        let elapsed = (mono - self.as_of).as_nanos();
-        // Rounded up, so the grown bound never undershoots.
-        let growth = (elapsed * u128::from(self.max_drift_ppb)).div_ceil(1_000_000_000);
-        Some(
-            self.bound_ns
-                .saturating_add(u64::try_from(growth).unwrap_or(u64::MAX)),
-        )
+        let growth = drift_over(mono - self.as_of, u64::from(self.max_drift_ppb));
+        Some(self.bound_ns.saturating_add(growth))
     }
 }
 
@@ -333,9 +336,10 @@ impl BoundTracker {
         // The samples were taken before the update: the clock drifted
         // meanwhile at up to the rate below, of which the peer dispersion
         // already holds RFC 5905's PHI.
-        let age = at.saturating_sub(sample_at).as_nanos();
-        let beyond_phi = drift_ppb.saturating_sub(PHI_PPB);
-        let aged = (age * u128::from(beyond_phi)).div_ceil(1_000_000_000);
+        let aged = drift_over(
+            at.saturating_sub(sample_at),
+            drift_ppb.saturating_sub(PHI_PPB),
+        );
         let aged = NtpDuration::from_nanos(i64::try_from(aged).unwrap_or(i64::MAX));
         self.anchor = Some(Anchor {
             at,
@@ -370,14 +374,12 @@ impl BoundTracker {
             .max(self.ignored)
             .saturating_add(self.foreign)
             .saturating_add(stepped);
-        let elapsed = mono.saturating_sub(a.at).as_nanos();
-        let growth = (elapsed * u128::from(a.drift_ppb)).div_ceil(1_000_000_000);
+        let growth = drift_over(mono.saturating_sub(a.at), a.drift_ppb);
         let fixed = residual.saturating_add(a.terms).as_seconds_f64() * 1e9;
         if !fixed.is_finite() {
             return None;
         }
-        let bound_ns = (fixed.ceil().max(0.0) as u64)
-            .saturating_add(u64::try_from(growth).unwrap_or(u64::MAX));
+        let bound_ns = (fixed.ceil().max(0.0) as u64).saturating_add(growth);
         Some(ErrorBound {
             as_of: mono,
             bound_ns,
