@@ -356,6 +356,34 @@ pub fn rejected(r: &ServerStatus, s: &ClientStatus, label: &str) -> u64 {
     r.rejected.get(label).copied().unwrap_or(0) + s.rejected.get(label).copied().unwrap_or(0)
 }
 
+/// What a failed wait on a client shows: its status table and its log.
+pub fn client_diag(c: &Daemon) -> impl Fn() -> String + '_ {
+    move || format!("client status:\n{}\nlog:\n{}", c.status_text(), c.log())
+}
+
+/// Waits until the client `c` tracks `addr` with a measured (calibrated)
+/// delay; returns that server's row.
+pub fn wait_calibrated(c: &Daemon, addr: Ipv4Addr, timeout: Duration) -> ServerStatus {
+    wait_for(
+        &format!("the client to track {addr} with a calibrated delay"),
+        timeout,
+        Duration::from_millis(200),
+        || {
+            let r = server_row(&c.client_status(), addr);
+            (r.state == mcast_core::client::association::State::Tracking
+                && r.calibrated
+                && r.offset_ms.is_some())
+            .then_some(r)
+        },
+        client_diag(c),
+    )
+}
+
+/// Owned copies of `v` (a tool's arguments).
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
 /// One of our servers in a lab host, on port 123.
 pub struct OurServer(Daemon);
 

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use mcast_core::client::association::State;
 use mcast_core::client::status::ServerStatus;
 use mcast_lab::lab::{
-    Attacker, Daemon, GROUP, NTP_PORT, Program, destination, lab_required, local_source, parse_all,
-    rejected, server_row as row, stop_capture, wait_for,
+    Attacker, Daemon, GROUP, NTP_PORT, Program, client_diag as diag, destination, lab_required,
+    local_source, parse_all, rejected, server_row as row, stop_capture, strings as args,
+    wait_calibrated, wait_for,
 };
 use mcast_lab::netns::{Host, Lan};
 use mcast_proto::Mode;
@@ -59,24 +60,6 @@ fn client_with(
         body.push_str(&format!("[[server]]\naddress = \"{a}\"\nkey = 1\n"));
     }
     Daemon::start(Program::Client, host, work, "client", NTP_PORT, &body)
-}
-
-fn diag(c: &Daemon) -> impl Fn() -> String + '_ {
-    move || format!("client status:\n{}\nlog:\n{}", c.status_text(), c.log())
-}
-
-/// Waits until `addr` is tracked with a measured (calibrated) delay.
-fn wait_calibrated(c: &Daemon, addr: Ipv4Addr, timeout: Duration) -> ServerStatus {
-    wait_for(
-        &format!("the client to track {addr} with a calibrated delay"),
-        timeout,
-        Duration::from_millis(200),
-        || {
-            let r = row(&c.client_status(), addr);
-            (r.state == State::Tracking && r.calibrated && r.offset_ms.is_some()).then_some(r)
-        },
-        diag(c),
-    )
 }
 
 /// Waits until `addr`'s calibration is over, measured or not.
@@ -126,10 +109,6 @@ fn attack_lan(on_path: bool) -> (tempfile::TempDir, Lan) {
         lan.hub_mode().expect("make the bridge a hub");
     }
     (work, lan)
-}
-
-fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
 }
 
 // Attack 1 (replay takeover): the attacker records 8 broadcasts of the

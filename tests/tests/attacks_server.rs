@@ -15,15 +15,11 @@ use std::time::Duration;
 use mcast_core::client::association::State;
 use mcast_lab::lab::{
     Attacker, Daemon, GROUP, NTP_PORT, OurServer, Program, destination, lab_required, local_source,
-    parse_all, probe, stop_capture, wait_for,
+    parse_all, probe, stop_capture, strings as args, wait_for,
 };
 use mcast_lab::netns::Lan;
 use mcast_lab::probe::ProbeArgs;
 use mcast_proto::Mode;
-
-fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
-}
 
 /// A counter of the server's `status --json` by name (kebab or snake case),
 /// read as raw JSON: counters the daemon does not have yet read as absent.

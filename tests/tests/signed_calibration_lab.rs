@@ -20,8 +20,9 @@ use mcast_core::client::association::State;
 use mcast_core::client::status::{CalibrationStatus, ServerStatus};
 use mcast_keys::signed::ServerKey;
 use mcast_lab::lab::{
-    Attacker, Daemon, GROUP, NTP_PORT, Program, destination, keys_file, lab_required, local_source,
-    rejected, server_row as row, wait_for, write_private,
+    Attacker, Daemon, GROUP, NTP_PORT, Program, client_diag as diag, destination, keys_file,
+    lab_required, local_source, rejected, server_row as row, strings as args, wait_calibrated,
+    wait_for, write_private,
 };
 use mcast_lab::netns::{Host, Lan};
 
@@ -79,23 +80,6 @@ fn public_key_client(
     )
 }
 
-fn diag(c: &Daemon) -> impl Fn() -> String + '_ {
-    move || format!("client status:\n{}\nlog:\n{}", c.status_text(), c.log())
-}
-
-fn wait_calibrated(c: &Daemon, addr: Ipv4Addr, timeout: Duration) -> ServerStatus {
-    wait_for(
-        &format!("the client to track {addr} with a calibrated delay"),
-        timeout,
-        Duration::from_millis(200),
-        || {
-            let r = row(&c.client_status(), addr);
-            (r.state == State::Tracking && r.calibrated && r.offset_ms.is_some()).then_some(r)
-        },
-        diag(c),
-    )
-}
-
 fn one_way_ms(r: &ServerStatus) -> f64 {
     match r.calibration {
         CalibrationStatus::Calibrated {
@@ -103,10 +87,6 @@ fn one_way_ms(r: &ServerStatus) -> f64 {
         } => one_way_delay_ms,
         ref other => panic!("expected a measured delay, got {other:?}"),
     }
-}
-
-fn args(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// The refusals of a reply's signature, by reason, on `r`'s row.
